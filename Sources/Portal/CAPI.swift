@@ -1,0 +1,155 @@
+import CPortalShim
+import PortalEngine
+
+// The C API of include/portal/portal.h.
+
+/// A C pointer handed back to C untouched.
+struct OpaqueUserData: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer?
+}
+
+/// Conversation work written in C as a step function.
+///
+/// The `portal_conversation` the step function sees and its private state
+/// live in one block allocated with the work, so steps never allocate.
+final class CStepWork: ConversationWork {
+    private let step: portal_step_fn
+    private let userData: OpaqueUserData
+    private let block: UnsafeMutablePointer<portal_conversation>
+
+    init(step: @escaping portal_step_fn, userData: OpaqueUserData, call: Hypercall) {
+        self.step = step
+        self.userData = userData
+        let size = MemoryLayout<portal_conversation>.stride + Int(PORTAL_STATE_SIZE)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        block = raw.bindMemory(to: portal_conversation.self, capacity: 1)
+        block.pointee.state = raw + MemoryLayout<portal_conversation>.stride
+        block.pointee.call = portal_call(number: call.number.rawValue, vcpu: UInt32(truncatingIfNeeded: call.vcpu),
+                                         args: (call.arg1, call.arg2, call.arg3, call.arg4))
+        block.pointee.region_address = call.arg3
+    }
+
+    deinit { UnsafeMutableRawPointer(block).deallocate() }
+
+    func start(_ conversation: Conversation) -> WorkStep {
+        block.pointee.word_bits = UInt32(conversation.layout.wordBits)
+        block.pointee.big_endian = conversation.layout.byteOrder == .big ? 1 : 0
+        return run(conversation, nil)
+    }
+
+    func resume(_ conversation: Conversation, with response: PortalResponse) -> WorkStep {
+        var answer = portal_response(
+            code: response.code.rawValue, addr: response.address, size: response.size,
+            data: response.payload.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        return run(conversation, &answer)
+    }
+
+    func cancel(_ conversation: Conversation, because reason: PortalError) {}
+
+    private func run(_ conversation: Conversation, _ response: UnsafePointer<portal_response>?) -> WorkStep {
+        let budgetBefore = conversation.window?.installBudget ?? 0
+        block.pointee.region_size = UInt32(conversation.regionSize)
+        block.pointee.install_budget = UInt32(budgetBefore)
+        block.pointee.error = nil
+        var command = portal_command()
+        var result: UInt64 = 0
+        let outcome = step(userData.pointer, block, response, &command, &result)
+        // The step may have spent budget by decrementing the field itself.
+        let spent = budgetBefore - Int(min(block.pointee.install_budget, UInt32(budgetBefore)))
+        if spent > 0 { _ = conversation.window?.take(spent) }
+        switch outcome {
+        case PORTAL_STEP_COMMAND:
+            let payload: CommandPayload = command.data.map {
+                .borrowed(UnsafeRawBufferPointer(start: $0, count: command.data_length))
+            } ?? .none
+            return .command(PortalCommand(op: command.op, pid: command.pid, address: command.addr,
+                                          size: command.size, payload: payload))
+        case PORTAL_STEP_FINISH:
+            return .finished(result)
+        case PORTAL_STEP_FAIL:
+            let message = block.pointee.error.map { String(cString: $0) }
+                ?? "the step function returned PORTAL_STEP_FAIL without setting conversation->error"
+            return .failed(PortalError.workFailed(message))
+        default:
+            return .failed(PortalError.workFailed(
+                "the step function returned \(outcome.rawValue), expected PORTAL_STEP_COMMAND, _FINISH or _FAIL"))
+        }
+    }
+}
+
+private func withEngine(_ function: String, _ body: (PortalEngine) -> Int32) -> Int32 {
+    PluginInstance.withCurrent { body($0.engine) } ?? {
+        LogSink.standardError.logger(level: .error).error("\(function): the plugin is not initialised")
+        return -1
+    }()
+}
+
+@_cdecl("portal_attach")
+public func portalAttach(_ number: UInt32, _ step: portal_step_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    withEngine("portal_attach") { engine in
+        guard let step else {
+            engine.logger.error("portal_attach(\(HypercallNumber(rawValue: number))): the step function is NULL")
+            return -1
+        }
+        let data = OpaqueUserData(pointer: userData)
+        let attached = engine.attach(HypercallNumber(rawValue: number), WorkFactory { call in
+            CStepWork(step: step, userData: data, call: call)
+        })
+        return attached ? 0 : -1
+    }
+}
+
+@_cdecl("portal_detach")
+public func portalDetach(_ number: UInt32) -> Int32 {
+    withEngine("portal_detach") { engine in
+        guard engine.detach(HypercallNumber(rawValue: number)) else {
+            engine.logger.error("portal_detach(\(HypercallNumber(rawValue: number))): no work is attached to it")
+            return -1
+        }
+        return 0
+    }
+}
+
+@_cdecl("portal_register_interrupt")
+public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: portal_step_fn?,
+                                    _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    withEngine("portal_register_interrupt") { engine in
+        guard let name, let step else {
+            engine.logger.error("portal_register_interrupt: the name or the step function is NULL")
+            return -1
+        }
+        let data = OpaqueUserData(pointer: userData)
+        engine.registerInterrupt(String(cString: name), WorkFactory { call in
+            CStepWork(step: step, userData: data, call: call)
+        })
+        return 0
+    }
+}
+
+@_cdecl("portal_queue_interrupt")
+public func portalQueueInterrupt(_ name: UnsafePointer<CChar>?) -> Bool {
+    withEngine("portal_queue_interrupt") { engine in
+        guard let name else {
+            engine.logger.error("portal_queue_interrupt: the name is NULL")
+            return -1
+        }
+        return engine.queueInterrupt(String(cString: name)) ? 0 : -1
+    } == 0
+}
+
+@_cdecl("portal_take_install_budget")
+public func portalTakeInstallBudget(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                    _ wanted: UInt32) -> UInt32 {
+    guard let conversation else { return 0 }
+    let granted = min(wanted, conversation.pointee.install_budget)
+    conversation.pointee.install_budget -= granted
+    return granted
+}
+
+@_cdecl("portal_op")
+public func portalOp(_ name: UnsafePointer<CChar>?) -> UInt32 {
+    guard let name else { return 0 }
+    return PluginInstance.withCurrent { $0.engine.configuration.ops.number(of: String(cString: name)) ?? 0 }
+        .flatMap { $0 } ?? 0
+}

@@ -1,0 +1,100 @@
+import CPortalShim
+import PortalEngine
+
+/// Guest memory through the PANDA-style emulator's accessors.
+struct PandaMemory: GuestMemory {
+    let cpu: OpaquePointer
+
+    func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        panda_virtual_memory_read(cpu, address, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                  Int32(buffer.count)) == 0
+    }
+
+    func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
+        panda_virtual_memory_write(cpu, address, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                   Int32(buffer.count)) == 0
+    }
+}
+
+/// PANDA-style entry point: reads and checks the arguments, then serves
+/// every hypercall of the guest. See include/portal/panda.h.
+@_cdecl("init_plugin")
+public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
+    let early = LogSink.standardError.logger(level: .error)
+    guard portal_shim_has_panda_host() else {
+        early.error("init_plugin: the process does not export the PANDA-style emulator functions of portal/panda.h")
+        return false
+    }
+    guard let handle else {
+        early.error("init_plugin: the plugin handle is NULL")
+        return false
+    }
+    var argv: UnsafePointer<UnsafePointer<CChar>?>? = nil
+    let argc = Int(panda_get_plugin_args(handle, &argv))
+    let arguments = (0..<max(argc, 0)).compactMap { argv?[$0].map { String(cString: $0) } }
+
+    let configuration: PortalConfiguration
+    let sink: LogSink
+    switch PluginInstance.configure(arguments) {
+    case .success(let configured): (configuration, sink) = configured
+    case .failure(let error):
+        early.error("init_plugin: \(error)")
+        return false
+    }
+
+    var info = panda_guest_info()
+    panda_get_guest_info(&info)
+    guard info.word_bits == 32 || info.word_bits == 64 else {
+        early.error("init_plugin: the emulator reports a \(info.word_bits)-bit guest, expected 32 or 64")
+        return false
+    }
+    guard info.vcpu_count >= 1, info.vcpu_count <= 4096 else {
+        early.error("init_plugin: the emulator reports \(info.vcpu_count) vCPUs, expected 1 to 4096")
+        return false
+    }
+    let layout = GuestLayout(wordBits: Int(info.word_bits), byteOrder: info.big_endian != 0 ? .big : .little)
+    let instance = PluginInstance(configuration: configuration, layout: layout,
+                                  vcpuCount: Int(info.vcpu_count), sink: sink)
+    guard PluginInstance.install(instance) else {
+        early.error("init_plugin: the plugin is already initialised; call uninit_plugin first")
+        return false
+    }
+    if let demo = configuration.demo, !Demonstrations.install(demo, on: instance.engine) {
+        PluginInstance.uninstall()
+        return false
+    }
+    panda_register_hypercall_callback(handle, pandaHypercall)
+    instance.logger.info("loaded for a \(layout) guest with \(info.vcpu_count) vCPUs")
+    return true
+}
+
+@_cdecl("uninit_plugin")
+public func uninitPlugin(_ handle: UnsafeMutableRawPointer?) {
+    if portal_shim_has_panda_host(), let handle { panda_unregister_hypercall_callback(handle) }
+    PluginInstance.uninstall()
+}
+
+private let pandaHypercall: panda_hypercall_cb = { cpu, registers in
+    guard let cpu, let registers else { return false }
+    return PluginInstance.withCurrent { instance in
+        let index = Int(panda_cpu_index(cpu))
+        guard instance.vcpus.indices.contains(index) else {
+            instance.logger.error("hypercall \(HypercallNumber(register: registers.pointee.number)): the emulator says vCPU \(index), expected 0 to \(instance.vcpus.count - 1); ignored")
+            return false
+        }
+        let args = registers.pointee.args
+        let call = Hypercall(number: registers.pointee.number, arg1: args.0, arg2: args.1, arg3: args.2,
+                             arg4: args.3, vcpu: index)
+        switch instance.engine.hypercall(call, vcpu: instance.vcpus[index], memory: PandaMemory(cpu: cpu)) {
+        case .notMine:
+            return false
+        case .handled:
+            registers.pointee.set_return = false
+            return true
+        case .returning(let value):
+            registers.pointee.return_value = value
+            registers.pointee.set_return = true
+            return true
+        }
+    } ?? false
+}

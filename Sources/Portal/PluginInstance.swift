@@ -1,0 +1,60 @@
+import PortalEngine
+import Synchronization
+
+/// Everything one load of the plugin owns: the engine, its vCPUs and its log.
+/// Exactly one instance is current between init and uninit, whichever
+/// emulator loaded the library.
+final class PluginInstance: Sendable {
+    let engine: PortalEngine
+    /// Indexed by vCPU number; created up front so a trap finds its vCPU
+    /// without a lock.
+    let vcpus: [VCPU]
+    let sink: LogSink
+
+    init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink) {
+        self.sink = sink
+        let engine = PortalEngine(configuration: configuration, layout: layout,
+                                  logger: sink.logger(level: configuration.logLevel))
+        self.engine = engine
+        vcpus = (0..<vcpuCount).map { engine.makeVCPU(index: $0) }
+    }
+
+    var logger: PortalLogger { engine.logger }
+
+    /// The instance of the current load, read on every trap.
+    private static let current = Atomic<Unmanaged<PluginInstance>?>(nil)
+
+    /// Calls `body` with the current instance without retaining it: the
+    /// emulator stops calling the plugin before it unloads it, so the
+    /// instance outlives every callback.
+    @inline(__always)
+    static func withCurrent<R>(_ body: (PluginInstance) -> R) -> R? {
+        guard let instance = current.load(ordering: .acquiring) else { return nil }
+        return instance._withUnsafeGuaranteedRef(body)
+    }
+
+    /// Makes `instance` current; false if another load is still current.
+    static func install(_ instance: PluginInstance) -> Bool {
+        current.compareExchange(expected: nil, desired: Unmanaged.passRetained(instance),
+                                ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Ends the current load: every conversation still waiting is ended and logged.
+    static func uninstall() {
+        guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
+        instance.takeUnretainedValue().engine.shutdown()
+        instance.release()
+    }
+
+    /// Parses plugin arguments and opens the log they name.
+    static func configure(_ arguments: [String]) -> Result<(PortalConfiguration, LogSink), ArgumentError> {
+        let configuration: PortalConfiguration
+        do {
+            configuration = try PortalConfiguration.parse(arguments, readFile: readTextFile)
+        } catch {
+            return .failure(error)
+        }
+        guard let path = configuration.logFile else { return .success((configuration, .standardError)) }
+        return LogSink.appending(to: path).map { (configuration, $0) }
+    }
+}

@@ -1,0 +1,97 @@
+import Synchronization
+
+/// Runs a Swift `async` handler as conversation work, synchronously on the
+/// thread of the vCPU that trapped.
+///
+/// The handler's task prefers this object as its executor, so every job of
+/// the task lands in `enqueue` on the thread that resumed it, and
+/// `runUntilSuspended` runs it right there: starting the handler or handing
+/// it an answer runs it up to its next guest operation (or its end) before
+/// the hypercall returns. No other thread, no global executor, and the same
+/// guest behaviour always gives the same interleaving.
+final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
+    typealias Body = @Sendable (Guest) async throws -> UInt64
+
+    private let body: Body
+    /// The task's next job, waiting to run on the trapping thread.
+    private var job: UnownedJob?
+    /// The handler's pending guest operation.
+    private var continuation: UnsafeContinuation<PortalResponse, any Error>?
+    /// What the handler did since it was last resumed.
+    private var step: WorkStep?
+    /// Set once the conversation is over: later guest operations throw.
+    private var ended = false
+    /// Set when the handler suspended on something other than the guest: its
+    /// jobs will arrive from other threads, and run where they arrive.
+    private let detached = Atomic<Bool>(false)
+
+    init(_ body: @escaping Body) { self.body = body }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if detached.load(ordering: .acquiring) {
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        } else {
+            self.job = job
+        }
+    }
+
+    private func runUntilSuspended() {
+        while let next = job {
+            job = nil
+            next.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+
+    func start(_ conversation: Conversation) -> WorkStep {
+        let guest = Guest(work: self, conversation: conversation)
+        Task(executorPreference: self) { [body] in
+            do {
+                let value = try await body(guest)
+                self.step = .finished(value)
+            } catch {
+                self.step = .failed(error)
+            }
+            self.ended = true
+        }
+        runUntilSuspended()
+        return takeStep()
+    }
+
+    func resume(_ conversation: Conversation, with response: PortalResponse) -> WorkStep {
+        guard let pending = continuation else { return .failed(PortalError.conversationEnded) }
+        continuation = nil
+        pending.resume(returning: response)
+        runUntilSuspended()
+        return takeStep()
+    }
+
+    func cancel(_ conversation: Conversation, because reason: PortalError) {
+        ended = true
+        guard let pending = continuation else { return }
+        continuation = nil
+        pending.resume(throwing: reason)
+        runUntilSuspended()
+        step = nil
+    }
+
+    private func takeStep() -> WorkStep {
+        if let step {
+            self.step = nil
+            return step
+        }
+        ended = true
+        detached.store(true, ordering: .releasing)
+        return .failed(PortalError.suspendedOutsideGuest)
+    }
+
+    /// Sends `command` and suspends the handler until the guest answers.
+    func exchange(_ command: PortalCommand) async throws -> PortalResponse {
+        if ended { throw PortalError.conversationEnded }
+        if continuation != nil { throw GuestError.concurrentOperation }
+        return try await withUnsafeThrowingContinuation { continuation in
+            self.continuation = continuation
+            self.step = .command(command)
+        }
+    }
+}

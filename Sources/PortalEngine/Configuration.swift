@@ -1,0 +1,121 @@
+/// The plugin's settings, parsed from its `key=value` arguments. The same
+/// arguments work under every emulator front end.
+public struct PortalConfiguration: Sendable, Equatable {
+    public var logLevel: LogLevel = .warn
+    /// Log lines are appended to this file instead of standard error.
+    public var logFile: String? = nil
+    /// Region payload size used until the guest registers its own.
+    public var regionSize: Int = 4072
+    /// Installs interrupt work may make per interrupt window (Python host: 32).
+    public var installBudget: Int = 32
+    public var ops: OpTable = .standard
+    /// Conversations that may wait for the guest at once; more are refused.
+    public var maxConversations: Int = 4096
+    /// Distinct interrupt names that may be pending at once.
+    public var maxInterrupts: Int = 1024
+    /// A built-in demonstration or workload to attach at start-up.
+    public var demo: String? = nil
+
+    public init() {}
+
+    /// The largest region payload the engine accepts, from the guest or an
+    /// argument: well above any page size a guest kernel uses, low enough that
+    /// a hostile guest cannot make the host allocate without bound.
+    public static let maxRegionSize = 1 << 20
+
+    /// The argument names, for the message that lists them.
+    public static let argumentNames = [
+        "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
+        "max_interrupts", "demo",
+    ]
+
+    /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
+    public static func parse(
+        _ arguments: [String], readFile: (String) throws -> String
+    ) throws(ArgumentError) -> PortalConfiguration {
+        var configuration = PortalConfiguration()
+        var seen: Set<String> = []
+        for argument in arguments {
+            guard let equals = argument.firstIndex(of: "=") else {
+                throw ArgumentError(argument: argument, message: "expected key=value")
+            }
+            let key = String(argument[..<equals])
+            let value = String(argument[argument.index(after: equals)...])
+            guard argumentNames.contains(key) else {
+                throw ArgumentError(argument: argument, message:
+                    "unknown argument '\(key)'; known: \(argumentNames.joined(separator: ", "))")
+            }
+            guard seen.insert(key).inserted else {
+                throw ArgumentError(argument: argument, message: "'\(key)' is given twice")
+            }
+            func integer(_ range: ClosedRange<Int>) throws(ArgumentError) -> Int {
+                guard let number = parseInteger(value), range.contains(number) else {
+                    throw ArgumentError(argument: argument, message:
+                        "expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+                }
+                return number
+            }
+            switch key {
+            case "log":
+                guard let level = LogLevel(name: value) else {
+                    throw ArgumentError(argument: argument, message:
+                        "expected one of \(LogLevel.allCases.map(\.description).joined(separator: ", "))")
+                }
+                configuration.logLevel = level
+            case "log_file":
+                guard !value.isEmpty else {
+                    throw ArgumentError(argument: argument, message: "expected a file path")
+                }
+                configuration.logFile = value
+            case "region_size":
+                configuration.regionSize = try integer(1...maxRegionSize)
+            case "install_budget":
+                configuration.installBudget = try integer(1...1_000_000)
+            case "max_conversations":
+                configuration.maxConversations = try integer(1...1_000_000)
+            case "max_interrupts":
+                configuration.maxInterrupts = try integer(1...1_000_000)
+            case "demo":
+                guard !value.isEmpty else {
+                    throw ArgumentError(argument: argument, message: "expected a demonstration name")
+                }
+                configuration.demo = value
+            case "ops":
+                let text: String
+                do {
+                    text = try readFile(value)
+                } catch {
+                    throw ArgumentError(argument: argument, message: "cannot read the op table: \(error)")
+                }
+                do {
+                    configuration.ops = try OpTable(parsing: text)
+                } catch {
+                    throw ArgumentError(argument: argument, message: "bad op table: \(error)")
+                }
+            default:
+                preconditionFailure("argumentNames and the switch disagree on '\(key)'")
+            }
+        }
+        return configuration
+    }
+}
+
+/// A plugin argument that was refused, with the argument as given.
+public struct ArgumentError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var argument: String
+    public var message: String
+
+    public init(argument: String, message: String) {
+        self.argument = argument
+        self.message = message
+    }
+
+    public var description: String { "argument '\(argument)': \(message)" }
+}
+
+/// Decimal, or hexadecimal with 0x.
+func parseInteger(_ text: String) -> Int? {
+    let lower = text.lowercased()
+    if lower.hasPrefix("0x") { return Int(lower.dropFirst(2), radix: 16) }
+    return Int(text)
+}

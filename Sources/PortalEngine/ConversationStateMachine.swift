@@ -1,0 +1,115 @@
+/// What a conversation's work does next.
+public enum WorkStep: @unchecked Sendable {
+    /// Send this command and wait for the guest's answer.
+    case command(PortalCommand)
+    /// Done: end the conversation; the value goes to the return register.
+    case finished(UInt64)
+    /// Give up: end the conversation and report why.
+    case failed(any Error)
+}
+
+/// The protocol side of one conversation: which answer it waits for, and
+/// what the engine must do with each event. It does no I/O: it returns
+/// actions, and the engine reads and writes the region.
+struct ConversationStateMachine {
+    enum State {
+        /// The work is deciding its next step.
+        case working
+        /// A command was written; the guest owes an answer. `payloadHint` is
+        /// how much payload a READ_OK/READ_PARTIAL answer can carry, so the
+        /// answer is read with one guest access.
+        case awaitingAnswer(op: UInt32, payloadHint: Int)
+        case ended
+    }
+
+    enum StepAction {
+        /// Write this command into the region.
+        case write(PortalCommand)
+        /// Write NONE unless `isFirstStep` (the guest zeroed the header
+        /// itself), drop the conversation, return `value`.
+        case finish(UInt64, isFirstStep: Bool)
+        /// Write NONE, drop the conversation, report.
+        case fail(PortalError)
+    }
+
+    enum AnswerAction {
+        /// Read the header and up to `payloadHint` payload bytes, then
+        /// decode an answer with `code`.
+        case readAnswer(ResponseCode, payloadHint: Int)
+        /// Read the header only (READ_NUM carries its value in `size`).
+        case readHeader(ResponseCode)
+        /// The code is all there is (WRITE_OK, WRITE_FAIL, READ_FAIL, NONE).
+        case deliver(PortalResponse)
+        /// arg4 = 0: the guest started a new conversation on this region.
+        case restart
+        case fail(PortalError)
+    }
+
+    private(set) var state: State = .working
+    private var stepsTaken = 0
+
+    var isEnded: Bool { if case .ended = state { true } else { false } }
+
+    /// The work produced `step`.
+    mutating func workStepped(_ step: WorkStep, ops: OpTable, regionSize: Int) -> StepAction {
+        guard case .working = state else {
+            preconditionFailure("a work step arrived while the conversation was \(state)")
+        }
+        defer { stepsTaken += 1 }
+        switch step {
+        case .command(let command):
+            guard ops.contains(command.op) else {
+                state = .ended
+                return .fail(.invalidOp(command.op, max: ops.max))
+            }
+            let payloadHint: Int
+            switch command.op {
+            case ops.read: payloadHint = Int(min(max(command.size, 0), Int64(regionSize)))
+            case ops.write: payloadHint = 0
+            default: payloadHint = regionSize
+            }
+            state = .awaitingAnswer(op: command.op, payloadHint: payloadHint)
+            return .write(command)
+        case .finished(let value):
+            state = .ended
+            return .finish(value, isFirstStep: stepsTaken == 0)
+        case .failed(let error):
+            state = .ended
+            return .fail(error as? PortalError ?? .workFailed(String(describing: error)))
+        }
+    }
+
+    /// The guest trapped again on this conversation's region; `answer` is arg4.
+    mutating func guestAnswered(_ answer: UInt64) -> AnswerAction {
+        guard case .awaitingAnswer(_, let payloadHint) = state else {
+            preconditionFailure("an answer arrived while the conversation was \(state)")
+        }
+        // A 32-bit int in a 64-bit register may arrive sign-extended.
+        let low = UInt32(truncatingIfNeeded: answer)
+        if low == 0 { return .restart }
+        let code = ResponseCode(rawValue: low)
+        guard code.isValid, answer >> 32 == 0 || answer >> 32 == 0xffff_ffff else {
+            state = .ended
+            return .fail(.invalidResponse(answer))
+        }
+        state = .working
+        switch code {
+        case .readOK, .readPartial: return .readAnswer(code, payloadHint: payloadHint)
+        case .readNumber: return .readHeader(code)
+        default: return .deliver(PortalResponse(code: code))
+        }
+    }
+
+    /// The answer's header was read: checks that it fits the region.
+    mutating func answerRead(_ code: ResponseCode, header: RegionHeader,
+                             regionSize: Int) -> PortalError? {
+        if code.carriesPayload && header.size > UInt64(regionSize) {
+            state = .ended
+            return .answerTooLarge(code, size: header.size, regionSize: regionSize)
+        }
+        return nil
+    }
+
+    /// The engine ended the conversation from outside (I/O failure, unload, reclaim).
+    mutating func end() { state = .ended }
+}

@@ -1,0 +1,512 @@
+import Synchronization
+
+/// Guest virtual memory as one vCPU sees it, supplied by the emulator front end.
+public protocol GuestMemory {
+    /// Fills `buffer` from `address`; false if any byte is not mapped.
+    func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool
+    /// Copies `buffer` to `address`; false if any byte is not mapped.
+    func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool
+}
+
+/// What the emulator does with a hypercall after the engine saw it.
+public enum HypercallOutcome: Equatable, Sendable {
+    /// Not a portal hypercall (or nobody attached work to it).
+    case notMine
+    /// Handled; leave the return register alone.
+    case handled
+    /// Handled; write this into the return register.
+    case returning(UInt64)
+}
+
+/// Per-vCPU state, touched only by that vCPU's thread.
+public final class VCPU: @unchecked Sendable {
+    public let index: Int
+    /// Header and payload of the region being written or read: every round
+    /// trip goes through it, so none allocates.
+    private var scratch: UnsafeMutableRawBufferPointer
+    /// The conversation this vCPU served last. A conversation usually stays
+    /// on one vCPU, so this skips the shared table (and its lock) on almost
+    /// every trap; the conversation's claim keeps it correct when it migrates.
+    var lastConversation: Conversation?
+
+    init(index: Int) {
+        self.index = index
+        scratch = .allocate(byteCount: RegionHeader.size + 4096, alignment: 16)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// A buffer for a header and `payloadSize` payload bytes.
+    func scratch(payloadSize: Int) -> UnsafeMutableRawBufferPointer {
+        let needed = RegionHeader.size + payloadSize
+        if scratch.count < needed {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: needed, alignment: 16)
+        }
+        return scratch
+    }
+}
+
+/// The portal engine: serves the protocol's own hypercalls, runs the work
+/// attached to other hypercall numbers as conversations keyed by region
+/// address, and runs queued interrupt work in PORTAL_INTERRUPT conversations.
+///
+/// Any number of vCPU threads may call `hypercall` at once. Shared state:
+/// the handler table (an immutable snapshot read without a lock), the table
+/// of waiting conversations (a mutex, skipped when a vCPU continues its own
+/// last conversation), the interrupt queue (a mutex, with a lock-free
+/// "anything pending?" count), and atomics for the region size and the flag.
+public final class PortalEngine: @unchecked Sendable {
+    public let configuration: PortalConfiguration
+    public let layout: GuestLayout
+    public let logger: PortalLogger
+
+    private let registeredRegionSize: Atomic<Int>
+    /// Guest address of the interrupt flag; 0 until the guest gives it.
+    private let flagAddress = Atomic<UInt64>(0)
+    private let handlers = HandlerRegistry()
+    private let interrupts: InterruptQueue
+    private let waiting = Mutex<[UInt64: Conversation]>([:])
+    private let waitingCount = Atomic<Int>(0)
+
+    public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
+        self.configuration = configuration
+        self.layout = layout
+        self.logger = logger
+        self.registeredRegionSize = Atomic(configuration.regionSize)
+        self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
+    }
+
+    /// Payload bytes per region: the guest's registration, else `region_size=`.
+    public var regionSize: Int { registeredRegionSize.load(ordering: .relaxed) }
+
+    /// Conversations waiting for the guest's next trap.
+    public var liveConversations: Int { waitingCount.load(ordering: .relaxed) }
+
+    public func makeVCPU(index: Int) -> VCPU { VCPU(index: index) }
+
+    // MARK: Analysis API
+
+    /// Runs `factory`'s work for every conversation hypercall `number` starts;
+    /// replaces earlier work on that number. The protocol's own numbers are refused.
+    @discardableResult
+    public func attach(_ number: HypercallNumber, _ factory: WorkFactory) -> Bool {
+        guard !number.isReservedByProtocol else {
+            logger.error("cannot attach work to hypercall \(number): the portal protocol uses it")
+            return false
+        }
+        handlers.set(number.rawValue, factory)
+        return true
+    }
+
+    /// Attaches a Swift handler; its return value becomes the hypercall's result.
+    @discardableResult
+    public func attach(_ number: HypercallNumber,
+                       _ body: @escaping @Sendable (Guest) async throws -> UInt64) -> Bool {
+        attach(number, .async(body))
+    }
+
+    @discardableResult
+    public func detach(_ number: HypercallNumber) -> Bool { handlers.remove(number.rawValue) }
+
+    public func registerInterrupt(_ name: String, _ factory: WorkFactory) {
+        interrupts.register(name, factory)
+    }
+
+    /// Registers a Swift interrupt handler; a later registration of `name` wins.
+    public func registerInterrupt(_ name: String, _ body: @escaping @Sendable (Guest) async throws -> Void) {
+        registerInterrupt(name, .async { guest in
+            try await body(guest)
+            return 0
+        })
+    }
+
+    public func unregisterInterrupt(_ name: String) { interrupts.unregister(name) }
+
+    /// Queues interrupt `name` for the guest's next PORTAL_INTERRUPT
+    /// conversation. The flag itself is raised at the next trap of any vCPU
+    /// (guest memory can only be written from a vCPU), and on every trap
+    /// after it until the guest runs the interrupt conversation.
+    @discardableResult
+    public func queueInterrupt(_ name: String) -> Bool {
+        switch interrupts.queue(name) {
+        case .queued, .alreadyPending:
+            return true
+        case .noHandler:
+            logger.error("cannot queue interrupt '\(name)': no handler has that name")
+            return false
+        case .full:
+            logger.error("cannot queue interrupt '\(name)': \(configuration.maxInterrupts) interrupts are pending already (max_interrupts)")
+            return false
+        }
+    }
+
+    public var pendingInterrupts: [String] { interrupts.pendingNames }
+
+    // MARK: Hypercalls
+
+    /// Serves one trapped hypercall on `vcpu`'s thread.
+    public func hypercall<Memory: GuestMemory>(_ call: Hypercall, vcpu: VCPU,
+                                               memory: Memory) -> HypercallOutcome {
+        let number = call.number
+        switch number {
+        case .registerMemRegion:
+            registerRegion(call)
+            return .handled
+        case .enablePortalInterrupt:
+            enableInterrupts(call, memory: memory)
+            return .handled
+        default:
+            break
+        }
+        let region = call.arg3 & layout.addressMask
+        let site = TrapSite(number: number, vcpu: vcpu.index, regionAddress: region)
+
+        // A conversation waiting on this region continues, whatever its number.
+        switch claimWaiting(region, vcpu: vcpu) {
+        case .claimed(let conversation):
+            if let outcome = continueConversation(conversation, answer: call.arg4, vcpu: vcpu,
+                                                  memory: memory) {
+                return outcome
+            }
+        // arg4 = 0: the guest gave up on it and starts a new conversation here.
+        case .busy:
+            logger.error("\(site): \(PortalError.busyOnAnotherVCPU)")
+            return .handled
+        case .none:
+            break
+        }
+
+        if interrupts.hasPending && number != .portalInterrupt { setFlag(1, memory: memory) }
+
+        let factory: WorkFactory
+        var window: InterruptWindow? = nil
+        if number == .portalInterrupt {
+            let pending = interrupts.takePending()
+            setFlag(0, memory: memory)
+            if pending.isEmpty { return .handled }
+            window = InterruptWindow(installBudget: configuration.installBudget)
+            factory = WorkFactory { _ in InterruptWindowWork(handlers: pending) }
+        } else {
+            guard let attached = handlers.lookup(number.rawValue) else { return .notMine }
+            factory = attached
+        }
+
+        let answer = UInt32(truncatingIfNeeded: call.arg4)
+        if answer != 0 {
+            // The guest is mid-loop, but nothing waits on this region (the
+            // conversation was ended, or never started): end the guest's loop.
+            logger.warn("\(site): \(PortalError.strayAnswer(ResponseCode(rawValue: answer)))")
+            writeNone(region, vcpu: vcpu, memory: memory, site: site)
+            return .handled
+        }
+        var call = call
+        call.vcpu = vcpu.index
+        call.arg3 = region
+        let conversation = Conversation(call: call, engine: self, window: window, work: factory.make(call))
+        return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
+                    isNew: true)
+    }
+
+    /// Hands the guest's answer to a waiting conversation. nil when the
+    /// guest abandoned it (arg4 = 0): the conversation is ended and a new one
+    /// may start on the region.
+    private func continueConversation<Memory: GuestMemory>(
+        _ conversation: Conversation, answer: UInt64, vcpu: VCPU, memory: Memory
+    ) -> HypercallOutcome? {
+        let regionSize = self.regionSize
+        let response: PortalResponse
+        switch conversation.machine.guestAnswered(answer) {
+        case .restart:
+            finish(conversation, vcpu: vcpu, memory: memory, writeNone: false, failure: .abandoned,
+                   level: .warn)
+            return nil
+        case .fail(let error):
+            return fail(conversation, error, vcpu: vcpu, memory: memory)
+        case .deliver(let delivered):
+            response = delivered
+        case .readHeader(let code):
+            let scratch = vcpu.scratch(payloadSize: regionSize)
+            guard memory.read(conversation.regionAddress,
+                              into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<RegionHeader.size]))
+            else {
+                return fail(conversation, .regionUnreadable(bytes: RegionHeader.size), vcpu: vcpu,
+                            memory: memory)
+            }
+            let header = RegionHeader(decoding: scratch.baseAddress!, layout: layout)
+            response = PortalResponse(code: code, address: header.address, size: header.size)
+        case .readAnswer(let code, let payloadHint):
+            // One guest access for the header and the payload the command
+            // can produce; a second one only if the guest sent more.
+            let scratch = vcpu.scratch(payloadSize: regionSize)
+            let firstRead = RegionHeader.size + min(payloadHint, regionSize)
+            guard memory.read(conversation.regionAddress,
+                              into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<firstRead])) else {
+                return fail(conversation, .regionUnreadable(bytes: firstRead), vcpu: vcpu, memory: memory)
+            }
+            let header = RegionHeader(decoding: scratch.baseAddress!, layout: layout)
+            if let error = conversation.machine.answerRead(code, header: header, regionSize: regionSize) {
+                return fail(conversation, error, vcpu: vcpu, memory: memory)
+            }
+            let answerEnd = RegionHeader.size + Int(header.size)
+            if answerEnd > firstRead {
+                guard memory.read(conversation.regionAddress &+ UInt64(firstRead),
+                                  into: UnsafeMutableRawBufferPointer(rebasing: scratch[firstRead..<answerEnd]))
+                else {
+                    return fail(conversation, .regionUnreadable(bytes: answerEnd), vcpu: vcpu, memory: memory)
+                }
+            }
+            response = PortalResponse(
+                code: code, address: header.address, size: header.size,
+                payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
+        }
+        return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
+                    memory: memory, isNew: false)
+    }
+
+    /// Carries out what the work decided.
+    private func step<Memory: GuestMemory>(_ conversation: Conversation, _ workStep: WorkStep, vcpu: VCPU,
+                                           memory: Memory, isNew: Bool) -> HypercallOutcome {
+        let regionSize = self.regionSize
+        switch conversation.machine.workStepped(workStep, ops: configuration.ops, regionSize: regionSize) {
+        case .write(let command):
+            if isNew, let refusal = startWaiting(conversation) {
+                conversation.machine.end()
+                conversation.work.cancel(conversation, because: refusal)
+                logger.error("\(conversation.site): \(refusal)")
+                return .handled
+            }
+            let scratch = vcpu.scratch(payloadSize: regionSize)
+            let count = command.encode(into: scratch, payloadSize: regionSize, layout: layout)
+            guard memory.write(conversation.regionAddress,
+                               from: UnsafeRawBufferPointer(rebasing: scratch[..<count])) else {
+                conversation.machine.end()
+                return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
+                            writeNone: false)
+            }
+            vcpu.lastConversation = conversation
+            conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
+            return .handled
+        case .finish(let value, let isFirstStep):
+            finish(conversation, vcpu: vcpu, memory: memory, writeNone: !isFirstStep, failure: nil,
+                   level: .debug)
+            return .returning(value)
+        case .fail(let error):
+            return fail(conversation, error, vcpu: vcpu, memory: memory)
+        }
+    }
+
+    private func fail<Memory: GuestMemory>(_ conversation: Conversation, _ error: PortalError, vcpu: VCPU,
+                                           memory: Memory, writeNone: Bool = true) -> HypercallOutcome {
+        finish(conversation, vcpu: vcpu, memory: memory, writeNone: writeNone, failure: error, level: .error)
+        return .handled
+    }
+
+    /// Ends a conversation: NONE into the region so the guest leaves its
+    /// loop, out of the table, the work released, and a log line for a failure.
+    private func finish<Memory: GuestMemory>(_ conversation: Conversation, vcpu: VCPU, memory: Memory,
+                                             writeNone: Bool, failure: PortalError?, level: LogLevel) {
+        conversation.machine.end()
+        if writeNone {
+            self.writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: conversation.site)
+        }
+        stopWaiting(conversation)
+        if vcpu.lastConversation === conversation { vcpu.lastConversation = nil }
+        conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
+        if let failure {
+            logger.log(level, "\(TrapSite(number: conversation.call.number, vcpu: vcpu.index, regionAddress: conversation.regionAddress)): \(failure)")
+            conversation.work.cancel(conversation, because: failure)
+        }
+    }
+
+    private func writeNone<Memory: GuestMemory>(_ region: UInt64, vcpu: VCPU, memory: Memory, site: TrapSite) {
+        let scratch = vcpu.scratch(payloadSize: regionSize)
+        RegionHeader(op: 0, pid: currentProcessID, address: 0, size: 0).encode(to: scratch.baseAddress!,
+                                                                               layout: layout)
+        if !memory.write(region, from: UnsafeRawBufferPointer(rebasing: scratch[..<RegionHeader.size])) {
+            logger.error("\(site): could not write NONE to end the guest's loop: \(PortalError.regionUnwritable(bytes: RegionHeader.size))")
+        }
+    }
+
+    // MARK: Waiting conversations
+
+    private enum ClaimResult {
+        case claimed(Conversation)
+        case busy
+        case none
+    }
+
+    private func claimWaiting(_ region: UInt64, vcpu: VCPU) -> ClaimResult {
+        if let last = vcpu.lastConversation, last.regionAddress == region,
+           last.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.busy,
+                                      ordering: .acquiring).exchanged {
+            return .claimed(last)
+        }
+        guard let found = waiting.withLock({ $0[region] }) else { return .none }
+        let (exchanged, original) = found.claim.compareExchange(
+            expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring)
+        if exchanged {
+            vcpu.lastConversation = found
+            return .claimed(found)
+        }
+        return original == Conversation.Claim.busy ? .busy : .none
+    }
+
+    /// Enters a new conversation in the table; the reason if it may not wait.
+    private func startWaiting(_ conversation: Conversation) -> PortalError? {
+        let limit = configuration.maxConversations
+        return waiting.withLock { table -> PortalError? in
+            if let existing = table[conversation.regionAddress],
+               existing.claim.load(ordering: .acquiring) != Conversation.Claim.ended {
+                return .busyOnAnotherVCPU
+            }
+            guard table.count < limit else { return .conversationLimit(limit) }
+            table[conversation.regionAddress] = conversation
+            waitingCount.store(table.count, ordering: .relaxed)
+            return nil
+        }
+    }
+
+    private func stopWaiting(_ conversation: Conversation) {
+        waiting.withLock { table in
+            if table[conversation.regionAddress] === conversation {
+                table[conversation.regionAddress] = nil
+                waitingCount.store(table.count, ordering: .relaxed)
+            }
+        }
+    }
+
+    // MARK: The protocol's own hypercalls
+
+    private func registerRegion(_ call: Hypercall) {
+        let requested = call.arg1 & layout.addressMask
+        let site = "hypercall \(HypercallNumber.registerMemRegion) on vCPU \(call.vcpu)"
+        guard requested >= 1, requested <= UInt64(PortalConfiguration.maxRegionSize) else {
+            logger.error("\(site): region size \(requested) refused, expected 1 to \(PortalConfiguration.maxRegionSize) payload bytes; keeping \(regionSize)")
+            return
+        }
+        registeredRegionSize.store(Int(requested), ordering: .relaxed)
+        logger.info("\(site): the guest's regions carry \(requested) payload bytes")
+    }
+
+    private func enableInterrupts<Memory: GuestMemory>(_ call: Hypercall, memory: Memory) {
+        let address = call.arg1 & layout.addressMask
+        let site = "hypercall \(HypercallNumber.enablePortalInterrupt) on vCPU \(call.vcpu)"
+        guard address != 0 else {
+            logger.error("\(site): interrupt flag address 0 refused, expected the guest address of a u64")
+            return
+        }
+        if call.arg2 != 0 {
+            logger.warn("\(site): arg2 is \(hex(call.arg2)), expected 0; using the flag at \(hex(address))")
+        }
+        flagAddress.store(address, ordering: .relaxed)
+        logger.info("\(site): interrupt flag at \(hex(address))")
+        // Work queued before the guest was ready is announced right away.
+        if interrupts.hasPending { setFlag(1, memory: memory) }
+    }
+
+    /// Writes the interrupt flag in guest byte order. A failed write is
+    /// harmless: the flag is written again at the next trap while work is pending.
+    private func setFlag<Memory: GuestMemory>(_ value: UInt64, memory: Memory) {
+        let address = flagAddress.load(ordering: .relaxed)
+        guard address != 0 else { return }
+        withUnsafeTemporaryAllocation(byteCount: 8, alignment: 8) { bytes in
+            layout.store(value, to: bytes.baseAddress!)
+            if !memory.write(address, from: UnsafeRawBufferPointer(bytes)) {
+                logger.debug("could not write \(value) to the interrupt flag at \(hex(address)); trying again at the next trap")
+            }
+        }
+    }
+
+    // MARK: Unloading
+
+    /// Ends every waiting conversation (each is logged, its work cancelled)
+    /// and drops pending interrupts (logged). Call with the vCPUs stopped.
+    public func shutdown() {
+        let live = waiting.withLock { table -> [Conversation] in
+            let live = table.values.sorted { $0.regionAddress < $1.regionAddress }
+            table.removeAll()
+            return live
+        }
+        waitingCount.store(0, ordering: .relaxed)
+        for conversation in live {
+            logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
+            conversation.machine.end()
+            conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
+            conversation.work.cancel(conversation, because: .unloaded)
+        }
+        let pending = interrupts.pendingNames
+        if !pending.isEmpty {
+            logger.warn("interrupts still pending at unload, dropped: \(pending.joined(separator: ", "))")
+        }
+        interrupts.removeAll()
+    }
+}
+
+/// Work attached to hypercall numbers. Read on every trap and changed
+/// rarely, so readers take an immutable snapshot without locking; every
+/// snapshot ever published stays alive with the registry, so a reader never
+/// sees one freed under it.
+final class HandlerRegistry: Sendable {
+    private final class Table: Sendable {
+        let numbers: [UInt32]
+        let factories: [WorkFactory]
+
+        init(numbers: [UInt32], factories: [WorkFactory]) {
+            self.numbers = numbers
+            self.factories = factories
+        }
+    }
+
+    private let current: Atomic<Unmanaged<Table>>
+    private let published: Mutex<[Table]>
+
+    init() {
+        let empty = Table(numbers: [], factories: [])
+        current = Atomic(Unmanaged.passUnretained(empty))
+        published = Mutex([empty])
+    }
+
+    func lookup(_ number: UInt32) -> WorkFactory? {
+        current.load(ordering: .acquiring)._withUnsafeGuaranteedRef { table in
+            for index in table.numbers.indices where table.numbers[index] == number {
+                return table.factories[index]
+            }
+            return nil
+        }
+    }
+
+    func set(_ number: UInt32, _ factory: WorkFactory) {
+        _ = publish { numbers, factories in
+            if let index = numbers.firstIndex(of: number) {
+                factories[index] = factory
+            } else {
+                numbers.append(number)
+                factories.append(factory)
+            }
+            return true
+        }
+    }
+
+    func remove(_ number: UInt32) -> Bool {
+        return publish { numbers, factories in
+            guard let index = numbers.firstIndex(of: number) else { return false }
+            numbers.remove(at: index)
+            factories.remove(at: index)
+            return true
+        }
+    }
+
+    private func publish(_ change: (inout [UInt32], inout [WorkFactory]) -> Bool) -> Bool {
+        published.withLock { tables in
+            let old = tables.last!
+            var numbers = old.numbers
+            var factories = old.factories
+            guard change(&numbers, &factories) else { return false }
+            let table = Table(numbers: numbers, factories: factories)
+            tables.append(table)
+            current.store(Unmanaged.passUnretained(table), ordering: .releasing)
+            return true
+        }
+    }
+}

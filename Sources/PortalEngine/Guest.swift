@@ -1,0 +1,222 @@
+/// The guest as a Swift handler sees it: each method is one or more round
+/// trips through the conversation's region. The counterpart of the Python
+/// host's generators and `plugins.mem`.
+///
+/// Every method must be awaited directly by the handler (one at a time):
+/// the handler runs on the trapping vCPU's thread between two traps.
+public struct Guest: @unchecked Sendable {
+    let work: AsyncWork
+    public let conversation: Conversation
+
+    init(work: AsyncWork, conversation: Conversation) {
+        self.work = work
+        self.conversation = conversation
+    }
+
+    /// The hypercall that started this conversation.
+    public var call: Hypercall { conversation.call }
+    public var layout: GuestLayout { conversation.layout }
+    public var ops: OpTable { conversation.ops }
+    public var regionSize: Int { conversation.regionSize }
+
+    /// The page a string read never crosses in one command: the region's own
+    /// page size when the guest registered PAGE_SIZE - 24, else 4 KiB.
+    public var pageSize: Int {
+        let page = regionSize + RegionHeader.size
+        return page & (page - 1) == 0 ? page : 4096
+    }
+
+    // MARK: Raw commands
+
+    /// Sends any command and returns the guest's answer as a value.
+    public func send(_ command: PortalCommand) async throws -> PortalReply {
+        try await work.exchange(command).reply
+    }
+
+    /// Sends `command`; `body` sees the answer in place, without a copy.
+    /// The answer's payload is valid only inside `body`.
+    public func withAnswer<R>(to command: PortalCommand,
+                              _ body: (PortalResponse) throws -> R) async throws -> R {
+        try body(try await work.exchange(command))
+    }
+
+    private func op(_ number: UInt32, _ name: String) throws -> UInt32 {
+        guard number != 0 else { throw GuestError.unknownOp(name) }
+        return number
+    }
+
+    /// The number of op `name` in the table in use.
+    public func op(named name: String) throws -> UInt32 {
+        guard let number = ops.number(of: name) else { throw GuestError.unknownOp(name) }
+        return number
+    }
+
+    // MARK: Memory
+
+    /// Reads `count` bytes at `address` in region-sized chunks, handing
+    /// each chunk's bytes to `consume` in order. Throws
+    /// `GuestError.readFailed` at the first short or failed chunk, after
+    /// handing over the bytes that did arrive: nothing is zero-filled.
+    public func readChunks(at address: UInt64, count: Int,
+                           _ consume: (UnsafeRawBufferPointer) -> Void) async throws {
+        let read = try op(ops.read, "READ")
+        var done = 0
+        while done < count {
+            let chunk = min(count - done, regionSize)
+            let chunkAddress = (address &+ UInt64(done)) & layout.addressMask
+            let answer = try await work.exchange(
+                PortalCommand(op: read, address: chunkAddress, size: Int64(chunk)))
+            let got = answer.code.carriesPayload ? min(answer.payload.count, chunk) : 0
+            if got > 0 { consume(UnsafeRawBufferPointer(rebasing: answer.payload.prefix(got))) }
+            done += got
+            guard answer.code == .readOK, got == chunk else {
+                guard answer.code == .readOK || answer.code == .readPartial || answer.code == .readFail else {
+                    throw GuestError.unexpectedAnswer(op: read, answer: answer.code)
+                }
+                throw GuestError.readFailed(address: address, count: count, bytesRead: done,
+                                            answer: answer.code)
+            }
+        }
+    }
+
+    /// Reads `count` bytes at `address`; throws if any could not be read.
+    public func readBytes(at address: UInt64, count: Int) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        try await readChunks(at: address, count: count) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
+    /// Reads up to `count` bytes at `address` and returns those that could
+    /// be read, stopping at the first short or failed chunk.
+    public func readAvailableBytes(at address: UInt64, count: Int) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        do {
+            try await readChunks(at: address, count: count) { bytes.append(contentsOf: $0) }
+        } catch GuestError.readFailed {
+            // `bytes` holds what arrived before the failure.
+        }
+        return bytes
+    }
+
+    /// Writes `bytes` at `address` in region-sized chunks.
+    public func write(_ bytes: [UInt8], at address: UInt64) async throws {
+        let write = try op(ops.write, "WRITE")
+        var done = 0
+        while done < bytes.count {
+            let chunk = min(bytes.count - done, regionSize)
+            let answer = try await work.exchange(PortalCommand(
+                op: write, address: (address &+ UInt64(done)) & layout.addressMask,
+                size: Int64(chunk), payload: .bytes(bytes[done..<done + chunk])))
+            switch answer.code {
+            case .writeOK: done += chunk
+            case .writeFail:
+                throw GuestError.writeFailed(address: address, count: bytes.count, bytesWritten: done)
+            default: throw GuestError.unexpectedAnswer(op: write, answer: answer.code)
+            }
+        }
+    }
+
+    /// Reads a NUL-terminated string of at most `maxLength` bytes (default:
+    /// one region, as the Python host). Each command stays within one guest
+    /// page, so a string that ends before an unmapped page is still read.
+    public func readCString(at address: UInt64, maxLength: Int? = nil) async throws -> [UInt8] {
+        let readString = try op(ops.readString, "READ_STR")
+        let limit = maxLength ?? regionSize
+        var result: [UInt8] = []
+        while result.count < limit {
+            let next = (address &+ UInt64(result.count)) & layout.addressMask
+            let toPageEnd = pageSize - Int(next % UInt64(pageSize))
+            let chunk = min(toPageEnd, limit - result.count, regionSize - 1)
+            guard chunk > 0 else { break }
+            let answer = try await work.exchange(
+                PortalCommand(op: readString, address: next, size: Int64(chunk)))
+            guard answer.code == .readOK else {
+                if answer.code == .readFail || answer.code == .readPartial {
+                    throw GuestError.readFailed(address: address, count: limit, bytesRead: result.count,
+                                                answer: answer.code)
+                }
+                throw GuestError.unexpectedAnswer(op: readString, answer: answer.code)
+            }
+            let length = min(Int(answer.size), chunk, answer.payload.count)
+            result.append(contentsOf: answer.payload.prefix(length))
+            if length < chunk { break }
+        }
+        return result
+    }
+
+    /// `readCString`, decoded as UTF-8 (invalid sequences repaired).
+    public func readString(at address: UInt64, maxLength: Int? = nil) async throws -> String {
+        String(decoding: try await readCString(at: address, maxLength: maxLength), as: UTF8.self)
+    }
+
+    /// Reads an integer stored in guest byte order, with no allocation.
+    public func read<T: FixedWidthInteger>(_: T.Type, at address: UInt64) async throws -> T {
+        let read = try op(ops.read, "READ")
+        let size = MemoryLayout<T>.size
+        let answer = try await work.exchange(PortalCommand(op: read, address: address, size: Int64(size)))
+        guard answer.code == .readOK, answer.payload.count == size else {
+            guard answer.code == .readOK || answer.code == .readPartial || answer.code == .readFail else {
+                throw GuestError.unexpectedAnswer(op: read, answer: answer.code)
+            }
+            throw GuestError.readFailed(address: address, count: size,
+                                        bytesRead: answer.code.carriesPayload ? answer.payload.count : 0,
+                                        answer: answer.code)
+        }
+        return layout.load(T.self, from: answer.payload.baseAddress!)
+    }
+
+    /// Writes an integer in guest byte order.
+    public func write<T: FixedWidthInteger>(_ value: T, at address: UInt64) async throws {
+        try await write(layout.bytes(of: value), at: address)
+    }
+
+    /// Reads a pointer: 4 or 8 bytes, as wide as the guest's words.
+    public func readPointer(at address: UInt64) async throws -> UInt64 {
+        layout.wordBits == 64
+            ? try await read(UInt64.self, at: address)
+            : UInt64(try await read(UInt32.self, at: address))
+    }
+
+    public func writePointer(_ value: UInt64, at address: UInt64) async throws {
+        if layout.wordBits == 64 {
+            try await write(value, at: address)
+        } else {
+            try await write(UInt32(truncatingIfNeeded: value), at: address)
+        }
+    }
+
+    // MARK: Queries
+
+    /// Runs an op that answers READ_NUM (READ_TIME, KALLSYMS_LOOKUP,
+    /// OSI_PROC_PTREGS, ...) and returns its number.
+    public func readNumber(op: UInt32, pid: UInt32? = nil, address: UInt64 = 0, size: Int64 = 0,
+                           payload: [UInt8] = []) async throws -> UInt64 {
+        let answer = try await work.exchange(PortalCommand(
+            op: op, pid: pid, address: address, size: size,
+            payload: payload.isEmpty ? .none : .bytes(payload[...])))
+        guard answer.code == .readNumber else { throw GuestError.numberFailed(op: op, answer: answer.code) }
+        return answer.size
+    }
+
+    /// The guest's monotonic clock in nanoseconds.
+    public func readTime() async throws -> UInt64 {
+        try await readNumber(op: op(ops.readTime, "READ_TIME"))
+    }
+
+    // MARK: Interrupt windows
+
+    /// Interrupt work only: takes up to `wanted` installs from this window's
+    /// budget. Work that gets fewer should do what it can and queue itself
+    /// again. Other conversations have no budget and get 0.
+    public func takeInstallBudget(_ wanted: Int) -> Int {
+        conversation.window?.take(wanted) ?? 0
+    }
+
+    /// Queues a named interrupt (for instance this handler's own, to continue
+    /// in the next window).
+    @discardableResult
+    public func queueInterrupt(_ name: String) -> Bool {
+        conversation.engine.queueInterrupt(name)
+    }
+}

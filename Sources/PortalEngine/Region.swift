@@ -1,0 +1,155 @@
+/// The 24-byte header every region starts with (PROTOCOL.md §3), in guest
+/// byte order on every architecture.
+public struct RegionHeader: Equatable, Sendable {
+    public static let size = 24
+
+    public var op: UInt32
+    public var pid: UInt32
+    public var address: UInt64
+    public var size: UInt64
+
+    public init(op: UInt32, pid: UInt32, address: UInt64, size: UInt64) {
+        self.op = op
+        self.pid = pid
+        self.address = address
+        self.size = size
+    }
+
+    public init(decoding bytes: UnsafeRawPointer, layout: GuestLayout) {
+        op = layout.load(UInt32.self, from: bytes)
+        pid = layout.load(UInt32.self, from: bytes + 4)
+        address = layout.load(UInt64.self, from: bytes + 8)
+        size = layout.load(UInt64.self, from: bytes + 16)
+    }
+
+    public func encode(to bytes: UnsafeMutableRawPointer, layout: GuestLayout) {
+        layout.store(op, to: bytes)
+        layout.store(pid, to: bytes + 4)
+        layout.store(address, to: bytes + 8)
+        layout.store(size, to: bytes + 16)
+    }
+}
+
+/// The guest page a conversation uses: where it is and how much payload it carries.
+public struct Region: Equatable, Sendable, CustomStringConvertible {
+    public var address: UInt64
+    /// Payload bytes after the header (PAGE_SIZE - 24 for the real module).
+    public var payloadSize: Int
+
+    public init(address: UInt64, payloadSize: Int) {
+        self.address = address
+        self.payloadSize = payloadSize
+    }
+
+    public var description: String { hex(address) }
+}
+
+/// The bytes a command or an answer carries after the header.
+public enum CommandPayload: @unchecked Sendable {
+    case none
+    /// Bytes owned by Swift code (kept alive while the command is pending).
+    case bytes(ArraySlice<UInt8>)
+    /// Bytes owned by the caller, valid until the command has been written.
+    case borrowed(UnsafeRawBufferPointer)
+
+    var count: Int {
+        switch self {
+        case .none: 0
+        case .bytes(let slice): slice.count
+        case .borrowed(let buffer): buffer.count
+        }
+    }
+}
+
+/// A command for the guest module (host → guest).
+public struct PortalCommand: Sendable {
+    public var op: UInt32
+    /// nil or 0: the task that made the hypercall (CURRENT_PID_NUM).
+    public var pid: UInt32?
+    public var address: UInt64
+    /// Signed, as callers compute it; written clamped to 0 ... region size.
+    public var size: Int64
+    public var payload: CommandPayload
+
+    public init(op: UInt32, pid: UInt32? = nil, address: UInt64 = 0, size: Int64 = 0,
+                payload: CommandPayload = .none) {
+        self.op = op
+        self.pid = pid
+        self.address = address
+        self.size = size
+        self.payload = payload
+    }
+
+    /// Writes the header and payload as the guest must see them, applying the
+    /// write rules of PROTOCOL.md §4, and returns how many bytes to copy into
+    /// the region. `buffer` holds at least a header and `payloadSize` bytes.
+    public func encode(into buffer: UnsafeMutableRawBufferPointer, payloadSize: Int,
+                       layout: GuestLayout) -> Int {
+        let clampedSize = UInt64(Swift.min(Swift.max(size, 0), Int64(payloadSize)))
+        let effectivePID = pid.flatMap { $0 == 0 ? nil : $0 } ?? currentProcessID
+        let header = RegionHeader(op: op, pid: effectivePID,
+                                  address: address & layout.addressMask, size: clampedSize)
+        header.encode(to: buffer.baseAddress!, layout: layout)
+        let payloadStart = buffer.baseAddress! + RegionHeader.size
+        let copied: Int
+        switch payload {
+        case .none:
+            copied = 0
+        case .bytes(let slice):
+            copied = Swift.min(slice.count, payloadSize)
+            slice.withUnsafeBytes { payloadStart.copyMemory(from: $0.baseAddress!, byteCount: copied) }
+        case .borrowed(let source):
+            copied = Swift.min(source.count, payloadSize)
+            if copied > 0 { payloadStart.copyMemory(from: source.baseAddress!, byteCount: copied) }
+        }
+        return RegionHeader.size + copied
+    }
+}
+
+/// The guest's answer to a command, as it lies in the region.
+///
+/// `payload` points into the trapping vCPU's scratch buffer: it is valid
+/// until the work sends its next command, so whoever keeps the bytes copies
+/// them. This is what lets a round trip move data without allocating.
+public struct PortalResponse: @unchecked Sendable {
+    public var code: ResponseCode
+    /// The header's addr field as the guest left it.
+    public var address: UInt64
+    /// READ_OK / READ_PARTIAL: payload bytes; READ_NUM: the value.
+    public var size: UInt64
+    public var payload: UnsafeRawBufferPointer
+
+    public init(code: ResponseCode, address: UInt64 = 0, size: UInt64 = 0,
+                payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        self.code = code
+        self.address = address
+        self.size = size
+        self.payload = payload
+    }
+
+    /// An owned, typed copy of the answer.
+    public var reply: PortalReply {
+        switch code {
+        case .readOK: .readOK(Array(payload))
+        case .readPartial: .readPartial(Array(payload))
+        case .readFail: .readFail
+        case .writeOK: .writeOK
+        case .writeFail: .writeFail
+        case .readNumber: .number(size)
+        default: .none
+        }
+    }
+}
+
+/// The guest's answer as a value: every response code is its own case, so a
+/// WRITE_FAIL can no longer pass for a READ_FAIL (the Python host cannot tell).
+public enum PortalReply: Equatable, Sendable {
+    case readOK([UInt8])
+    case readPartial([UInt8])
+    case readFail
+    case writeOK
+    case writeFail
+    case number(UInt64)
+    /// RESP_NONE: the guest ran the command and had nothing to say.
+    case none
+}

@@ -1,0 +1,57 @@
+/*
+ * emulator.h - the mock emulator of the portal test harness.
+ *
+ * It is the host side of include/portal/panda.h: the executable exports the
+ * emulator-side functions (it is linked with -rdynamic), loads the BUILT
+ * libportal.so with dlopen, hands it its `key=value` arguments through
+ * init_plugin(self), and delivers the guest's hypercalls to the callback the
+ * plugin registered. The C API of include/portal/portal.h is resolved with
+ * dlsym into `api`, so scenarios drive the real library.
+ */
+#ifndef HARNESS_EMULATOR_H
+#define HARNESS_EMULATOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "portal/panda.h"
+#include "portal/portal.h"
+#include "guest.h"
+
+/* The C API of portal.h, as found in the loaded library (NULL if absent). */
+typedef struct portal_api {
+    int (*attach)(uint32_t number, portal_step_fn step, void *userdata);
+    int (*detach)(uint32_t number);
+    int (*register_interrupt)(const char *name, portal_step_fn step, void *userdata);
+    bool (*queue_interrupt)(const char *name);
+    uint32_t (*take_install_budget)(portal_conversation *conversation, uint32_t wanted);
+    uint32_t (*op)(const char *name);
+} portal_api;
+
+extern portal_api api;
+
+/* dlopen(path, RTLD_NOW | RTLD_GLOBAL) and dlsym of init_plugin,
+ * uninit_plugin and the C API. Returns false with a message on failure. */
+bool emu_open(const char *path, char *error, size_t error_len);
+/* dlclose. The harness does not do it between scenarios: a Swift library
+ * generally cannot be unloaded safely, and PANDA only unloads at exit. */
+void emu_close(void);
+
+/* init_plugin(self) for guest `g` with these arguments (copied; they stay
+ * valid until emu_uninit). Returns what init_plugin returned. When it
+ * returns false the plugin counts as not loaded (as PANDA unloads it) and
+ * any callback it registered is dropped. */
+bool emu_init(guest *g, const char *const *args, int count);
+bool emu_initialized(void);
+/* uninit_plugin(self), then forget the callback and the arguments. */
+void emu_uninit(void);
+
+/* Delivers one hypercall; false if no callback or the callback declined. */
+bool emu_hypercall(CPUState *cpu, panda_hypercall *call);
+bool emu_callback_registered(void);
+/* Times a plugin left its callback registered after uninit_plugin. */
+int emu_stale_callbacks(void);
+/* panda_get_guest_info calls made (the header says: once, at init). */
+int emu_guest_info_calls(void);
+
+#endif /* HARNESS_EMULATOR_H */
