@@ -107,6 +107,12 @@ public struct OpTable: Sendable, Equatable {
 public struct OpTableError: Error, Equatable, CustomStringConvertible {
     public var line: Int
     public var message: String
+
+    public init(line: Int, message: String) {
+        self.line = line
+        self.message = message
+    }
+
     public var description: String { line > 0 ? "line \(line): \(message)" : message }
 }
 

@@ -1025,6 +1025,7 @@ bool guest_conv_step(gconv *c)
 bool guest_conv_done(const gconv *c) { return c->state == CS_DONE; }
 uint64_t guest_conv_result(const gconv *c) { return c->ret; }
 int guest_conv_traps(const gconv *c) { return c->traps; }
+uint64_t guest_conv_id(const gconv *c) { return c->id; }
 uint64_t guest_conv_region(const gconv *c) { return c->region; }
 void guest_conv_set_vcpu(gconv *c, int vcpu) { c->vcpu = vcpu; }
 

@@ -202,6 +202,7 @@ bool guest_conv_step(gconv *c);
 bool guest_conv_done(const gconv *c);
 uint64_t guest_conv_result(const gconv *c);
 int guest_conv_traps(const gconv *c);         /* traps of this conversation itself */
+uint64_t guest_conv_id(const gconv *c);       /* conv_id of its trap records */
 uint64_t guest_conv_region(const gconv *c);   /* its page (0 before it has one) */
 void guest_conv_set_vcpu(gconv *c, int vcpu); /* migrate to another vCPU */
 /* Drops a conversation without finishing it (its page goes back to the pool). */

@@ -1,0 +1,200 @@
+import PortalEngine
+import Testing
+
+@Suite("Region header and the write rules")
+struct CodecTests {
+    func encoded(_ command: PortalCommand, layout: GuestLayout, payloadSize: Int = 16) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0xee, count: RegionHeader.size + payloadSize)
+        let count = buffer.withUnsafeMutableBytes {
+            command.encode(into: $0, payloadSize: payloadSize, layout: layout)
+        }
+        return Array(buffer[..<count])
+    }
+
+    @Test func littleEndianHeaderBytes() {
+        let bytes = encoded(PortalCommand(op: 1, pid: 0x1234, address: 0x1122_3344_5566_7788, size: 8),
+                            layout: .little64)
+        #expect(bytes == [0x01, 0, 0, 0, 0x34, 0x12, 0, 0,
+                          0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+                          8, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func bigEndianHeaderBytes() {
+        let bytes = encoded(PortalCommand(op: 3, pid: 7, address: 0xc000_1000, size: 5), layout: .big32)
+        #expect(bytes == [0, 0, 0, 3, 0, 0, 0, 7,
+                          0, 0, 0, 0, 0xc0, 0x00, 0x10, 0x00,
+                          0, 0, 0, 0, 0, 0, 0, 5])
+    }
+
+    @Test func sizeIsClampedToTheRegion() {
+        let bytes = encoded(PortalCommand(op: 1, size: 100), layout: .little64, payloadSize: 16)
+        #expect(Array(bytes[16..<24]) == [16, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func negativeSizeBecomesZero() {
+        let bytes = encoded(PortalCommand(op: 1, size: -5), layout: .little64)
+        #expect(Array(bytes[16..<24]) == [0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func addressIsMaskedToAThirtyTwoBitGuest() {
+        let bytes = encoded(PortalCommand(op: 1, address: 0xffff_ffff_c012_3456), layout: .little32)
+        #expect(Array(bytes[8..<16]) == [0x56, 0x34, 0x12, 0xc0, 0, 0, 0, 0])
+    }
+
+    @Test(arguments: [nil, 0] as [UInt32?])
+    func pidDefaultsToTheCurrentTask(pid: UInt32?) {
+        let bytes = encoded(PortalCommand(op: 1, pid: pid), layout: .little64)
+        #expect(Array(bytes[4..<8]) == [0xff, 0xff, 0xff, 0xff])
+    }
+
+    @Test func payloadLongerThanTheRegionIsCut() {
+        let payload = [UInt8](1...40)
+        let bytes = encoded(PortalCommand(op: 2, size: 40, payload: .bytes(payload[...])), layout: .little64,
+                            payloadSize: 16)
+        #expect(bytes.count == 24 + 16)
+        #expect(Array(bytes[24...]) == Array(1...16))
+        #expect(bytes[16] == 16)
+    }
+
+    @Test func headerRoundTrips() {
+        let header = RegionHeader(op: 0xf000_0001, pid: 42, address: 0xdead_beef, size: 77)
+        for layout in [GuestLayout.little32, .little64, .big32, .big64] {
+            var raw = [UInt8](repeating: 0, count: 24)
+            raw.withUnsafeMutableBytes { header.encode(to: $0.baseAddress!, layout: layout) }
+            let decoded = raw.withUnsafeBytes { RegionHeader(decoding: $0.baseAddress!, layout: layout) }
+            #expect(decoded == header)
+        }
+    }
+
+    @Test func responseCodesHaveNamesAndRange() {
+        #expect(ResponseCode.readNumber.description == "READ_NUM")
+        #expect(ResponseCode(rawValue: 0xf000_0007).isValid == false)
+        #expect(ResponseCode(rawValue: 0xefff_ffff).isValid == false)
+        #expect(ResponseCode.none.isValid)
+        #expect(ResponseCode(rawValue: 0x1234).description == "0x1234")
+    }
+
+    @Test func hypercallNumbersMatchOnTheirLowThirtyTwoBits() {
+        #expect(HypercallNumber(register: 0xffff_ffff_bebe_bebe) == .registerMemRegion)
+        #expect(HypercallNumber.portalInterrupt.description == "0x7902")
+    }
+}
+
+@Suite("Op tables")
+struct OpTableTests {
+    @Test func standardNumbers() {
+        let table = OpTable.standard
+        #expect(table.read == 1)
+        #expect(table.write == 2)
+        #expect(table.readString == 3)
+        #expect(table.readTime == 17)
+        #expect(table.number(of: "KALLSYMS_LOOKUP") == 33)
+        #expect(table.number(of: "HYPER_OP_VFS_CLOSE") == 55)
+        #expect(table.max == 56)
+        #expect(table.name(of: 52) == "SET_SCOPE_ENABLED")
+        #expect(table.name(of: 56) == nil)
+    }
+
+    @Test func parsesAShiftedTable() throws {
+        let table = try OpTable(parsing: """
+            # an older module
+            HYPER_OP_NONE = 0
+            READ
+            write
+            READ_STR = 3
+            READ_TIME
+            MAX = 5
+            """)
+        #expect(table.names == ["READ", "WRITE", "READ_STR", "READ_TIME"])
+        #expect(table.readTime == 4)
+        #expect(table.max == 5)
+    }
+
+    @Test func refusesAWrongNumber() {
+        #expect(throws: OpTableError(line: 2, message: "WRITE = 3, but its position makes it 2")) {
+            try OpTable(parsing: "READ\nWRITE = 3\n")
+        }
+    }
+
+    @Test func refusesDuplicatesAndGarbage() {
+        #expect(throws: OpTableError(line: 2, message: "READ is listed twice")) {
+            try OpTable(parsing: "READ\nREAD\n")
+        }
+        #expect(throws: OpTableError(line: 1, message: "'READ TIME' is not an op name")) {
+            try OpTable(parsing: "READ TIME\n")
+        }
+        #expect(throws: OpTableError(line: 0, message: "the file lists no ops")) {
+            try OpTable(parsing: "# nothing\n")
+        }
+    }
+}
+
+@Suite("Plugin arguments")
+struct ConfigurationTests {
+    func parse(_ arguments: [String], files: [String: String] = [:]) throws(ArgumentError) -> PortalConfiguration {
+        try PortalConfiguration.parse(arguments) { path in
+            guard let text = files[path] else { throw TestFileError() }
+            return text
+        }
+    }
+
+    struct TestFileError: Error, CustomStringConvertible {
+        var description: String { "No such file or directory" }
+    }
+
+    @Test func defaults() throws {
+        let configuration = try parse([])
+        #expect(configuration.logLevel == .warn)
+        #expect(configuration.regionSize == 4072)
+        #expect(configuration.installBudget == 32)
+        #expect(configuration.ops == .standard)
+    }
+
+    @Test func everyArgument() throws {
+        let configuration = try parse(
+            ["log=debug", "log_file=/tmp/x.log", "region_size=0x3fe8", "install_budget=5", "ops=/t",
+             "max_conversations=10", "max_interrupts=3", "demo=tour"],
+            files: ["/t": "READ\nWRITE\n"])
+        #expect(configuration.logLevel == .debug)
+        #expect(configuration.logFile == "/tmp/x.log")
+        #expect(configuration.regionSize == 16360)
+        #expect(configuration.installBudget == 5)
+        #expect(configuration.ops.names == ["READ", "WRITE"])
+        #expect(configuration.maxConversations == 10)
+        #expect(configuration.maxInterrupts == 3)
+        #expect(configuration.demo == "tour")
+    }
+
+    @Test func refusals() {
+        #expect(throws: ArgumentError(argument: "colour=red", message:
+            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, demo")) {
+            try parse(["colour=red"])
+        }
+        #expect(throws: ArgumentError(argument: "verbose", message: "expected key=value")) {
+            try parse(["verbose"])
+        }
+        #expect(throws: ArgumentError(argument: "region_size=0", message:
+            "expected a whole number from 1 to 1048576")) {
+            try parse(["region_size=0"])
+        }
+        #expect(throws: ArgumentError(argument: "install_budget=lots", message:
+            "expected a whole number from 1 to 1000000")) {
+            try parse(["install_budget=lots"])
+        }
+        #expect(throws: ArgumentError(argument: "log=loud", message:
+            "expected one of off, error, warn, info, debug")) {
+            try parse(["log=loud"])
+        }
+        #expect(throws: ArgumentError(argument: "log=info", message: "'log' is given twice")) {
+            try parse(["log=debug", "log=info"])
+        }
+        #expect(throws: ArgumentError(argument: "ops=/missing", message:
+            "cannot read the op table: No such file or directory")) {
+            try parse(["ops=/missing"])
+        }
+        #expect(throws: ArgumentError(argument: "ops=/bad", message:
+            "bad op table: line 1: '1READ!' is not an op name")) {
+            try parse(["ops=/bad"], files: ["/bad": "1READ!"])
+        }
+    }
+}

@@ -1,0 +1,357 @@
+import PortalEngine
+import Synchronization
+import Testing
+
+let event: UInt32 = HypercallNumber.syscallEnter.rawValue
+
+/// A guest with its region size registered, on one vCPU.
+func bootedGuest(_ engine: PortalEngine, layout: GuestLayout = .little64,
+                 regionSize: Int = 4072) -> (MockGuest, VCPU) {
+    let guest = MockGuest(layout: layout, regionSize: regionSize)
+    let vcpu = engine.makeVCPU(index: 0)
+    guest.registerRegion(engine, vcpu: vcpu)
+    return (guest, vcpu)
+}
+
+@Suite("Conversations")
+struct ConversationTests {
+    @Test func handlerThatNeedsNoGuestJustReturns() {
+        let engine = makeEngine()
+        engine.attach(.syscallEnter) { guest in guest.call.arg1 + guest.call.arg2 }
+        let (guest, vcpu) = bootedGuest(engine)
+        #expect(guest.portal(engine, vcpu: vcpu, number: event, 40, 2) == 42)
+        #expect(engine.liveConversations == 0)
+    }
+
+    @Test func unattachedHypercallIsNotClaimed() {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine)
+        let outcome = engine.hypercall(Hypercall(number: 0x1234, arg3: 0x10_0000), vcpu: vcpu, memory: guest)
+        #expect(outcome == .notMine)
+    }
+
+    @Test(arguments: [GuestLayout.little64, .little32, .big32, .big64])
+    func readsAndWritesIntegersInGuestOrder(layout: GuestLayout) {
+        let engine = makeEngine(layout: layout)
+        let (guest, vcpu) = bootedGuest(engine, layout: layout)
+        guest.map(0x4000, count: 4096)
+        guest.store(layout.bytes(of: UInt32(0xcafe_f00d)), at: 0x4000)
+        engine.attach(.syscallEnter) { guest in
+            let value = try await guest.read(UInt32.self, at: guest.call.arg1)
+            try await guest.write(UInt16(0xbeef), at: guest.call.arg1 + 8)
+            try await guest.writePointer(0x1122_3344_5566_7788, at: guest.call.arg1 + 16)
+            return UInt64(value) + UInt64(try await guest.readPointer(at: guest.call.arg1 + 16))
+        }
+        let pointer: UInt64 = layout.wordBits == 64 ? 0x1122_3344_5566_7788 : 0x5566_7788
+        #expect(guest.portal(engine, vcpu: vcpu, number: event, 0x4000) == 0xcafe_f00d + pointer)
+        #expect(guest.bytes(at: 0x4008, count: 2) == layout.bytes(of: UInt16(0xbeef)))
+    }
+
+    @Test func everyResponseCodeIsItsOwnReply() {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x4000, count: 4096)
+        guest.store([1, 2, 3, 4], at: 0x4000)
+        let replies = Mutex<[PortalReply]>([])
+        engine.attach(.syscallEnter) { g in
+            var got: [PortalReply] = []
+            got.append(try await g.send(PortalCommand(op: 1, address: 0x4000, size: 4)))          // READ_OK
+            got.append(try await g.send(PortalCommand(op: 1, address: 0x4ffe, size: 4)))          // READ_PARTIAL
+            got.append(try await g.send(PortalCommand(op: 1, address: 0xffff_8000_0000_0000, size: 4))) // READ_FAIL
+            got.append(try await g.send(PortalCommand(op: 2, address: 0x4000, size: 1, payload: .bytes([9]))))
+            got.append(try await g.send(PortalCommand(op: 2, address: 0x9000, size: 1, payload: .bytes([9]))))
+            got.append(try await g.send(PortalCommand(op: 17)))                                    // READ_NUM
+            got.append(try await g.send(PortalCommand(op: 40)))                                    // unserved
+            replies.withLock { $0 = got }
+            return 0
+        }
+        _ = guest.portal(engine, vcpu: vcpu, number: event)
+        #expect(replies.withLock { $0 } == [
+            .readOK([1, 2, 3, 4]), .readPartial([0, 0]), .readFail, .writeOK, .writeFail,
+            .number(1_001_000), .writeFail,
+        ])
+        #expect(guest.bytes(at: 0x4000, count: 1) == [9])
+    }
+
+    @Test func chunkedReadAcrossRegionsStopsAtAHole() async {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine, regionSize: 1000)
+        // 3 pages mapped, then a hole, then more.
+        guest.map(0x20000, count: 3 * 4096)
+        guest.map(0x24000, count: 4096)
+        let pattern = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        guest.store(pattern, at: 0x20000)
+        let result = Mutex<([UInt8], String)>(([], ""))
+        engine.attach(.syscallEnter) { g in
+            let whole = try await g.readBytes(at: 0x20000 + 100, count: 2500)
+            do {
+                _ = try await g.readBytes(at: 0x20000 + 11000, count: 3000)
+            } catch {
+                let partial = try await g.readAvailableBytes(at: 0x20000 + 11000, count: 3000)
+                result.withLock { $0 = (whole + partial, "\(error)") }
+            }
+            return 0
+        }
+        _ = guest.portal(engine, vcpu: vcpu, number: event)
+        let (bytes, error) = result.withLock { $0 }
+        #expect(Array(bytes[..<2500]) == Array(pattern[100..<2600]))
+        #expect(Array(bytes[2500...]) == Array(pattern[11000...]))
+        #expect(bytes.count == 2500 + 1288)
+        #expect(error == "reading 3000 bytes at 0x22af8 stopped after 1288 bytes (READ_PARTIAL)")
+        #expect(log.matching("error").isEmpty)
+    }
+
+    @Test func bulkWriteThenReadBackLargerThanARegion() {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x40000, count: 4 * 4096)
+        let data = (0..<10000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 5) }
+        engine.attach(.syscallEnter) { g in
+            try await g.write(data, at: 0x40000)
+            let back = try await g.readBytes(at: 0x40000, count: data.count)
+            return back == data ? 1 : 0
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == 1)
+        #expect(guest.bytes(at: 0x40000, count: 10000) == data)
+    }
+
+    @Test func stringCrossingAGuestPage() {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x50000, count: 2 * 4096)
+        let text = Array("crossing the page boundary".utf8)
+        guest.store(text + [0], at: 0x51000 - 10)
+        let got = Mutex<String>("")
+        engine.attach(.syscallEnter) { g in
+            let string = try await g.readString(at: 0x51000 - 10)
+            got.withLock { $0 = string }
+            return UInt64(string.utf8.count)
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == UInt64(text.count))
+        #expect(got.withLock { $0 } == "crossing the page boundary")
+    }
+
+    @Test func stringEndingBeforeAnUnmappedPage() {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x60000, count: 4096)
+        guest.store(Array("tail".utf8) + [0], at: 0x61000 - 5)
+        engine.attach(.syscallEnter) { g in UInt64(try await g.readCString(at: 0x61000 - 5).count) }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == 4)
+    }
+
+    @Test func readTimeAndRawNumberQueries() {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine)
+        engine.attach(.syscallEnter) { g in
+            let first = try await g.readTime()
+            let second = try await g.readTime()
+            return second - first
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == 1000)
+    }
+}
+
+@Suite("Failures end conversations cleanly")
+struct FailureTests {
+    @Test func invalidResponseCodeEndsTheConversationAndTheNextOneWorks() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x4000, count: 4096)
+        guest.answerOverride = { header in header.address == 0x4bad ? 0x1234 : nil }
+        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: g.call.arg1)) }
+        let region = 0x10_0000 as UInt64
+        var loop = guest.startPortal(engine, vcpu: vcpu, number: event, 0x4bad)
+        #expect(loop.region == region)
+        while loop.trap(engine, guest: guest) {}
+        #expect(loop.traps == 2)
+        #expect(loop.result == UInt64(event))
+        #expect(guest.header(at: region).op == 0)
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the guest answered 0x1234, expected a response code from 0xf0000000 to 0xf0000006",
+        ])
+        #expect(engine.liveConversations == 0)
+        guest.answerOverride = nil
+        guest.store([77], at: 0x4000)
+        #expect(guest.portal(engine, vcpu: vcpu, number: event, 0x4000) == 77)
+    }
+
+    struct Boom: Error, CustomStringConvertible { var description: String { "boom" } }
+
+    @Test func throwingHandlerFollowedByAGoodConversationOnTheSameRegion() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest(regionPages: 1)
+        let vcpu = engine.makeVCPU(index: 3)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.map(0x4000, count: 4096)
+        engine.attach(.syscallEnter) { g in
+            let value = try await g.read(UInt8.self, at: 0x4000)
+            if g.call.arg1 == 1 { throw Boom() }
+            return UInt64(value) + 1
+        }
+        var failing = guest.startPortal(engine, vcpu: vcpu, number: event, 1)
+        while failing.trap(engine, guest: guest) {}
+        #expect(failing.traps == 2)
+        #expect(guest.header(at: failing.region).op == 0)
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 3, region 0x100000: the work failed: boom",
+        ])
+        #expect(engine.liveConversations == 0)
+        var good = guest.startPortal(engine, vcpu: vcpu, number: event, 2)
+        #expect(good.region == failing.region)
+        while good.trap(engine, guest: guest) {}
+        #expect(good.result == 1)
+    }
+
+    @Test func abandonedConversationIsReclaimed() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest(regionPages: 1)
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.map(0x4000, count: 4096)
+        engine.attach(.syscallEnter) { g in
+            _ = try await g.read(UInt8.self, at: 0x4000)
+            _ = try await g.read(UInt8.self, at: 0x4000)
+            return 5
+        }
+        var abandoned = guest.startPortal(engine, vcpu: vcpu, number: event)
+        let continues = abandoned.trap(engine, guest: guest)
+        #expect(continues)
+        #expect(engine.liveConversations == 1)
+        abandoned.abandon(guest)
+        // The guest gives up and starts over on the same page.
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == 5)
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: the guest started a new conversation on this region; the unfinished one was dropped",
+        ])
+        #expect(engine.liveConversations == 0)
+    }
+
+    @Test func invalidOpFromTheWorkIsRefused() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        engine.attach(.syscallEnter) { g in
+            _ = try await g.send(PortalCommand(op: 56))
+            return 1
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == UInt64(event))
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the work sent op 56, expected an op from 1 to 55 of the op table",
+        ])
+    }
+
+    @Test func answerLargerThanTheRegionIsRefused() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.answerOverride = { _ in nil }
+        guest.onServe = nil
+        engine.attach(.syscallEnter) { g in
+            _ = try await g.send(PortalCommand(op: 1, address: 0x10_0000, size: 8))
+            return 1
+        }
+        // The guest claims 5000 payload bytes.
+        guest.answerOverride = { header in
+            guest.setHeader(RegionHeader(op: ResponseCode.readOK.rawValue, pid: 0, address: 0, size: 5000),
+                            at: 0x10_0000)
+            return ResponseCode.readOK.rawValue
+        }
+        _ = guest.portal(engine, vcpu: vcpu, number: event)
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the guest answered READ_OK with size 5000, more than the region's 4072 payload bytes",
+        ])
+        #expect(guest.header(at: 0x10_0000).op == 0)
+    }
+
+    @Test func unwritableRegionFailsTheConversation() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) }
+        let outcome = engine.hypercall(Hypercall(number: UInt64(event), arg3: 0xdead_0000), vcpu: vcpu, memory: guest)
+        #expect(outcome == .handled)
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0xdead0000: the region cannot be written (24 bytes)",
+        ])
+        #expect(engine.liveConversations == 0)
+    }
+
+    @Test func strayAnswerEndsTheGuestLoop() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        engine.attach(.syscallEnter) { _ in 1 }
+        guest.setHeader(RegionHeader(op: ResponseCode.readOK.rawValue, pid: 0, address: 0, size: 0), at: 0x10_0000)
+        let outcome = engine.hypercall(
+            Hypercall(number: UInt64(event), arg3: 0x10_0000, arg4: UInt64(ResponseCode.readOK.rawValue)),
+            vcpu: vcpu, memory: guest)
+        #expect(outcome == .handled)
+        #expect(guest.header(at: 0x10_0000).op == 0)
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: the guest answered READ_OK but no conversation is live on this region; its loop was ended",
+        ])
+    }
+
+    @Test func conversationLimitIsReportedNotFatal() {
+        let log = LogRecorder()
+        var configuration = PortalConfiguration()
+        configuration.maxConversations = 2
+        let engine = makeEngine(configuration, log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x4000, count: 4096)
+        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) + 10 }
+        var loops = (0..<3).map { _ in guest.startPortal(engine, vcpu: vcpu, number: event) }
+        let waiting = loops.indices.map { loops[$0].trap(engine, guest: guest) }
+        #expect(waiting == [true, true, false])
+        #expect(engine.liveConversations == 2)
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x104000: 2 conversations are already live (max_conversations); this one was refused",
+        ])
+        for index in loops.indices where waiting[index] { while loops[index].trap(engine, guest: guest) {} }
+        #expect(loops.map(\.result) == [10, 10, UInt64(event)])
+        #expect(engine.liveConversations == 0)
+    }
+
+    @Test func regionRegistrationOutOfRangeIsRefused() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest()
+        let vcpu = engine.makeVCPU(index: 1)
+        for size: UInt64 in [0, 2_000_000] {
+            _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: size, vcpu: 1), vcpu: vcpu, memory: guest)
+        }
+        _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: 16360, vcpu: 1), vcpu: vcpu, memory: guest)
+        #expect(engine.regionSize == 16360)
+        #expect(log.matching("error") == [
+            "error: hypercall 0xbebebebe on vCPU 1: region size 0 refused, expected 1 to 1048576 payload bytes; keeping 4072",
+            "error: hypercall 0xbebebebe on vCPU 1: region size 2000000 refused, expected 1 to 1048576 payload bytes; keeping 4072",
+        ])
+    }
+
+    @Test func shutdownEndsWaitingConversations() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        let cancelled = Mutex<String>("")
+        engine.attach(.syscallEnter) { g in
+            do {
+                return UInt64(try await g.read(UInt8.self, at: 0x4000))
+            } catch {
+                cancelled.withLock { $0 = "\(error)" }
+                throw error
+            }
+        }
+        var loop = guest.startPortal(engine, vcpu: vcpu, number: event)
+        _ = loop.trap(engine, guest: guest)
+        engine.shutdown()
+        #expect(cancelled.withLock { $0 } == "the plugin was unloaded")
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: conversation still waiting for the guest at unload; ended",
+        ])
+    }
+}

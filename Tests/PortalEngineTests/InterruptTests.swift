@@ -1,0 +1,302 @@
+import PortalEngine
+import Synchronization
+import Testing
+
+@Suite("Interrupts")
+struct InterruptTests {
+    let flag: UInt64 = 0x7000
+
+    @Test func queuedBeforeTheFlagIsRegisteredThenRaisedAndRunInQueueOrder() {
+        let log = LogRecorder()
+        let engine = makeEngine(layout: .big64, log: log)
+        let guest = MockGuest(layout: .big64)
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.map(0x8000, count: 4096)
+        let order = Mutex<[String]>([])
+        for name in ["zeta", "alpha", "mid"] {
+            engine.registerInterrupt(name) { g in
+                order.withLock { $0.append(name) }
+                try await g.write(UInt8(name.utf8.first!), at: 0x8000 + UInt64(order.withLock { $0.count }))
+            }
+        }
+        #expect(engine.queueInterrupt("zeta"))
+        #expect(engine.queueInterrupt("alpha"))
+        #expect(engine.queueInterrupt("zeta"))  // already pending: runs once
+        #expect(engine.queueInterrupt("mid"))
+        #expect(engine.pendingInterrupts == ["zeta", "alpha", "mid"])
+        // Registering the flag announces the pending work, in guest byte order.
+        guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
+        #expect(guest.bytes(at: flag, count: 8) == [0, 0, 0, 0, 0, 0, 0, 1])
+        engine.attach(.syscallEnter) { _ in 9 }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == 9)
+        #expect(order.withLock { $0 } == ["zeta", "alpha", "mid"])
+        #expect(guest.bytes(at: 0x8001, count: 3) == Array("zam".utf8))
+        #expect(guest.bytes(at: flag, count: 8) == [0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(engine.pendingInterrupts.isEmpty)
+        #expect(log.matching("error").isEmpty)
+    }
+
+    @Test func flagIsSetAgainOnLaterTrapsWhileWorkIsPending() {
+        let engine = makeEngine()
+        let guest = MockGuest()
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
+        engine.registerInterrupt("later") { _ in }
+        engine.attach(.syscallEnter) { _ in 1 }
+        #expect(engine.queueInterrupt("later"))
+        // The guest clears the flag by hand (a lost write): the next trap sets it again.
+        guest.store([UInt8](repeating: 0, count: 8), at: flag)
+        var loop = PortalLoop(vcpu: vcpu, number: event, arg1: 0, arg2: 0, region: guest.freshRegion())
+        while loop.trap(engine, guest: guest) {}
+        #expect(guest.flagValue == 1)
+    }
+
+    @Test func queueingAnUnknownInterruptFails() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        #expect(engine.queueInterrupt("nobody") == false)
+        #expect(log.all == ["error: cannot queue interrupt 'nobody': no handler has that name"])
+    }
+
+    @Test func pendingQueueIsBounded() {
+        let log = LogRecorder()
+        var configuration = PortalConfiguration()
+        configuration.maxInterrupts = 2
+        let engine = makeEngine(configuration, log: log)
+        for name in ["a", "b", "c"] { engine.registerInterrupt(name) { _ in } }
+        #expect(engine.queueInterrupt("a"))
+        #expect(engine.queueInterrupt("b"))
+        #expect(engine.queueInterrupt("c") == false)
+        #expect(log.all == [
+            "error: cannot queue interrupt 'c': 2 interrupts are pending already (max_interrupts)",
+        ])
+    }
+
+    @Test func installBudgetIsSharedByTheWindowAndWorkRequeuesItself() {
+        var configuration = PortalConfiguration()
+        configuration.installBudget = 5
+        let engine = makeEngine(configuration)
+        let guest = MockGuest()
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
+        let remaining = Mutex(12)
+        let grants = Mutex<[Int]>([])
+        engine.registerInterrupt("installer") { g in
+            let wanted = remaining.withLock { $0 }
+            let granted = g.takeInstallBudget(wanted)
+            grants.withLock { $0.append(granted) }
+            remaining.withLock { $0 -= granted }
+            if granted < wanted { g.queueInterrupt("installer") }
+        }
+        engine.registerInterrupt("greedy") { g in grants.withLock { $0.append(100 + g.takeInstallBudget(10)) } }
+        engine.queueInterrupt("installer")
+        engine.queueInterrupt("greedy")
+        engine.attach(.syscallEnter) { _ in 0 }
+        for _ in 0..<4 { _ = guest.portal(engine, vcpu: vcpu, number: event) }
+        // Window 1: installer 5, greedy 0. Window 2: installer 5. Window 3: installer 2.
+        #expect(grants.withLock { $0 } == [5, 100, 5, 2])
+        #expect(remaining.withLock { $0 } == 0)
+        #expect(engine.pendingInterrupts.isEmpty)
+    }
+
+    struct Broken: Error, CustomStringConvertible { var description: String { "broken" } }
+
+    @Test func aFailingHandlerDoesNotStopTheOthers() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest()
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
+        guest.map(0x8000, count: 4096)
+        let ran = Mutex<[String]>([])
+        engine.registerInterrupt("first") { g in
+            _ = try await g.read(UInt8.self, at: 0x8000)
+            throw Broken()
+        }
+        engine.registerInterrupt("second") { g in
+            _ = try await g.read(UInt8.self, at: 0x8000)
+            ran.withLock { $0.append("second") }
+        }
+        engine.queueInterrupt("first")
+        engine.queueInterrupt("second")
+        _ = guest.portal(engine, vcpu: vcpu, number: HypercallNumber.portalInterrupt.rawValue, 1)
+        #expect(ran.withLock { $0 } == ["second"])
+        #expect(log.matching("error") == [
+            "error: hypercall 0x7902 on vCPU 0, region 0x100000: interrupt 'first' failed: broken",
+        ])
+    }
+
+    @Test func anAbandonedWindowQueuesTheHandlersItNeverReached() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest(regionPages: 1)
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.map(0x8000, count: 4096)
+        for name in ["one", "two"] {
+            engine.registerInterrupt(name) { g in _ = try await g.read(UInt8.self, at: 0x8000) }
+        }
+        engine.queueInterrupt("one")
+        engine.queueInterrupt("two")
+        var window = guest.startPortal(engine, vcpu: vcpu, number: HypercallNumber.portalInterrupt.rawValue, 1)
+        _ = window.trap(engine, guest: guest)
+        window.abandon(guest)
+        // The guest drops the window and starts an ordinary conversation on the page.
+        engine.attach(.syscallEnter) { _ in 3 }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == 3)
+        #expect(engine.pendingInterrupts == ["two"])
+        #expect(log.matching("error") == [
+            "error: hypercall 0x7902 on vCPU 0, region 0x100000: interrupt 'one' was cut short: the guest started a new conversation on this region; the unfinished one was dropped",
+        ])
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x7902 on vCPU 0, region 0x100000: the guest started a new conversation on this region; the unfinished one was dropped",
+            "warn: hypercall 0x7902 on vCPU 0, region 0x100000: interrupt 'two' did not run; queued again",
+        ])
+    }
+}
+
+@Suite("Many conversations")
+struct ConcurrencyTests {
+    /// A handler doing a few dependent reads, so conversations take several traps.
+    static func attachSummer(_ engine: PortalEngine) {
+        engine.attach(.syscallEnter) { g in
+            var sum: UInt64 = 0
+            for offset in 0..<3 as Range<UInt64> {
+                sum += UInt64(try await g.read(UInt32.self, at: g.call.arg1 + offset * 4))
+            }
+            return sum + g.call.arg2
+        }
+    }
+
+    @Test func thousandInterleavedConversationsOnEightVCPUs() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest(regionPages: 256)
+        let vcpus = (0..<8).map { engine.makeVCPU(index: $0) }
+        guest.registerRegion(engine, vcpu: vcpus[0])
+        guest.map(0x9000, count: 4096)
+        guest.store(guest.layout.bytes(of: UInt32(1)) + guest.layout.bytes(of: UInt32(20))
+                    + guest.layout.bytes(of: UInt32(300)), at: 0x9000)
+        Self.attachSummer(engine)
+        var results: [UInt64] = []
+        var started = 0
+        var active: [PortalLoop?] = Array(repeating: nil, count: 8)
+        var turn = 0
+        while results.count < 1000 {
+            // A deterministic shuffle of which vCPU moves next.
+            turn = (turn * 5 + 3) % 8
+            if active[turn] == nil && started < 1000 {
+                active[turn] = guest.startPortal(engine, vcpu: vcpus[turn], number: event, 0x9000, UInt64(started))
+                started += 1
+            }
+            guard var loop = active[turn] else { continue }
+            if loop.trap(engine, guest: guest) {
+                active[turn] = loop
+            } else {
+                results.append(loop.result - loop.arg2)
+                active[turn] = nil
+            }
+            #expect(engine.liveConversations <= 8)
+        }
+        #expect(results == Array(repeating: 321, count: 1000))
+        #expect(engine.liveConversations == 0)
+        #expect(log.matching("error").isEmpty && log.matching("warn").isEmpty)
+    }
+
+    @Test func conversationMigratesBetweenVCPUs() {
+        let engine = makeEngine()
+        let guest = MockGuest()
+        let vcpus = (0..<3).map { engine.makeVCPU(index: $0) }
+        guest.registerRegion(engine, vcpu: vcpus[0])
+        guest.map(0x9000, count: 4096)
+        guest.store(guest.layout.bytes(of: UInt32(1)) + guest.layout.bytes(of: UInt32(2))
+                    + guest.layout.bytes(of: UInt32(3)), at: 0x9000)
+        Self.attachSummer(engine)
+        let region = guest.freshRegion()
+        var answer: UInt32 = 0
+        var result: UInt64 = 0
+        for trap in 0..<4 {
+            let vcpu = vcpus[trap % 3]
+            if case .returning(let value) = engine.hypercall(
+                Hypercall(number: UInt64(event), arg1: 0x9000, arg3: region, arg4: UInt64(answer), vcpu: vcpu.index),
+                vcpu: vcpu, memory: guest) {
+                result = value
+            }
+            if guest.header(at: region).op == 0 { break }
+            answer = guest.serve(region: region, vcpu: vcpu)
+        }
+        #expect(result == 6)
+    }
+
+    @Test func nestedConversationWhileServingACommand() {
+        let engine = makeEngine()
+        let guest = MockGuest()
+        let vcpu = engine.makeVCPU(index: 0)
+        guest.registerRegion(engine, vcpu: vcpu)
+        guest.map(0x9000, count: 4096)
+        guest.store([5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0], at: 0x9000)
+        guest.store([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], at: 0x9100)
+        Self.attachSummer(engine)
+        let inner = Mutex<[UInt64]>([])
+        // While serving the outer conversation's reads, the guest module makes
+        // another portal call (as a kernel handler would), on another page.
+        guest.onServe = { header, vcpu in
+            guard header.address == 0x9004 else { return }
+            let result = guest.portal(engine, vcpu: vcpu, number: event, 0x9100, 1000)
+            inner.withLock { $0.append(result) }
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event, 0x9000, 0) == 18)
+        #expect(inner.withLock { $0 } == [1003])
+    }
+
+    /// Real threads, one per vCPU, each running many conversations (with
+    /// nested ones) while another thread queues interrupts. Run under
+    /// ThreadSanitizer by `make test`.
+    @Test func realThreadsHammerTheEngine() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest(regionPages: 512)
+        let setup = engine.makeVCPU(index: 99)
+        guest.registerRegion(engine, vcpu: setup)
+        guest.enableInterrupts(engine, vcpu: setup, flag: 0x7000)
+        guest.map(0x9000, count: 4096)
+        guest.store([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0], at: 0x9000)
+        guest.store([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0], at: 0x9100)
+        Self.attachSummer(engine)
+        let interruptRuns = Counter()
+        engine.registerInterrupt("tick") { g in
+            _ = try await g.read(UInt8.self, at: 0x9000)
+            interruptRuns.add()
+        }
+        guest.onServe = { header, vcpu in
+            if header.address == 0x9008 && vcpu.index % 2 == 0 {
+                _ = guest.portal(engine, vcpu: vcpu, number: event, 0x9100, 0)
+            }
+        }
+        let threads = 8
+        let perThread = 300
+        let wrong = Counter()
+        // One more thread queues interrupts while the vCPUs run.
+        runOnThreads(threads + 1) { index in
+            if index == threads {
+                for _ in 0..<200 { _ = engine.queueInterrupt("tick") }
+                return
+            }
+            let vcpu = engine.makeVCPU(index: index)
+            for round in 0..<perThread {
+                let result = guest.portal(engine, vcpu: vcpu, number: event, 0x9000, UInt64(round))
+                if result != 6 + UInt64(round) { wrong.add() }
+            }
+        }
+        _ = guest.portal(engine, vcpu: setup, number: event, 0x9000, 0)
+        #expect(wrong.value == 0)
+        #expect(interruptRuns.value >= 1)
+        #expect(engine.liveConversations == 0)
+        #expect(engine.pendingInterrupts.isEmpty)
+        #expect(log.matching("error").isEmpty)
+    }
+}

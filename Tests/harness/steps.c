@@ -1,0 +1,342 @@
+/*
+ * steps.c - host-side step functions used by the scenarios (see steps.h).
+ */
+#include "steps.h"
+
+#include <stddef.h>
+#include <string.h>
+
+static bool valid_code(uint32_t code)
+{
+    return code >= PORTAL_RESP_NONE && code <= PORTAL_RESP_READ_NUM;
+}
+
+static bool carries_data(uint32_t code)
+{
+    return code == PORTAL_RESP_READ_OK || code == PORTAL_RESP_READ_PARTIAL;
+}
+
+static void encode(const portal_conversation *conv, uint8_t *out, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = (uint8_t)(v >> (conv->big_endian ? 8 * (n - 1 - i) : 8 * i));
+}
+
+static uint64_t decode(const portal_conversation *conv, const uint8_t *in, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)in[i] << (conv->big_endian ? 8 * (n - 1 - i) : 8 * i);
+    return v;
+}
+
+/* ------------------------------------------------------------------ script -- */
+
+void script_cmd(script *s, uint32_t op, uint32_t pid, uint64_t addr, int64_t size,
+                const void *data, size_t data_length)
+{
+    if (s->ncmds >= SCRIPT_MAX)
+        return;
+    portal_command *c = &s->cmds[s->ncmds++];
+    memset(c, 0, sizeof *c);
+    c->op = op;
+    c->pid = pid;
+    c->addr = addr;
+    c->size = size;
+    c->data = data;
+    c->data_length = data_length;
+}
+
+void script_reset(script *s)
+{
+    s->starts = s->steps = s->nanswers = s->bad_codes = 0;
+    memset(s->answers, 0, sizeof s->answers);
+    memset(&s->first, 0, sizeof s->first);
+}
+
+portal_step script_step(void *userdata, portal_conversation *conv, const portal_response *response,
+                        portal_command *command, uint64_t *result)
+{
+    script *s = userdata;
+    uint32_t k;                       /* answers this conversation has had */
+    memcpy(&k, conv->state, sizeof k);
+    s->steps++;
+    if (!response) {
+        s->starts++;
+        s->first = *conv;
+    } else {
+        k++;
+        memcpy(conv->state, &k, sizeof k);
+        if (!valid_code(response->code))
+            s->bad_codes++;
+        if (s->nanswers < SCRIPT_MAX) {
+            script_answer *a = &s->answers[s->nanswers++];
+            a->code = response->code;
+            a->addr = response->addr;
+            a->size = response->size;
+            if (carries_data(response->code) && response->data) {
+                uint64_t n = response->size < ANSWER_KEEP ? response->size : ANSWER_KEEP;
+                memcpy(a->data, response->data, n);
+                a->has_data = true;
+            }
+        }
+        if (s->fail_after && (int)k == s->fail_after) {
+            conv->error = s->fail_message ? s->fail_message : "scripted failure";
+            return PORTAL_STEP_FAIL;
+        }
+    }
+    if ((int)k < s->ncmds) {
+        *command = s->cmds[k];
+        return PORTAL_STEP_COMMAND;
+    }
+    *result = s->result;
+    return PORTAL_STEP_FINISH;
+}
+
+/* -------------------------------------------------------------------- word -- */
+
+typedef struct word_state {
+    uint32_t phase;
+    uint64_t value;
+    uint8_t out[8];               /* the WRITE payload: alive until the step returns */
+} word_state;
+
+portal_step word_step(void *userdata, portal_conversation *conv, const portal_response *response,
+                      portal_command *command, uint64_t *result)
+{
+    word_stats *st = userdata;
+    word_state ws;
+    memcpy(&ws, conv->state, sizeof ws);
+    __atomic_add_fetch(&st->steps, 1, __ATOMIC_RELAXED);
+    portal_step r;
+    if (!response) {
+        command->op = api.op("READ");
+        command->addr = conv->call.args[0];
+        command->size = 8;
+        ws.phase = 1;
+        r = PORTAL_STEP_COMMAND;
+    } else if (ws.phase == 1) {
+        if (response->code != PORTAL_RESP_READ_OK || response->size != 8 || !response->data) {
+            conv->error = "word: READ of the input did not answer READ_OK with 8 bytes";
+            __atomic_add_fetch(&st->failed, 1, __ATOMIC_RELAXED);
+            return PORTAL_STEP_FAIL;
+        }
+        ws.value = decode(conv, response->data, 8);
+        encode(conv, ws.out, word_out(ws.value), 8);
+        ws.phase = 2;
+        memcpy(conv->state, &ws, sizeof ws);
+        command->op = api.op("WRITE");
+        command->addr = conv->call.args[1];
+        command->size = 8;
+        command->data = (uint8_t *)conv->state + offsetof(word_state, out);
+        command->data_length = 8;
+        return PORTAL_STEP_COMMAND;
+    } else {
+        if (response->code != PORTAL_RESP_WRITE_OK) {
+            conv->error = "word: WRITE of the output did not answer WRITE_OK";
+            __atomic_add_fetch(&st->failed, 1, __ATOMIC_RELAXED);
+            return PORTAL_STEP_FAIL;
+        }
+        *result = ws.value + 1;
+        __atomic_add_fetch(&st->finished, 1, __ATOMIC_RELAXED);
+        r = PORTAL_STEP_FINISH;
+    }
+    memcpy(conv->state, &ws, sizeof ws);
+    return r;
+}
+
+/* ----------------------------------------------------------------- chunked -- */
+
+portal_step chunked_step(void *userdata, portal_conversation *conv, const portal_response *response,
+                         portal_command *command, uint64_t *result)
+{
+    chunked *c = userdata;
+    uint64_t off;
+    memcpy(&off, conv->state, sizeof off);
+    uint64_t chunk = c->chunk ? c->chunk : conv->region_size;
+    if (response) {
+        if (c->nrec < CHUNK_REC_MAX) {
+            c->rec[c->nrec].addr = c->addr + off;
+            c->rec[c->nrec].code = response->code;
+            c->rec[c->nrec].size = response->size;
+            c->nrec++;
+        }
+        if (carries_data(response->code) && response->data) {
+            uint64_t n = response->size;
+            if (n > c->total - off)
+                n = c->total - off;
+            memcpy(c->buf + off, response->data, n);
+            c->got += n;
+        }
+        off += chunk;   /* on past a short or failed chunk: report, do not stop */
+        memcpy(conv->state, &off, sizeof off);
+    }
+    if (off >= c->total) {
+        *result = c->got;
+        return PORTAL_STEP_FINISH;
+    }
+    command->op = api.op("READ");
+    command->addr = c->addr + off;
+    command->size = (int64_t)(c->total - off < chunk ? c->total - off : chunk);
+    return PORTAL_STEP_COMMAND;
+}
+
+/* ----------------------------------------------------------------- strread -- */
+
+portal_step strread_step(void *userdata, portal_conversation *conv, const portal_response *response,
+                         portal_command *command, uint64_t *result)
+{
+    strread *s = userdata;
+    uint64_t asked;
+    memcpy(&asked, conv->state, sizeof asked);
+    uint64_t cap = conv->region_size - 1;
+    if (response) {
+        if (s->nrec < 16) {
+            s->rec[s->nrec].addr = s->addr + s->len;
+            s->rec[s->nrec].asked = asked;
+            s->rec[s->nrec].code = response->code;
+            s->rec[s->nrec].size = response->size;
+            s->nrec++;
+        }
+        if (response->code != PORTAL_RESP_READ_OK || !response->data) {
+            *result = s->len;
+            return PORTAL_STEP_FINISH;
+        }
+        uint64_t n = response->size;
+        if (n > asked)
+            n = asked;
+        if (s->len + n >= sizeof s->buf)
+            n = sizeof s->buf - 1 - s->len;
+        memcpy(s->buf + s->len, response->data, n);
+        s->len += n;
+        s->buf[s->len] = 0;
+        if (n < asked) {                /* the NUL was in this chunk */
+            *result = s->len;
+            return PORTAL_STEP_FINISH;
+        }
+    }
+    if (s->len >= cap) {
+        *result = s->len;
+        return PORTAL_STEP_FINISH;
+    }
+    uint64_t a = s->addr + s->len;
+    asked = GUEST_PAGE_SIZE - a % GUEST_PAGE_SIZE;
+    if (asked > cap - s->len)
+        asked = cap - s->len;
+    memcpy(conv->state, &asked, sizeof asked);
+    command->op = api.op("READ_STR");
+    command->addr = a;
+    command->size = (int64_t)asked;
+    return PORTAL_STEP_COMMAND;
+}
+
+/* --------------------------------------------------------------------- irq -- */
+
+portal_step irq_step(void *userdata, portal_conversation *conv, const portal_response *response,
+                     portal_command *command, uint64_t *result)
+{
+    irq_work *w = userdata;
+    uint8_t *payload = (uint8_t *)conv->state + 8;   /* alive until the step returns */
+    if (!response) {
+        int run = __atomic_fetch_add(&w->runs, 1, __ATOMIC_RELAXED);
+        if (w->log) {
+            int i = __atomic_fetch_add(&w->log->n, 1, __ATOMIC_RELAXED);
+            if (i < IRQ_LOG_MAX) {
+                w->log->ids[i] = w->id;
+                w->log->regions[i] = conv->region_address;
+            }
+        }
+        if (run < 16) {
+            w->budget_before[run] = conv->install_budget;
+            if (w->budget_wanted)
+                w->budget_got[run] = api.take_install_budget(conv, w->budget_wanted);
+            if (run < w->requeue_times)
+                w->requeue_ok[run] = api.queue_interrupt(w->name);
+        }
+        if (w->write_addr) {
+            encode(conv, payload, w->write_value, 8);
+            command->op = api.op("WRITE");
+            command->addr = w->write_addr;
+            command->size = 8;
+            command->data = payload;
+            command->data_length = 8;
+            return PORTAL_STEP_COMMAND;
+        }
+        *result = 0;
+        return PORTAL_STEP_FINISH;
+    }
+    w->last_code = response->code;
+    if (response->code != PORTAL_RESP_WRITE_OK) {
+        conv->error = "interrupt work: WRITE did not answer WRITE_OK";
+        return PORTAL_STEP_FAIL;
+    }
+    *result = 0;
+    return PORTAL_STEP_FINISH;
+}
+
+/* ------------------------------------------------------------------ setup -- */
+
+uint64_t kdata(const guest *g)
+{
+    return guest_get_config(g)->kernel_base + 0x200000;
+}
+
+uint64_t sym_addr(const guest *g, int i)
+{
+    return guest_get_config(g)->kernel_base + 0x1234560 + (uint64_t)i * 0x1000;
+}
+
+guest *setup(T *t, unsigned bits, bool big_endian, unsigned vcpus, const char *const *args,
+             int nargs)
+{
+    guest_config c = {0};
+    c.word_bits = bits;
+    c.big_endian = big_endian;
+    c.vcpus = vcpus;
+    return setup_config(t, &c, args, nargs, true);
+}
+
+guest *setup_config(T *t, const guest_config *config, const char *const *args, int nargs, bool boot)
+{
+    guest *g = t_guest_config(t, config);
+    guest_map(g, USER_BASE, 4 * GUEST_PAGE_SIZE);
+    guest_fill_pattern(g, USER_BASE, 4 * GUEST_PAGE_SIZE);
+    guest_map(g, kdata(g), 2 * GUEST_PAGE_SIZE);
+    guest_fill_pattern(g, kdata(g), 2 * GUEST_PAGE_SIZE);
+    guest_add_symbol(g, "do_sys_open", sym_addr(g, 0));
+    guest_add_symbol(g, "init_task", sym_addr(g, 1));
+    guest_set_time(g, TIME0, TIME_STEP);
+    if (!t_init_argv(t, args, nargs)) {
+        t_fail(t, __LINE__, "init_plugin refused the arguments");
+        return NULL;
+    }
+    if (boot)
+        guest_boot(g, 0);
+    return g;
+}
+
+uint64_t converse(guest *g, int vcpu, uint32_t number, uint64_t a1, uint64_t a2, uint64_t *conv_id)
+{
+    gconv *c = guest_conv_start(g, vcpu, number, a1, a2);
+    while (!guest_conv_step(c))
+        ;
+    uint64_t r = guest_conv_result(c);
+    if (conv_id)
+        *conv_id = guest_conv_id(c);
+    guest_conv_free(c);
+    return r;
+}
+
+trap_record *run_script(T *t, script *s, uint32_t number, uint64_t a1, uint64_t a2,
+                        uint64_t *ret, size_t *ntraps)
+{
+    if (api.attach(number, script_step, s) != 0) {
+        t_fail(t, __LINE__, "portal_attach(%#x) failed", number);
+        return NULL;
+    }
+    uint64_t id;
+    uint64_t r = converse(t->g, 0, number, a1, a2, &id);
+    if (ret)
+        *ret = r;
+    return t_traps_of_conv(t, id, ntraps);
+}
