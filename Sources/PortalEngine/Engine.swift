@@ -66,7 +66,7 @@ public final class PortalEngine: @unchecked Sendable {
     private let flagAddress = Atomic<UInt64>(0)
     private let handlers = HandlerRegistry()
     private let interrupts: InterruptQueue
-    private let waiting = Mutex<[UInt64: Conversation]>([:])
+    private let waiting = Lock<[UInt64: Conversation]>([:])
     private let waitingCount = Atomic<Int>(0)
 
     public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
@@ -459,12 +459,12 @@ final class HandlerRegistry: Sendable {
     }
 
     private let current: Atomic<Unmanaged<Table>>
-    private let published: Mutex<[Table]>
+    private let published: Lock<[Table]>
 
     init() {
         let empty = Table(numbers: [], factories: [])
         current = Atomic(Unmanaged.passUnretained(empty))
-        published = Mutex([empty])
+        published = Lock([empty])
     }
 
     func lookup(_ number: UInt32) -> WorkFactory? {

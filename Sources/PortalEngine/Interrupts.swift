@@ -42,7 +42,7 @@ public enum QueueResult: Sendable, Equatable {
 /// Named interrupt handlers and the queue of those waiting for the guest's
 /// next PORTAL_INTERRUPT conversation, in the order they were queued.
 final class InterruptQueue: Sendable {
-    private let state = Mutex(InterruptQueueState())
+    private let state = Lock(InterruptQueueState())
     /// Lets every trap ask "is anything pending?" without taking the lock.
     private let pendingCount = Atomic<Int>(0)
     let limit: Int

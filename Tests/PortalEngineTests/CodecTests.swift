@@ -1,4 +1,4 @@
-import PortalEngine
+@testable import PortalEngine
 import Testing
 
 @Suite("Region header and the write rules")

@@ -1,4 +1,4 @@
-import PortalEngine
+@testable import PortalEngine
 import Synchronization
 import Testing
 
@@ -52,7 +52,7 @@ struct ConversationTests {
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x4000, count: 4096)
         guest.store([1, 2, 3, 4], at: 0x4000)
-        let replies = Mutex<[PortalReply]>([])
+        let replies = Lock<[PortalReply]>([])
         engine.attach(.syscallEnter) { g in
             var got: [PortalReply] = []
             got.append(try await g.send(PortalCommand(op: 1, address: 0x4000, size: 4)))          // READ_OK
@@ -82,7 +82,7 @@ struct ConversationTests {
         guest.map(0x24000, count: 4096)
         let pattern = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 * 7) }
         guest.store(pattern, at: 0x20000)
-        let result = Mutex<([UInt8], String)>(([], ""))
+        let result = Lock<([UInt8], String)>(([], ""))
         engine.attach(.syscallEnter) { g in
             let whole = try await g.readBytes(at: 0x20000 + 100, count: 2500)
             do {
@@ -122,7 +122,7 @@ struct ConversationTests {
         guest.map(0x50000, count: 2 * 4096)
         let text = Array("crossing the page boundary".utf8)
         guest.store(text + [0], at: 0x51000 - 10)
-        let got = Mutex<String>("")
+        let got = Lock<String>("")
         engine.attach(.syscallEnter) { g in
             let string = try await g.readString(at: 0x51000 - 10)
             got.withLock { $0 = string }
@@ -337,7 +337,7 @@ struct FailureTests {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
-        let cancelled = Mutex<String>("")
+        let cancelled = Lock<String>("")
         engine.attach(.syscallEnter) { g in
             do {
                 return UInt64(try await g.read(UInt8.self, at: 0x4000))

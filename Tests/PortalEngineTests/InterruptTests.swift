@@ -1,4 +1,4 @@
-import PortalEngine
+@testable import PortalEngine
 import Synchronization
 import Testing
 
@@ -13,7 +13,7 @@ struct InterruptTests {
         let vcpu = engine.makeVCPU(index: 0)
         guest.registerRegion(engine, vcpu: vcpu)
         guest.map(0x8000, count: 4096)
-        let order = Mutex<[String]>([])
+        let order = Lock<[String]>([])
         for name in ["zeta", "alpha", "mid"] {
             engine.registerInterrupt(name) { g in
                 order.withLock { $0.append(name) }
@@ -82,8 +82,8 @@ struct InterruptTests {
         let vcpu = engine.makeVCPU(index: 0)
         guest.registerRegion(engine, vcpu: vcpu)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
-        let remaining = Mutex(12)
-        let grants = Mutex<[Int]>([])
+        let remaining = Lock(12)
+        let grants = Lock<[Int]>([])
         engine.registerInterrupt("installer") { g in
             let wanted = remaining.withLock { $0 }
             let granted = g.takeInstallBudget(wanted)
@@ -112,7 +112,7 @@ struct InterruptTests {
         guest.registerRegion(engine, vcpu: vcpu)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         guest.map(0x8000, count: 4096)
-        let ran = Mutex<[String]>([])
+        let ran = Lock<[String]>([])
         engine.registerInterrupt("first") { g in
             _ = try await g.read(UInt8.self, at: 0x8000)
             throw Broken()
@@ -241,7 +241,7 @@ struct ConcurrencyTests {
         guest.store([5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0], at: 0x9000)
         guest.store([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], at: 0x9100)
         Self.attachSummer(engine)
-        let inner = Mutex<[UInt64]>([])
+        let inner = Lock<[UInt64]>([])
         // While serving the outer conversation's reads, the guest module makes
         // another portal call (as a kernel handler would), on another page.
         guest.onServe = { header, vcpu in

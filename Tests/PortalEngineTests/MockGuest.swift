@@ -1,4 +1,4 @@
-import PortalEngine
+@testable import PortalEngine
 import Synchronization
 
 /// A guest kernel module in Swift, as PROTOCOL.md §4–§6 describe it, over a
@@ -16,10 +16,10 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
     /// READ_TIME answers this.
     let clock = Atomic<UInt64>(1_000_000)
 
-    private let memory = Mutex<[UInt64: [UInt8]]>([:])
+    private let memory = Lock<[UInt64: [UInt8]]>([:])
     /// Free pages for regions, first in first out, so addresses recur as
     /// with a kernel's page allocator, but never while a conversation uses one.
-    private let freeRegions: Mutex<[UInt64]>
+    private let freeRegions: Lock<[UInt64]>
     private(set) var flagAddress: UInt64 = 0
 
     /// Lets a test answer a command its own way (e.g. with an invalid code);
@@ -35,7 +35,7 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
         self.regionSize = regionSize
         self.kernelBase = layout.wordBits == 64 ? 0xffff_8000_0000_0000 : 0xc000_0000
         let pool = (0..<UInt64(regionPages)).map { regionBase + $0 * 2 * MockGuest.pageSize }
-        freeRegions = Mutex(pool)
+        freeRegions = Lock(pool)
         for page in pool { map(page, count: MockGuest.pageSize * 2) }
     }
 
@@ -280,7 +280,7 @@ struct PortalLoop {
 
 /// Collects log lines for exact assertions.
 final class LogRecorder: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Lock<[String]>([])
 
     var logger: PortalLogger { logger(level: .debug) }
 
