@@ -15,9 +15,13 @@ let package = Package(
         // exported `qemu_plugin_version`, and calls that must be made from C.
         .target(
             name: "CPortalShim",
-            cSettings: [.headerSearchPath("../../include")],
-            linkerSettings: [.linkedLibrary("glib-2.0")]
+            dependencies: ["CGLib"],
+            cSettings: [.headerSearchPath("../../include")]
         ),
+        // GLib, whose buffers QEMU's plugin API takes (scripts/setup.sh
+        // installs it). Capstone is loaded at run time instead: see qemu.c.
+        .systemLibrary(name: "CGLib", pkgConfig: "glib-2.0",
+                       providers: [.apt(["libglib2.0-dev"])]),
         // The plugin: adapts each emulator ABI to the engine, and the C API.
         .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"]),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),

@@ -20,3 +20,41 @@ bool portal_shim_has_panda_host(void)
            panda_unregister_hypercall_callback && panda_cpu_index && panda_virtual_memory_read &&
            panda_virtual_memory_write;
 }
+
+int portal_panda_plugin_args(void *self, const char *const **argv)
+{
+    return panda_get_plugin_args(self, argv);
+}
+
+panda_guest_info portal_panda_guest_info(void)
+{
+    panda_guest_info info = {0};
+    panda_get_guest_info(&info);
+    return info;
+}
+
+void portal_panda_register(void *self, panda_hypercall_cb callback)
+{
+    panda_register_hypercall_callback(self, callback);
+}
+
+void portal_panda_unregister(void *self)
+{
+    panda_unregister_hypercall_callback(self);
+}
+
+int portal_panda_cpu_index(CPUState *cpu)
+{
+    return panda_cpu_index(cpu);
+}
+
+/* Region-sized transfers only (at most a megabyte), so `int` lengths hold. */
+bool portal_panda_read(CPUState *cpu, uint64_t address, void *buffer, size_t length)
+{
+    return panda_virtual_memory_read(cpu, address, buffer, (int)length) == 0;
+}
+
+bool portal_panda_write(CPUState *cpu, uint64_t address, const void *buffer, size_t length)
+{
+    return panda_virtual_memory_write(cpu, address, buffer, (int)length) == 0;
+}

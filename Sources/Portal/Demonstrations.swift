@@ -1,12 +1,262 @@
 import PortalEngine
 
 /// Built-in work selected with `demo=NAME`.
+///
+/// `tour` is the host side of the bare-metal test guests' contract
+/// (Tests/guests/contract.h): it attaches one Swift handler to
+/// IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and two
+/// named interrupts, and prints a report when the emulator exits.
 enum Demonstrations {
-    static let names: [String] = []
+    static let names = ["tour"]
+
+    private static let active = Lock<Tour?>(nil)
 
     /// Attaches demonstration `name`; false (logged) if there is none.
-    static func install(_ name: String, on engine: PortalEngine) -> Bool {
-        engine.logger.error("argument 'demo=\(name)': no such demonstration; known: \(names.joined(separator: ", "))")
-        return false
+    static func install(_ name: String, on instance: PluginInstance) -> Bool {
+        guard name == "tour" else {
+            instance.logger.error("argument 'demo=\(name)': no such demonstration; known: \(names.joined(separator: ", "))")
+            return false
+        }
+        let tour = Tour(benchAddress: Tour.benchAddress(target: instance.qemu?.target.name))
+        tour.attach(to: instance.engine)
+        active.withLock { $0 = tour }
+        return true
+    }
+
+    /// The plugin is being unloaded: a demonstration prints its report.
+    static func unloading(_ instance: PluginInstance) {
+        guard let tour = active.withLock({ state -> Tour? in
+            defer { state = nil }
+            return state
+        }) else { return }
+        for line in tour.report() { instance.sink.write(line) }
+    }
+}
+
+/// The tour's host side: event numbers and expected answers from
+/// Tests/guests/contract.h.
+final class Tour: Sendable {
+    enum Event {
+        static let banner: UInt64 = 0x7e57_0001
+        static let bannerShort: UInt64 = 0x7e57_0002
+        static let bigWrite: UInt64 = 0x7e57_0003
+        static let time: UInt64 = 0x7e57_0004
+        static let partial: UInt64 = 0x7e57_0005
+        static let faultString: UInt64 = 0x7e57_0006
+        static let writeFault: UInt64 = 0x7e57_0007
+        static let unsupportedOp: UInt64 = 0x7e57_0008
+        static let queueInterrupts: UInt64 = 0x7e57_0009
+        static let interruptPoke: UInt64 = 0x7e57_000a
+        static let end: UInt64 = 0x7e57_000b
+        static let bench: UInt64 = 0x7e57_0010
+    }
+
+    enum Result {
+        static let readFailed: UInt64 = 0x0bad_0001
+        static let writeFailed: UInt64 = 0x0bad_0002
+        static let protocolError: UInt64 = 0x0bad_00ee
+        static let unknownEvent: UInt64 = 0x0bad_00ff
+        static let end: UInt64 = 0x7e57_d09e
+    }
+
+    static let bannerPrefix = Array("portal-test-guest".utf8)
+    static let bigLength = 10000
+    static let partialAsk: Int64 = 256
+    static let alphaValue: UInt32 = 0xa1fa_0001
+    static let betaValue: UInt32 = 0xbe7a_0002
+    static let unsupportedOp: UInt32 = 5
+
+    /// The contract page's bench word, per QEMU target (contract.h).
+    static func benchAddress(target: String?) -> UInt64 {
+        switch target {
+        case "riscv64": 0x8000_1000
+        case "aarch64", "arm": 0x4010_1000
+        default: 0x0010_1000
+        }
+    }
+
+    static func bigByte(_ index: Int) -> UInt8 {
+        let i = UInt32(index)
+        return UInt8(truncatingIfNeeded: (i &* 7) ^ (i >> 8) ^ 0x5c)
+    }
+
+    static func fnv1a32(_ bytes: [UInt8]) -> UInt32 {
+        bytes.reduce(0x811c_9dc5 as UInt32) { ($0 ^ UInt32($1)) &* 0x0100_0193 }
+    }
+
+    static func userByte(_ address: UInt64) -> UInt8 {
+        UInt8(truncatingIfNeeded: address ^ (address >> 8) ^ 0xa5)
+    }
+
+    /// What the tour saw, for the report.
+    struct Findings {
+        var banner: String?
+        var bigChecksum: UInt32?
+        var clock: UInt64?
+        var partialBytes: Int?
+        var faultAnswers: [String] = []
+        var mailbox: UInt64 = 0
+        var mailboxSlot: UInt64 = 0
+        var interruptsRun: [String] = []
+        var guestFailures: UInt64?
+        var hostProblems: [String] = []
+        var benchRoundTrips = 0
+    }
+
+    let benchAddress: UInt64
+    private let findings = Lock(Findings())
+
+    init(benchAddress: UInt64) { self.benchAddress = benchAddress }
+
+    func attach(to engine: PortalEngine) {
+        engine.attach(.syscallEnter) { [self] guest in try await serve(guest) }
+        for (name, value) in [("alpha", Self.alphaValue), ("beta", Self.betaValue)] {
+            engine.registerInterrupt(name) { [self] guest in
+                let slot = findings.withLock { state -> UInt64 in
+                    defer { state.mailboxSlot += 1 }
+                    return state.mailbox + 4 * state.mailboxSlot
+                }
+                let reply = try await guest.send(PortalCommand(
+                    op: guest.ops.write, address: slot, size: 4, payload: .bytes(guest.layout.bytes(of: value)[...])))
+                guard reply == .writeOK else {
+                    problem("interrupt \(name): WRITE to the mailbox answered \(reply), expected WRITE_OK")
+                    return
+                }
+                findings.withLock { $0.interruptsRun.append(name) }
+            }
+        }
+    }
+
+    private func problem(_ text: String) {
+        findings.withLock { $0.hostProblems.append(text) }
+    }
+
+    /// One event of the contract; the return value goes back to the guest.
+    private func serve(_ guest: Guest) async throws -> UInt64 {
+        let argument = guest.call.arg2
+        let ops = guest.ops
+        switch guest.call.arg1 {
+        case Event.banner, Event.bannerShort:
+            let short = guest.call.arg1 == Event.bannerShort
+            let reply = try await guest.send(PortalCommand(op: ops.readString, address: argument, size: short ? 8 : 0))
+            switch reply {
+            case .readOK(let bytes):
+                // READ_OK carries `size` bytes: the string without its NUL.
+                let expected = short ? Array("portal-t".utf8) : Self.bannerPrefix
+                guard !bytes.contains(0), bytes.starts(with: expected), !short || bytes == expected else {
+                    problem("banner: READ_STR answered \(bytes.count) bytes that do not start with \"\(String(decoding: expected, as: UTF8.self))\"")
+                    return Result.protocolError
+                }
+                if !short {
+                    findings.withLock { $0.banner = String(decoding: bytes, as: UTF8.self) }
+                }
+                return UInt64(bytes.count)
+            case .readFail: return Result.readFailed
+            default:
+                problem("banner: READ_STR answered \(reply), expected READ_OK")
+                return Result.protocolError
+            }
+        case Event.bigWrite:
+            let pattern = (0..<Self.bigLength).map(Self.bigByte)
+            do {
+                try await guest.write(pattern, at: argument)
+            } catch GuestError.writeFailed {
+                return Result.writeFailed
+            }
+            let back: [UInt8]
+            do {
+                back = try await guest.readBytes(at: argument, count: pattern.count)
+            } catch GuestError.readFailed {
+                return Result.readFailed
+            }
+            let checksum = Self.fnv1a32(back)
+            findings.withLock { $0.bigChecksum = checksum }
+            if back != pattern { problem("big write: the bytes read back differ from the bytes written") }
+            return UInt64(checksum)
+        case Event.time:
+            let clock = try await guest.readTime()
+            findings.withLock { $0.clock = clock }
+            return clock
+        case Event.partial:
+            let reply = try await guest.send(PortalCommand(op: ops.read, address: argument, size: Self.partialAsk))
+            guard case .readPartial(let bytes) = reply else {
+                if reply == .readFail { return Result.readFailed }
+                problem("partial read: READ answered \(reply), expected READ_PARTIAL")
+                return Result.protocolError
+            }
+            guard bytes.indices.allSatisfy({ bytes[$0] == Self.userByte(argument + UInt64($0)) }) else {
+                problem("partial read: the \(bytes.count) bytes that arrived are not the guest's pattern")
+                return Result.protocolError
+            }
+            findings.withLock { $0.partialBytes = bytes.count }
+            return UInt64(bytes.count)
+        case Event.faultString:
+            return try await expectFailure(guest, "READ_STR in the faulting page",
+                                           PortalCommand(op: ops.readString, address: argument), .readFail)
+        case Event.writeFault:
+            return try await expectFailure(guest, "WRITE to the faulting page", PortalCommand(
+                op: ops.write, address: argument, size: 4, payload: .bytes([0x11, 0x22, 0x33, 0x44])), .writeFail)
+        case Event.unsupportedOp:
+            return try await expectFailure(guest, "op \(Self.unsupportedOp) (not implemented by the guest)",
+                                           PortalCommand(op: Self.unsupportedOp), .writeFail)
+        case Event.queueInterrupts:
+            findings.withLock {
+                $0.mailbox = argument
+                $0.mailboxSlot = 0
+            }
+            let queued = guest.queueInterrupt("alpha") && guest.queueInterrupt("beta")
+            return queued ? 0 : Result.protocolError
+        case Event.interruptPoke:
+            return UInt64(findings.withLock { $0.interruptsRun.count })
+        case Event.end:
+            findings.withLock { $0.guestFailures = argument }
+            return Result.end
+        case Event.bench:
+            var last: UInt64 = 0
+            for _ in 0..<argument {
+                last = try await guest.read(UInt64.self, at: benchAddress)
+            }
+            findings.withLock { $0.benchRoundTrips += Int(argument) }
+            return last
+        default:
+            problem("event \(String(guest.call.arg1, radix: 16)) is not in the contract")
+            return Result.unknownEvent
+        }
+    }
+
+    private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
+                               _ expected: PortalReply) async throws -> UInt64 {
+        let reply = try await guest.send(command)
+        guard reply == expected else {
+            problem("\(what): answered \(reply), expected \(expected)")
+            return Result.protocolError
+        }
+        findings.withLock { $0.faultAnswers.append("\(what): \(expected == .readFail ? "READ_FAIL" : "WRITE_FAIL")") }
+        return expected == .readFail ? Result.readFailed : Result.writeFailed
+    }
+
+    /// A short report a person can read; the last line says PASS or FAIL.
+    func report() -> [String] {
+        let seen = findings.withLock { $0 }
+        var lines: [String] = []
+        func add(_ text: String) { lines.append("tour: \(text)") }
+        if seen.benchRoundTrips > 0 { add("served \(seen.benchRoundTrips) READ round trips for the bench loop") }
+        if let banner = seen.banner { add("the guest's banner reads \"\(banner)\" (\(banner.utf8.count) bytes)") }
+        if let checksum = seen.bigChecksum {
+            add("wrote \(Self.bigLength) bytes into the guest and read them back, region by region (FNV-1a 0x\(String(checksum, radix: 16)))")
+        }
+        if let clock = seen.clock { add("the guest clock read \(clock) ns") }
+        if let partial = seen.partialBytes {
+            add("a read running into the guest's faulting page returned \(partial) of \(Self.partialAsk) bytes (READ_PARTIAL)")
+        }
+        for answer in seen.faultAnswers { add(answer) }
+        if !seen.interruptsRun.isEmpty {
+            add("interrupts \(seen.interruptsRun.joined(separator: ", ")) ran in queue order inside the guest's PORTAL_INTERRUPT conversation")
+        }
+        for problem in seen.hostProblems { add("PROBLEM: \(problem)") }
+        if let failures = seen.guestFailures { add("the guest counted \(failures) failed checks") }
+        let passed = seen.hostProblems.isEmpty && (seen.guestFailures == 0 || (seen.guestFailures == nil && seen.benchRoundTrips > 0))
+        add(passed ? "PASS" : "FAIL")
+        return lines
     }
 }

@@ -6,13 +6,11 @@ struct PandaMemory: GuestMemory {
     let cpu: OpaquePointer
 
     func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        panda_virtual_memory_read(cpu, address, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                  Int32(buffer.count)) == 0
+        buffer.isEmpty || portal_panda_read(cpu, address, buffer.baseAddress, buffer.count)
     }
 
     func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
-        panda_virtual_memory_write(cpu, address, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                   Int32(buffer.count)) == 0
+        buffer.isEmpty || portal_panda_write(cpu, address, buffer.baseAddress, buffer.count)
     }
 }
 
@@ -30,7 +28,7 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
         return false
     }
     var argv: UnsafePointer<UnsafePointer<CChar>?>? = nil
-    let argc = Int(panda_get_plugin_args(handle, &argv))
+    let argc = Int(portal_panda_plugin_args(handle, &argv))
     let arguments = (0..<max(argc, 0)).compactMap { argv?[$0].map { String(cString: $0) } }
 
     let configuration: PortalConfiguration
@@ -42,8 +40,7 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
         return false
     }
 
-    var info = panda_guest_info()
-    panda_get_guest_info(&info)
+    let info = portal_panda_guest_info()
     guard info.word_bits == 32 || info.word_bits == 64 else {
         early.error("init_plugin: the emulator reports a \(info.word_bits)-bit guest, expected 32 or 64")
         return false
@@ -59,25 +56,25 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
         early.error("init_plugin: the plugin is already initialised; call uninit_plugin first")
         return false
     }
-    if let demo = configuration.demo, !Demonstrations.install(demo, on: instance.engine) {
+    if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
         PluginInstance.uninstall()
         return false
     }
-    panda_register_hypercall_callback(handle, pandaHypercall)
+    portal_panda_register(handle, pandaHypercall)
     instance.logger.info("loaded for a \(layout) guest with \(info.vcpu_count) vCPUs")
     return true
 }
 
 @_cdecl("uninit_plugin")
 public func uninitPlugin(_ handle: UnsafeMutableRawPointer?) {
-    if portal_shim_has_panda_host(), let handle { panda_unregister_hypercall_callback(handle) }
+    if portal_shim_has_panda_host(), let handle { portal_panda_unregister(handle) }
     PluginInstance.uninstall()
 }
 
 private let pandaHypercall: panda_hypercall_cb = { cpu, registers in
     guard let cpu, let registers else { return false }
     return PluginInstance.withCurrent { instance in
-        let index = Int(panda_cpu_index(cpu))
+        let index = Int(portal_panda_cpu_index(cpu))
         guard instance.vcpus.indices.contains(index) else {
             instance.logger.error("hypercall \(HypercallNumber(register: registers.pointee.number)): the emulator says vCPU \(index), expected 0 to \(instance.vcpus.count - 1); ignored")
             return false

@@ -10,9 +10,13 @@ final class PluginInstance: Sendable {
     /// without a lock.
     let vcpus: [VCPU]
     let sink: LogSink
+    /// Register handles and the target, when QEMU loaded the plugin.
+    let qemu: QemuFrontend?
 
-    init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink) {
+    init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink,
+         qemu: QemuFrontend? = nil) {
         self.sink = sink
+        self.qemu = qemu
         let engine = PortalEngine(configuration: configuration, layout: layout,
                                   logger: sink.logger(level: configuration.logLevel))
         self.engine = engine
@@ -42,7 +46,9 @@ final class PluginInstance: Sendable {
     /// Ends the current load: every conversation still waiting is ended and logged.
     static func uninstall() {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
-        instance.takeUnretainedValue().engine.shutdown()
+        let unloaded = instance.takeUnretainedValue()
+        Demonstrations.unloading(unloaded)
+        unloaded.engine.shutdown()
         instance.release()
     }
 

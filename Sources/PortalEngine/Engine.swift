@@ -162,6 +162,15 @@ public final class PortalEngine: @unchecked Sendable {
         let region = call.arg3 & layout.addressMask
         let site = TrapSite(number: number, vcpu: vcpu.index, regionAddress: region)
 
+        let outcome = serve(call, number: number, region: region, site: site, vcpu: vcpu, memory: memory)
+        // Interrupt work queued before or during this trap is announced now,
+        // and again at every trap until the guest runs the interrupt conversation.
+        if interrupts.hasPending { setFlag(1, memory: memory) }
+        return outcome
+    }
+
+    private func serve<Memory: GuestMemory>(_ call: Hypercall, number: HypercallNumber, region: UInt64,
+                                            site: TrapSite, vcpu: VCPU, memory: Memory) -> HypercallOutcome {
         // A conversation waiting on this region continues, whatever its number.
         switch claimWaiting(region, vcpu: vcpu) {
         case .claimed(let conversation):
@@ -176,8 +185,6 @@ public final class PortalEngine: @unchecked Sendable {
         case .none:
             break
         }
-
-        if interrupts.hasPending && number != .portalInterrupt { setFlag(1, memory: memory) }
 
         let factory: WorkFactory
         var window: InterruptWindow? = nil

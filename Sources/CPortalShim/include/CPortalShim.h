@@ -10,9 +10,75 @@
 #include "../../../include/portal/portal.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-/* Whether the process that loaded us exports the PANDA-style emulator side
- * (its functions are weak references, NULL under any other emulator). */
-__attribute__((visibility("hidden"))) bool portal_shim_has_panda_host(void);
+#define PORTAL_SHIM __attribute__((visibility("hidden")))
+
+/* ---- PANDA-style emulators (Sources/CPortalShim/shim.c) ----
+ * Swift calls the emulator through these, never directly: the emulator's
+ * functions are weak references here, absent (NULL) under any other emulator. */
+
+/* Whether the process that loaded us exports the emulator side of panda.h. */
+PORTAL_SHIM bool portal_shim_has_panda_host(void);
+PORTAL_SHIM int portal_panda_plugin_args(void *self, const char *const **argv);
+PORTAL_SHIM panda_guest_info portal_panda_guest_info(void);
+PORTAL_SHIM void portal_panda_register(void *self, panda_hypercall_cb callback);
+PORTAL_SHIM void portal_panda_unregister(void *self);
+PORTAL_SHIM int portal_panda_cpu_index(CPUState *cpu);
+PORTAL_SHIM bool portal_panda_read(CPUState *cpu, uint64_t address, void *buffer, size_t length);
+PORTAL_SHIM bool portal_panda_write(CPUState *cpu, uint64_t address, const void *buffer, size_t length);
+
+/* ---- QEMU (Sources/CPortalShim/qemu.c) ---- */
+
+
+/* Whether the process is a QEMU that exports the plugin API (weak references). */
+PORTAL_SHIM bool portal_shim_has_qemu_host(void);
+
+/* The encodings of the hypercall instruction (PROTOCOL.md §1). */
+typedef enum portal_qemu_arch {
+    PORTAL_ARCH_X86 = 0,
+    PORTAL_ARCH_AARCH64,
+    PORTAL_ARCH_ARM,
+    PORTAL_ARCH_RISCV,
+    PORTAL_ARCH_PPC_BE,
+    PORTAL_ARCH_PPC_LE,
+    PORTAL_ARCH_LOONGARCH,
+} portal_qemu_arch;
+
+/* Swift's side of the QEMU callbacks. */
+typedef struct portal_qemu_callbacks {
+    void (*vcpu_init)(unsigned int vcpu_index);
+    /* Serves the hypercall instruction the vCPU is about to execute. */
+    void (*hypercall)(unsigned int vcpu_index);
+    void (*at_exit)(void);
+} portal_qemu_callbacks;
+
+/* The fields of the qemu_info_t QEMU passes to qemu_plugin_install. */
+typedef struct portal_qemu_info {
+    const char *target_name;
+    bool system_emulation;
+    int smp_vcpus;
+    int max_vcpus;
+} portal_qemu_info;
+
+PORTAL_SHIM portal_qemu_info portal_qemu_read_info(const void *qemu_info);
+
+/* Whether Capstone could be loaded to confirm the hypercall instructions. */
+PORTAL_SHIM bool portal_qemu_capstone_available(void);
+
+/* Registers the translation, vCPU-init and exit callbacks with QEMU. */
+PORTAL_SHIM void portal_qemu_start(uint64_t plugin_id, portal_qemu_arch arch, portal_qemu_callbacks callbacks);
+
+/* From a vCPU callback: the register called `name` (gdb name), or NULL. */
+PORTAL_SHIM void *portal_qemu_find_register(const char *name);
+
+/* Register and guest memory access from a vCPU callback, through a GLib
+ * buffer kept per thread. Registers are in target byte order; *width gets
+ * the register's full width (copied up to `capacity` bytes). */
+PORTAL_SHIM bool portal_qemu_read_register(void *reg, uint8_t *bytes, size_t capacity, size_t *width);
+PORTAL_SHIM bool portal_qemu_write_register(void *reg, const uint8_t *bytes, size_t width);
+PORTAL_SHIM bool portal_qemu_read_memory(uint64_t address, void *destination, size_t length);
+PORTAL_SHIM bool portal_qemu_write_memory(uint64_t address, const void *source, size_t length);
 
 #endif

@@ -1,0 +1,228 @@
+import CPortalShim
+import PortalEngine
+
+/// What the portal needs to know about a QEMU target: how its hypercall is
+/// encoded, the gdb names of the number, argument and return registers
+/// (PROTOCOL.md §1), and its word width and byte order.
+struct QemuTarget: Sendable {
+    let name: String
+    let arch: portal_qemu_arch
+    let layout: GuestLayout
+    /// Each register with the names QEMU may give it, first match wins.
+    let number: [String]
+    let arguments: [[String]]
+    let result: [String]
+
+    static let supported: [QemuTarget] = [
+        QemuTarget(name: "i386", arch: PORTAL_ARCH_X86, layout: .little32, number: ["eax"],
+                   arguments: [["ebx"], ["ecx"], ["edx"], ["esi"]], result: ["eax"]),
+        QemuTarget(name: "x86_64", arch: PORTAL_ARCH_X86, layout: .little64, number: ["rax"],
+                   arguments: [["rdi"], ["rsi"], ["rdx"], ["r10"]], result: ["rax"]),
+        QemuTarget(name: "aarch64", arch: PORTAL_ARCH_AARCH64, layout: .little64, number: ["x8"],
+                   arguments: [["x0"], ["x1"], ["x2"], ["x3"]], result: ["x0"]),
+        QemuTarget(name: "arm", arch: PORTAL_ARCH_ARM, layout: .little32, number: ["r7"],
+                   arguments: [["r0"], ["r1"], ["r2"], ["r3"]], result: ["r0"]),
+        QemuTarget(name: "riscv64", arch: PORTAL_ARCH_RISCV, layout: .little64, number: ["a7", "x17"],
+                   arguments: [["a0", "x10"], ["a1", "x11"], ["a2", "x12"], ["a3", "x13"]],
+                   result: ["a0", "x10"]),
+        QemuTarget(name: "riscv32", arch: PORTAL_ARCH_RISCV, layout: .little32, number: ["a7", "x17"],
+                   arguments: [["a0", "x10"], ["a1", "x11"], ["a2", "x12"], ["a3", "x13"]],
+                   result: ["a0", "x10"]),
+        QemuTarget(name: "ppc", arch: PORTAL_ARCH_PPC_BE, layout: .big32, number: ["r0"],
+                   arguments: [["r3"], ["r4"], ["r5"], ["r6"]], result: ["r3"]),
+        QemuTarget(name: "ppc64", arch: PORTAL_ARCH_PPC_BE, layout: .big64, number: ["r0"],
+                   arguments: [["r3"], ["r4"], ["r5"], ["r6"]], result: ["r3"]),
+        QemuTarget(name: "loongarch64", arch: PORTAL_ARCH_LOONGARCH, layout: .little64, number: ["r11", "a7"],
+                   arguments: [["r4", "a0"], ["r5", "a1"], ["r6", "a2"], ["r7", "a3"]], result: ["r4", "a0"]),
+    ]
+
+    /// The target QEMU names, or why the portal cannot serve it.
+    static func named(_ name: String) -> Result<QemuTarget, TargetError> {
+        if let target = supported.first(where: { $0.name == name }) { return .success(target) }
+        if name.hasPrefix("mips") {
+            return .failure(TargetError(message: "target '\(name)' cannot be served: QEMU exposes no MIPS registers to plugins (its MIPS CPUs have no gdb register description), so the hypercall number and arguments cannot be read"))
+        }
+        return .failure(TargetError(message: "target '\(name)' is not supported; supported: \(supported.map(\.name).joined(separator: ", "))"))
+    }
+}
+
+struct TargetError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// One vCPU's register handles, looked up by name when QEMU initialises it.
+/// Written and read only on that vCPU's thread.
+final class QemuRegisters: @unchecked Sendable {
+    var number: UnsafeMutableRawPointer?
+    var arguments: [UnsafeMutableRawPointer?] = [nil, nil, nil, nil]
+    var result: UnsafeMutableRawPointer?
+    /// The return register's full width, learnt when it is first read:
+    /// QEMU corrupts the guest if a register is written with fewer bytes.
+    var resultWidth = 0
+
+    var isComplete: Bool { number != nil && result != nil && !arguments.contains(nil) }
+}
+
+/// State of a QEMU load, beside the engine.
+final class QemuFrontend: Sendable {
+    let target: QemuTarget
+    let registers: [QemuRegisters]
+
+    init(target: QemuTarget, vcpuCount: Int) {
+        self.target = target
+        registers = (0..<vcpuCount).map { _ in QemuRegisters() }
+    }
+
+    /// Reads a register as an unsigned number of the target's byte order.
+    func read(_ register: UnsafeMutableRawPointer, width: inout Int) -> UInt64? {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        var actual = 0
+        let ok = withUnsafeMutableBytes(of: &bytes) { raw in
+            portal_qemu_read_register(register, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count, &actual)
+        }
+        guard ok, actual >= 1, actual <= 8 else { return nil }
+        width = actual
+        return withUnsafeBytes(of: &bytes) { raw in
+            var value: UInt64 = 0
+            for index in 0..<actual {
+                let byte = UInt64(raw[target.layout.byteOrder == .little ? index : actual - 1 - index])
+                value |= byte << (8 * UInt64(index))
+            }
+            return value
+        }
+    }
+
+    func write(_ register: UnsafeMutableRawPointer, value: UInt64, width: Int) -> Bool {
+        var bytes: UInt64 = 0
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            for index in 0..<width {
+                raw[target.layout.byteOrder == .little ? index : width - 1 - index] =
+                    UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))
+            }
+            return portal_qemu_write_register(register, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), width)
+        }
+    }
+}
+
+/// Guest memory through QEMU's vaddr accessors (from a vCPU callback only).
+struct QemuMemory: GuestMemory {
+    func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        buffer.isEmpty || portal_qemu_read_memory(address, buffer.baseAddress, buffer.count)
+    }
+
+    func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
+        buffer.isEmpty || portal_qemu_write_memory(address, buffer.baseAddress, buffer.count)
+    }
+}
+
+/// QEMU entry point: checks the target and the arguments, then watches every
+/// translated block for the target's hypercall instruction.
+@_cdecl("qemu_plugin_install")
+public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: Int32,
+                              _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    let early = LogSink.standardError.logger(level: .error)
+    guard portal_shim_has_qemu_host() else {
+        early.error("qemu_plugin_install: the process does not export QEMU's plugin API")
+        return -1
+    }
+    guard let info = info.map(portal_qemu_read_info) else {
+        early.error("qemu_plugin_install: QEMU passed no qemu_info_t")
+        return -1
+    }
+    let targetName = info.target_name.map { String(cString: $0) } ?? "(none)"
+    guard info.system_emulation else {
+        early.error("qemu_plugin_install: QEMU user-mode emulation (\(targetName)) has no guest kernel to talk to; use qemu-system-\(targetName)")
+        return -1
+    }
+    let target: QemuTarget
+    switch QemuTarget.named(targetName) {
+    case .success(let found): target = found
+    case .failure(let error):
+        early.error("qemu_plugin_install: \(error)")
+        return -1
+    }
+    let arguments = (0..<Int(max(argc, 0))).compactMap { argv?[$0].map { String(cString: $0) } }
+    let configuration: PortalConfiguration
+    let sink: LogSink
+    switch PluginInstance.configure(arguments) {
+    case .success(let configured): (configuration, sink) = configured
+    case .failure(let error):
+        early.error("qemu_plugin_install: \(error)")
+        return -1
+    }
+    let vcpuCount = Int(max(info.max_vcpus, info.smp_vcpus, 1))
+    let instance = PluginInstance(configuration: configuration, layout: target.layout, vcpuCount: vcpuCount,
+                                  sink: sink, qemu: QemuFrontend(target: target, vcpuCount: vcpuCount))
+    guard PluginInstance.install(instance) else {
+        early.error("qemu_plugin_install: the plugin is already loaded")
+        return -1
+    }
+    if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
+        PluginInstance.uninstall()
+        return -1
+    }
+    portal_qemu_start(id, target.arch, portal_qemu_callbacks(
+        vcpu_init: qemuVCPUInitialised, hypercall: qemuHypercall, at_exit: qemuExited))
+    if !portal_qemu_capstone_available() {
+        instance.logger.warn("Capstone (libcapstone.so.4) could not be loaded; hypercall instructions are recognised by their exact bytes alone")
+    }
+    instance.logger.info("loaded into qemu-system-\(targetName) (\(target.layout), \(vcpuCount) vCPUs)")
+    return 0
+}
+
+private let qemuVCPUInitialised: @convention(c) (UInt32) -> Void = { index in
+    PluginInstance.withCurrent { instance in
+    guard let frontend = instance.qemu, frontend.registers.indices.contains(Int(index)) else { return }
+    let target = frontend.target
+    let slot = frontend.registers[Int(index)]
+    func find(_ names: [String]) -> UnsafeMutableRawPointer? {
+        names.lazy.compactMap { portal_qemu_find_register($0) }.first
+    }
+    slot.number = find(target.number)
+    slot.arguments = target.arguments.map(find)
+    slot.result = find(target.result)
+    if !slot.isComplete {
+        let missing = ([target.number] + target.arguments + [target.result]).filter { find($0) == nil }
+            .map { $0.joined(separator: "/") }
+        instance.logger.error("vCPU \(index): QEMU's \(target.name) CPU has no register named \(missing.joined(separator: ", ")); its hypercalls are ignored")
+    }
+    }
+}
+
+private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
+    PluginInstance.withCurrent { instance in
+        guard let frontend = instance.qemu else { return }
+        let vcpuIndex = Int(index)
+        guard frontend.registers.indices.contains(vcpuIndex), instance.vcpus.indices.contains(vcpuIndex) else {
+            instance.logger.error("hypercall on vCPU \(index): QEMU reported more vCPUs than its max_vcpus; ignored")
+            return
+        }
+        let slot = frontend.registers[vcpuIndex]
+        guard slot.isComplete else { return }
+        var width = 0
+        guard let number = frontend.read(slot.number!, width: &width),
+              let arg1 = frontend.read(slot.arguments[0]!, width: &width),
+              let arg2 = frontend.read(slot.arguments[1]!, width: &width),
+              let arg3 = frontend.read(slot.arguments[2]!, width: &width),
+              let arg4 = frontend.read(slot.arguments[3]!, width: &width) else {
+            instance.logger.error("hypercall on vCPU \(index): QEMU could not read its registers; ignored")
+            return
+        }
+        let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpuIndex)
+        guard case .returning(let value) = instance.engine.hypercall(
+            call, vcpu: instance.vcpus[vcpuIndex], memory: QemuMemory()) else { return }
+        if slot.resultWidth == 0 {
+            var resultWidth = 0
+            _ = frontend.read(slot.result!, width: &resultWidth)
+            slot.resultWidth = resultWidth
+        }
+        if slot.resultWidth == 0 || !frontend.write(slot.result!, value: value, width: slot.resultWidth) {
+            instance.logger.error("\(call.number) on vCPU \(index): QEMU refused to write the return register")
+        }
+    }
+}
+
+private let qemuExited: @convention(c) () -> Void = {
+    PluginInstance.uninstall()
+}
