@@ -34,6 +34,32 @@
  *    ENABLE_PORTAL_INTERRUPT 0x7901, PORTAL_INTERRUPT 0x7902 without pending
  *    work) behave as PROTOCOL.md says; their return values are ignored.
  *
+ * How the guests answer commands (PROTOCOL.md §6, simulated on bare metal):
+ *  - Memory: the guest image (code, data, bss, stack; LINK_BASE up to the
+ *    end of the image) is "kernel" memory, except a 3-page "user window"
+ *    (a static, page-aligned array): its first two pages are mapped user
+ *    memory holding contract_user_byte(address), its third page is
+ *    FAULT_PAGE, which every copy treats as unmapped. Any other address
+ *    (outside the image, or above 4 GiB on a 32-bit guest) faults.
+ *  - READ, kernel address: size clamped to CONTRACT_REGION_SIZE; READ_OK with
+ *    size = the clamped size, or READ_FAIL (size left as clamped) if any byte
+ *    faults. User address: no clamp (a size above the region size is counted
+ *    as a host bug and then cut to the region); READ_OK when every byte was
+ *    copied, else READ_PARTIAL with size = bytes copied before the fault.
+ *  - WRITE: WRITE_OK if every byte was written, else WRITE_FAIL; size is left
+ *    unchanged; a size above the region size is answered WRITE_FAIL.
+ *  - READ_STR: max = size, 0 or > CONTRACT_REGION_SIZE - 1 means
+ *    CONTRACT_REGION_SIZE - 1; copies up to max bytes or to the NUL; READ_OK
+ *    with size = length (without the NUL) and a NUL after it in the payload;
+ *    READ_FAIL with size 0 if a byte before the end faults.
+ *  - READ_TIME: READ_NUM, size = guest clock in ns (x86: the TSC taken as
+ *    ns; riscv64: the time CSR * 100; arm/aarch64: the virtual counter
+ *    scaled by its frequency).
+ *  - Any other op 1..55: WRITE_FAIL. op 0 ends the conversation; op <= 0 as a
+ *    signed int or >= 56 ends it too (answered WRITE_FAIL, never sent).
+ *  - Regions: a pool of 5 pages used round-robin, one per conversation; the
+ *    guest zeroes only the 24-byte header, the payload keeps stale bytes.
+ *
  * Boot sequence of a guest (before the events):
  *   1. REGISTER_MEM_REGION: plain hypercall, arg1 = CONTRACT_REGION_SIZE.
  *   2. ENABLE_PORTAL_INTERRUPT: plain hypercall, arg1 = &flag (u64), arg2 = 0.
