@@ -7,12 +7,16 @@ import PortalEngine
 /// IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and two
 /// named interrupts, and prints a report when the emulator exits.
 enum Demonstrations {
-    static let names = ["tour"]
+    static let names = ["tour", "bench"]
 
     private static let active = Lock<Tour?>(nil)
 
     /// Attaches demonstration `name`; false (logged) if there is none.
     static func install(_ name: String, on instance: PluginInstance) -> Bool {
+        if name == "bench" {
+            Bench.attach(to: instance.engine)
+            return true
+        }
         guard name == "tour" else {
             instance.logger.error("argument 'demo=\(name)': no such demonstration; known: \(names.joined(separator: ", "))")
             return false
@@ -258,5 +262,46 @@ final class Tour: Sendable {
         let passed = seen.hostProblems.isEmpty && (seen.guestFailures == 0 || (seen.guestFailures == nil && seen.benchRoundTrips > 0))
         add(passed ? "PASS" : "FAIL")
         return lines
+    }
+}
+
+/// `demo=bench`: Swift workloads for the benchmarks (bench/), attached to
+/// IGLOO_HYP_SYSCALL_ENTER. arg1 selects the workload; arg2 is the guest
+/// address of its parameters, two u64 in guest order: {count, address}.
+enum Bench {
+    /// `count` 8-byte READs of `address`; returns the last value read.
+    static let readLoop: UInt64 = 0xbe0c_0001
+    /// Reads `count` bytes at `address` through the region; returns `count`.
+    static let bulkRead: UInt64 = 0xbe0c_0002
+    /// Writes `count` bytes (0, 1, 2, ... mod 256) at `address`; returns `count`.
+    static let bulkWrite: UInt64 = 0xbe0c_0003
+
+    static func attach(to engine: PortalEngine) {
+        engine.attach(.syscallEnter) { guest in
+            let count = try await guest.read(UInt64.self, at: guest.call.arg2)
+            let address = try await guest.read(UInt64.self, at: guest.call.arg2 + 8)
+            switch guest.call.arg1 {
+            case readLoop:
+                var last: UInt64 = 0
+                for _ in 0..<count { last = try await guest.read(UInt64.self, at: address) }
+                return last
+            case bulkRead:
+                var received: UInt64 = 0
+                try await guest.readChunks(at: address, count: Int(count)) { received += UInt64($0.count) }
+                return received
+            case bulkWrite:
+                try await guest.write((0..<Int(count)).map { UInt8(truncatingIfNeeded: $0) }, at: address)
+                return count
+            default:
+                throw UnknownWorkload(selector: guest.call.arg1)
+            }
+        }
+    }
+}
+
+struct UnknownWorkload: Error, CustomStringConvertible {
+    let selector: UInt64
+    var description: String {
+        "arg1 0x\(String(selector, radix: 16)) selects no bench workload (0xbe0c0001 to 0xbe0c0003)"
     }
 }
