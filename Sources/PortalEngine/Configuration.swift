@@ -13,6 +13,9 @@ public struct PortalConfiguration: Sendable, Equatable {
     public var maxConversations: Int = 4096
     /// Distinct interrupt names that may be pending at once.
     public var maxInterrupts: Int = 1024
+    /// A waiting conversation is taken as abandoned once this many others
+    /// have started waiting since the guest last trapped on it.
+    public var staleAfter: Int = 1_000_000
     /// A built-in demonstration or workload to attach at start-up.
     public var demo: String? = nil
 
@@ -26,7 +29,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "demo",
+        "max_interrupts", "stale_after", "demo",
     ]
 
     /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
@@ -75,6 +78,8 @@ public struct PortalConfiguration: Sendable, Equatable {
                 configuration.maxConversations = try integer(1...1_000_000)
             case "max_interrupts":
                 configuration.maxInterrupts = try integer(1...1_000_000)
+            case "stale_after":
+                configuration.staleAfter = try integer(1...1_000_000_000)
             case "demo":
                 guard !value.isEmpty else {
                     throw ArgumentError(argument: argument, message: "expected a demonstration name")

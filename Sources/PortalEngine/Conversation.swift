@@ -50,6 +50,10 @@ public final class Conversation: @unchecked Sendable {
     var machine = ConversationStateMachine()
     let work: any ConversationWork
 
+    /// The engine's count of conversations that had started waiting when
+    /// this one last heard from the guest (see `stale_after`).
+    let lastHeard = Atomic<UInt64>(0)
+
     /// Who may touch this conversation: exactly one trapping vCPU at a time.
     let claim = Atomic<UInt8>(Claim.busy)
     enum Claim {

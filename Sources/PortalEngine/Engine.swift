@@ -68,6 +68,9 @@ public final class PortalEngine: @unchecked Sendable {
     private let interrupts: InterruptQueue
     private let waiting = Lock<[UInt64: Conversation]>([:])
     private let waitingCount = Atomic<Int>(0)
+    /// Conversations that have started waiting so far: the clock by which a
+    /// conversation the guest never came back to is recognised as abandoned.
+    private let waitStarts = Atomic<UInt64>(0)
 
     public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
         self.configuration = configuration
@@ -283,6 +286,7 @@ public final class PortalEngine: @unchecked Sendable {
                 logger.error("\(conversation.site): \(refusal)")
                 return .handled
             }
+            conversation.lastHeard.store(waitStarts.load(ordering: .relaxed), ordering: .relaxed)
             let scratch = vcpu.scratch(payloadSize: regionSize)
             let count = command.encode(into: scratch, payloadSize: regionSize, layout: layout)
             guard memory.write(conversation.regionAddress,
@@ -362,16 +366,51 @@ public final class PortalEngine: @unchecked Sendable {
     /// Enters a new conversation in the table; the reason if it may not wait.
     private func startWaiting(_ conversation: Conversation) -> PortalError? {
         let limit = configuration.maxConversations
-        return waiting.withLock { table -> PortalError? in
+        let staleAfter = UInt64(configuration.staleAfter)
+        var reclaimed: [(Conversation, UInt64)] = []
+        let refusal = waiting.withLock { table -> PortalError? in
             if let existing = table[conversation.regionAddress],
                existing.claim.load(ordering: .acquiring) != Conversation.Claim.ended {
                 return .busyOnAnotherVCPU
+            }
+            let now = waitStarts.load(ordering: .relaxed) + 1
+            waitStarts.store(now, ordering: .relaxed)
+            // Look for abandoned conversations now and then (often enough
+            // that none outlives `stale_after` by much), and whenever the
+            // table is full.
+            if now % min(staleAfter, 1024) == 0 || table.count >= limit {
+                reclaimed = reclaimStale(&table, now: now, staleAfter: staleAfter)
             }
             guard table.count < limit else { return .conversationLimit(limit) }
             table[conversation.regionAddress] = conversation
             waitingCount.store(table.count, ordering: .relaxed)
             return nil
         }
+        for (stale, since) in reclaimed {
+            let reason = PortalError.neverCameBack(waitStarts: since)
+            logger.warn("\(stale.site): \(reason)")
+            stale.work.cancel(stale, because: reason)
+        }
+        return refusal
+    }
+
+    /// Takes out of the table every idle conversation that has not heard from
+    /// the guest while `staleAfter` others started waiting. Nothing is written
+    /// to their regions: the guest may have given the page to someone else.
+    private func reclaimStale(_ table: inout [UInt64: Conversation], now: UInt64,
+                              staleAfter: UInt64) -> [(Conversation, UInt64)] {
+        var reclaimed: [(Conversation, UInt64)] = []
+        for (region, candidate) in table {
+            let since = now - min(now, candidate.lastHeard.load(ordering: .relaxed))
+            guard since > staleAfter,
+                  candidate.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
+                                                  ordering: .acquiring).exchanged else { continue }
+            candidate.machine.end()
+            table[region] = nil
+            reclaimed.append((candidate, since))
+        }
+        waitingCount.store(table.count, ordering: .relaxed)
+        return reclaimed.sorted { $0.0.regionAddress < $1.0.regionAddress }
     }
 
     private func stopWaiting(_ conversation: Conversation) {

@@ -32,6 +32,8 @@ public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     /// it gave up on the old one and started anew.
     case abandoned
     case conversationLimit(Int)
+    /// Idle while this many other conversations started waiting.
+    case neverCameBack(waitStarts: UInt64)
     case busyOnAnotherVCPU
     case strayAnswer(ResponseCode)
     /// A Swift handler awaited something that was not a guest operation.
@@ -58,6 +60,8 @@ public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {
             "the guest started a new conversation on this region; the unfinished one was dropped"
         case .conversationLimit(let limit):
             "\(limit) conversations are already live (max_conversations); this one was refused"
+        case .neverCameBack(let starts):
+            "the guest never came back to this conversation (\(starts) conversations started waiting since its last trap, stale_after); reclaimed"
         case .busyOnAnotherVCPU:
             "the region's conversation is being served on another vCPU right now; the trap was ignored"
         case .strayAnswer(let code):

@@ -317,6 +317,38 @@ struct FailureTests {
         #expect(engine.liveConversations == 0)
     }
 
+    @Test func conversationTheGuestNeverComesBackToIsReclaimed() {
+        let log = LogRecorder()
+        var configuration = PortalConfiguration()
+        configuration.staleAfter = 4
+        configuration.maxConversations = 3
+        let engine = makeEngine(configuration, log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x4000, count: 4096)
+        let cancelled = Lock<[String]>([])
+        engine.attach(.syscallEnter) { g in
+            do {
+                return UInt64(try await g.read(UInt8.self, at: 0x4000)) + g.call.arg1
+            } catch {
+                cancelled.withLock { $0.append("\(g.call.arg1): \(error)") }
+                throw error
+            }
+        }
+        var forgotten = guest.startPortal(engine, vcpu: vcpu, number: event, 100)
+        _ = forgotten.trap(engine, guest: guest)
+        // The guest thread is gone; others keep conversing.
+        for round in 0..<8 as Range<UInt64> {
+            #expect(guest.portal(engine, vcpu: vcpu, number: event, round) == round)
+        }
+        #expect(engine.liveConversations == 0)
+        #expect(cancelled.withLock { $0 } == [
+            "100: the guest never came back to this conversation (7 conversations started waiting since its last trap, stale_after); reclaimed",
+        ])
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: the guest never came back to this conversation (7 conversations started waiting since its last trap, stale_after); reclaimed",
+        ])
+    }
+
     @Test func regionRegistrationOutOfRangeIsRefused() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
