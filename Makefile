@@ -34,7 +34,7 @@ guests:
 	@Tests/guests/build.sh
 
 harness:
-	@Tests/harness/build.sh
+	@$(MAKE) --no-print-directory -C Tests/harness harness
 
 # The main job: fetch QEMU and build what is missing, boot the default guest
 # with the plugin's built-in tour, print the guest's serial output and the

@@ -20,11 +20,13 @@ final class CStepWork: ConversationWork {
     init(step: @escaping portal_step_fn, userData: OpaqueUserData, call: Hypercall) {
         self.step = step
         self.userData = userData
-        let size = MemoryLayout<portal_conversation>.stride + Int(PORTAL_STATE_SIZE)
+        // The state follows the struct, 16-byte aligned as portal.h promises.
+        let stateOffset = (MemoryLayout<portal_conversation>.stride + 15) & ~15
+        let size = stateOffset + Int(PORTAL_STATE_SIZE)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         block = raw.bindMemory(to: portal_conversation.self, capacity: 1)
-        block.pointee.state = raw + MemoryLayout<portal_conversation>.stride
+        block.pointee.state = raw + stateOffset
         block.pointee.call = portal_call(number: call.number.rawValue, vcpu: UInt32(truncatingIfNeeded: call.vcpu),
                                          args: (call.arg1, call.arg2, call.arg3, call.arg4))
         block.pointee.region_address = call.arg3

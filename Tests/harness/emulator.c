@@ -27,6 +27,7 @@ typedef struct plugin_self {
 } plugin_self;
 
 static void *lib;
+static char lib_path[4096];
 static bool (*lib_init)(void *self);
 static void (*lib_uninit)(void *self);
 static plugin_self self;
@@ -97,6 +98,8 @@ bool emu_open(const char *path, char *error, size_t error_len)
 {
     if (lib)
         return true;
+    if (path != lib_path)
+        snprintf(lib_path, sizeof lib_path, "%s", path);
     lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!lib) {
         snprintf(error, error_len, "dlopen %s: %s", path, dlerror());
@@ -131,6 +134,12 @@ void emu_close(void)
         dlclose(lib);
     lib = NULL;
     memset(&api, 0, sizeof api);
+}
+
+bool emu_reopen(char *error, size_t error_len)
+{
+    emu_close();
+    return emu_open(lib_path, error, error_len);
 }
 
 static void free_args(void)

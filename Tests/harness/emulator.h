@@ -36,6 +36,8 @@ bool emu_open(const char *path, char *error, size_t error_len);
 /* dlclose. The harness does not do it between scenarios: a Swift library
  * generally cannot be unloaded safely, and PANDA only unloads at exit. */
 void emu_close(void);
+/* emu_close, then emu_open of the same path again. */
+bool emu_reopen(char *error, size_t error_len);
 
 /* init_plugin(self) for guest `g` with these arguments (copied; they stay
  * valid until emu_uninit). Returns what init_plugin returned. When it

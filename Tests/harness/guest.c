@@ -22,6 +22,7 @@ typedef struct page {
 #define PAGE_BUCKETS 1024
 #define MAX_SYMBOLS 32
 #define POOL_MAX 4096
+#define GUEST_MAX_TRAPS 100000   /* per conversation */
 
 enum conv_state { CS_START, CS_PRE_INTERRUPT, CS_TRAP, CS_NESTED, CS_DONE };
 
@@ -72,6 +73,8 @@ struct guest {
 
     uint32_t inject_op, inject_code;
     int inject_count;
+    bool inject_sets_size;
+    uint64_t inject_size;
     bool sign_extend;
 
     CPUState cpus[GUEST_MAX_VCPUS];
@@ -510,6 +513,18 @@ void guest_inject(guest *g, uint32_t op, uint32_t code, int count)
     g->inject_op = op;
     g->inject_code = code;
     g->inject_count = count;
+    g->inject_sets_size = false;
+    pthread_mutex_unlock(&g->lock);
+}
+
+void guest_inject_answer(guest *g, uint32_t op, uint32_t code, uint64_t size, int count)
+{
+    pthread_mutex_lock(&g->lock);
+    g->inject_op = op;
+    g->inject_code = code;
+    g->inject_count = count;
+    g->inject_sets_size = true;
+    g->inject_size = size;
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -891,6 +906,8 @@ static void run_handler(guest *g, uint64_t region, uint32_t op)
         if (g->inject_count > 0)
             g->inject_count--;
         h.op = g->inject_code;
+        if (g->inject_sets_size)
+            h.size = g->inject_size;
     } else {
         switch (op < GUEST_MAX_OPS ? g->handlers[op] : GH_UNIMPLEMENTED) {
         case GH_READ: op_read(g, region, &h); break;
@@ -994,6 +1011,15 @@ bool guest_conv_step(gconv *c)
                           c->region, NULL);
             c->traps++;
             int32_t op = (int32_t)header_op(g, c->region);
+            if (c->traps >= GUEST_MAX_TRAPS) {
+                /* A host that never lets the loop end would hang the harness. */
+                pthread_mutex_lock(&g->lock);
+                violation(g, "a conversation of hypercall %#llx did not end after %d traps",
+                          (unsigned long long)c->num, c->traps);
+                pthread_mutex_unlock(&g->lock);
+                conv_end(c);
+                return true;
+            }
             if (op == 0) {
                 conv_end(c);
                 return true;

@@ -172,6 +172,8 @@ void guest_set_nest_hook(guest *g, guest_nest_fn fn, void *userdata);
  * answered with header.op = code and nothing else changed (count < 0:
  * forever, 0: off). */
 void guest_inject(guest *g, uint32_t op, uint32_t code, int count);
+/* The same, also setting header.size (a guest that lies about its answer). */
+void guest_inject_answer(guest *g, uint32_t op, uint32_t code, uint64_t size, int count);
 /* false: region pages keep the previous conversation's bytes instead of
  * being filled with the junk byte. */
 void guest_set_junk_fill(guest *g, bool fill);

@@ -19,7 +19,7 @@ typedef struct T {
     bool failed;
     char detail[1024];
     guest *g;                 /* the scenario's guest (freed by the runner) */
-    char log_path[512];       /* the plugin's log_file for this scenario */
+    char log_path[1024];      /* the plugin's log_file for this scenario */
     bool skip_violation_check;
     trap_record *traps_buf;   /* last t_traps_of_conv answer (freed by the runner) */
 } T;
@@ -27,6 +27,7 @@ typedef struct T {
 typedef struct scenario {
     const char *name;
     void (*run)(T *t);
+    bool only_by_name;        /* not run unless named on the command line */
 } scenario;
 
 /* Scenario tables, one per file, ended by {NULL, NULL}. */

@@ -98,16 +98,18 @@ bool t_init_argv(T *t, const char *const *args, int count)
     const char *all[40];
     int n = 0;
     bool has_log_file = false;
-    for (int i = 0; i < count && n < 38; i++) {
+    for (int i = 0; i < count; i++)
         if (strncmp(args[i], "log_file=", 9) == 0)
             has_log_file = true;
-        all[n++] = args[i];
-    }
-    char log_arg[600];
+    /* log_file goes first, so that even a refusal of a later argument is
+     * logged there (if the plugin applies arguments in order). */
+    char log_arg[1100];
     if (!has_log_file) {
         snprintf(log_arg, sizeof log_arg, "log_file=%s", t->log_path);
         all[n++] = log_arg;
     }
+    for (int i = 0; i < count && n < 38; i++)
+        all[n++] = args[i];
     return emu_init(t->g, all, n);
 }
 
@@ -203,16 +205,16 @@ static const scenario *const tables[] = {
     scenarios_conversations, scenarios_plugin,
 };
 
-static bool selected(const char *name, int argc, char **names)
+static bool selected(const scenario *s, int argc, char **names)
 {
     if (argc == 0)
-        return true;
+        return !s->only_by_name;
     for (int i = 0; i < argc; i++) {
         size_t len = strlen(names[i]);
         if (len && names[i][len - 1] == '*') {
-            if (strncmp(name, names[i], len - 1) == 0)
+            if (strncmp(s->name, names[i], len - 1) == 0 && !s->only_by_name)
                 return true;
-        } else if (strcmp(name, names[i]) == 0) {
+        } else if (strcmp(s->name, names[i]) == 0) {
             return true;
         }
     }
@@ -290,7 +292,7 @@ int main(int argc, char **argv)
     if (list) {
         for (size_t k = 0; k < sizeof tables / sizeof tables[0]; k++)
             for (const scenario *s = tables[k]; s->name; s++)
-                printf("%s\n", s->name);
+                printf("%s%s\n", s->name, s->only_by_name ? " (only when named)" : "");
         return 0;
     }
     if (!lib) {
@@ -321,7 +323,7 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0;
     for (size_t k = 0; k < sizeof tables / sizeof tables[0]; k++)
         for (const scenario *s = tables[k]; s->name; s++)
-            if (selected(s->name, nnames, names))
+            if (selected(s, nnames, names))
                 run_one(s, &passed, &failed);
 
     if (passed + failed == 0)

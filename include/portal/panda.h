@@ -29,6 +29,12 @@
  *
  * Callbacks may run on several vCPU threads at once; every emulator-side
  * function must be callable from any vCPU thread for that vCPU's CPUState.
+ * The plugin touches guest memory only from inside the hypercall callback,
+ * with that callback's CPUState (work queued from another thread waits for
+ * the next trap).
+ *
+ * Messages about a refused argument go to standard error: the log file an
+ * argument names is only opened once every argument has been accepted.
  */
 #ifndef PORTAL_PANDA_H
 #define PORTAL_PANDA_H

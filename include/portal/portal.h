@@ -16,8 +16,8 @@
  * on the thread of the vCPU that trapped; it must not block.
  *
  * Each conversation has PORTAL_STATE_SIZE bytes of private state, zeroed
- * when it starts, so a step function can remember where it is without
- * allocating. A minimal example, reading one 8-byte value:
+ * when it starts and aligned to 16 bytes, so a step function can remember
+ * where it is without allocating. A minimal example, reading one 8-byte value:
  *
  *     static portal_step read_word(void *userdata, portal_conversation *conv,
  *                                  const portal_response *response,
@@ -95,7 +95,7 @@ typedef struct portal_conversation {
 typedef struct portal_response {
     uint32_t code;        /* PORTAL_RESP_* */
     uint64_t addr;        /* the header's addr field as the guest left it */
-    uint64_t size;        /* READ_OK/READ_PARTIAL: bytes in data; READ_NUM: the value */
+    uint64_t size;        /* READ_OK/READ_PARTIAL: bytes in data; READ_NUM: the value; else 0 */
     const uint8_t *data;  /* READ_OK/READ_PARTIAL payload; valid during this step only */
 } portal_response;
 
@@ -121,7 +121,11 @@ typedef portal_step (*portal_step_fn)(void *userdata, portal_conversation *conve
                                       const portal_response *response,
                                       portal_command *command, uint64_t *result);
 
-/* Runs `step` for every conversation started by hypercall `number`. A later
+/* When a conversation ends without PORTAL_STEP_FINISH (the step failed, the
+ * guest answered nonsense, max_conversations refused it, ...) the hypercall
+ * is still claimed but its return register is left as it was.
+ *
+ * Runs `step` for every conversation started by hypercall `number`. A later
  * attach to the same number replaces the earlier one. The protocol's own
  * numbers (REGISTER_MEM_REGION, ENABLE_PORTAL_INTERRUPT, PORTAL_INTERRUPT)
  * cannot be attached to. */
@@ -135,12 +139,15 @@ int portal_register_interrupt(const char *name, portal_step_fn step, void *userd
 
 /* Queues the interrupt `name`; false when no handler has that name or the
  * pending queue is full. Queueing a name that is already pending does nothing
- * more; queueing it while it runs queues it for the next window. */
+ * more and returns true; queueing it while it runs queues it for the next
+ * window. The flag is written at the end of the next trap of any vCPU: guest
+ * memory is only touched from inside a trap, with that trap's vCPU. */
 bool portal_queue_interrupt(const char *name);
 
 /* Interrupt work only: takes up to `wanted` units of the window's install
  * budget and returns how many it got. Work that gets fewer than it needs
- * should do what it can and queue itself again. */
+ * should do what it can and queue itself again. Other work has a budget of 0
+ * and always gets 0. */
 uint32_t portal_take_install_budget(portal_conversation *conversation, uint32_t wanted);
 
 /* The number of operation `name` (e.g. "READ", "READ_TIME") in the op table

@@ -1,0 +1,756 @@
+/*
+ * scenarios_conversations.c - conversation life: failing steps, attach and
+ * detach, nesting, migration between vCPUs, 1,000 interleaved conversations,
+ * real threads, uninit with live conversations, the conversation limit, and
+ * op tables.
+ */
+#include "steps.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static script s, s2, s3;
+static word_stats ws;
+static irq_work tick;
+
+/* ------------------------------------------------------- failing steps -- */
+
+static void step_fail_then_good(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.fail_after = 1;
+    s.fail_message = "harness scripted failure 1";
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, NULL, &n);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(s.nanswers, 1);
+    CHECK(tr[1].op == 0, "after the failing step the header op is %#x, expected 0 (NONE)", tr[1].op);
+    t_note(t, "failing trap: handled %d, set_return %d, return_value %#llx", tr[1].handled,
+           tr[1].set_return, (unsigned long long)tr[1].return_value);
+    uint64_t region = tr[0].region;
+
+    memset(&s2, 0, sizeof s2);
+    script_cmd(&s2, api.op("READ"), 0, USER_BASE + 4, 4, NULL, 0);
+    s2.result = 99;
+    uint64_t ret;
+    trap_record *tr2 = run_script(t, &s2, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+    if (!tr2)
+        return;
+    CHECK_EQ(tr2[0].region, region);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(s2.starts, 1);
+    CHECK_EQ(s2.answers[0].code, PORTAL_RESP_READ_OK);
+    CHECK_EQ(s2.answers[0].size, 4);
+    CHECK_EQ(ret, 99);
+    CHECK(t_log_count(t, LOG_STEP_FAILED_LEVEL, s.fail_message) >= 1,
+          "no %s line in the log with the step's error \"%s\"", LOG_STEP_FAILED_LEVEL,
+          s.fail_message);
+}
+
+static portal_step fail_at_once(void *userdata, portal_conversation *conv,
+                                const portal_response *response, portal_command *command,
+                                uint64_t *result)
+{
+    (void)response;
+    (void)command;
+    (void)result;
+    (*(int *)userdata)++;
+    conv->error = "harness fails at the first step";
+    return PORTAL_STEP_FAIL;
+}
+
+static void step_fail_first_step(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    static int calls;
+    calls = 0;
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, fail_at_once, &calls), 0);
+    uint64_t id;
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    size_t n;
+    trap_record *tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(calls, 1);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(tr[0].op, 0);
+    uint64_t region = tr[0].region;
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    tr = run_script(t, &s, HC_SYSCALL_ENTER, 0, 0, NULL, &n);
+    if (!tr)
+        return;
+    CHECK_EQ(tr[0].region, region);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(s.answers[0].code, PORTAL_RESP_READ_OK);
+    CHECK_EQ(calls, 1);
+}
+
+/* Work that needs nothing from the guest: its value on the first trap. */
+static void finish_immediately(T *t)
+{
+    REQUIRE_API();
+    SETUP(32, true, 1);
+    memset(&s, 0, sizeof s);
+    s.result = 0x123456789ull;
+    uint64_t ret;
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(tr[0].op, 0);
+    CHECK(tr[0].handled && tr[0].set_return, "the hypercall was not claimed with a return value");
+    CHECK_EQ(tr[0].return_value & 0xffffffffu, 0x23456789u);
+    CHECK_EQ(ret, 0x23456789u);              /* the 32-bit register */
+}
+
+/* ------------------------------------------------------ attach / detach -- */
+
+static void attach_detach_replace(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    memset(&s, 0, sizeof s);
+    memset(&s2, 0, sizeof s2);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    script_cmd(&s2, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.result = 1;
+    s2.result = 2;
+    uint64_t id;
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);     /* nothing attached */
+    size_t n;
+    trap_record *tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(tr[0].op, 0);
+
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    CHECK_EQ(api.detach(HC_SYSCALL_ENTER), 0);
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(s.starts, 0);
+
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s2), 0);    /* replaces */
+    uint64_t ret = converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL);
+    CHECK_EQ(s.starts, 0);
+    CHECK_EQ(s2.starts, 1);
+    CHECK_EQ(ret, 2);
+    CHECK(api.detach(0x4242) != 0, "detach of a number never attached returned 0");
+}
+
+static void attach_protocol_numbers_refused(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    memset(&s, 0, sizeof s);
+    CHECK(api.attach(PORTAL_HC_REGISTER_MEM_REGION, script_step, &s) != 0, "REGISTER_MEM_REGION");
+    CHECK(api.attach(PORTAL_HC_ENABLE_PORTAL_INTERRUPT, script_step, &s) != 0,
+          "ENABLE_PORTAL_INTERRUPT");
+    CHECK(api.attach(PORTAL_HC_PORTAL_INTERRUPT, script_step, &s) != 0, "PORTAL_INTERRUPT");
+    /* and they still work */
+    guest_register_region(g, 0);
+    igloo_portal(g, 0, HC_PORTAL_INTERRUPT, 1, 0);
+    CHECK_EQ(s.starts, 0);
+}
+
+/* --------------------------------------------------------------- nesting -- */
+
+typedef struct nest_plan {
+    int fired[3];
+    uint64_t a1[3], a2[3];
+    uint32_t num[3];
+    int levels;                   /* nest from depth 0 .. levels-1 */
+} nest_plan;
+
+static nest_plan plan;
+
+/* Nest once per depth, on a READ. */
+static bool nest_on_read(void *userdata, int vcpu, int depth, uint32_t op, uint64_t *num,
+                         uint64_t *a1, uint64_t *a2)
+{
+    nest_plan *p = userdata;
+    (void)vcpu;
+    if (op != OP_READ || depth >= p->levels || p->fired[depth])
+        return false;
+    p->fired[depth] = 1;
+    *num = p->num[depth];
+    *a1 = p->a1[depth];
+    *a2 = p->a2[depth];
+    return true;
+}
+
+/* A READ handler starts another conversation (on another page) before it
+ * reads: the engine must keep the two apart by region. */
+static void nested_conversation(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, true, 1);
+    uint64_t x = kdata(g) + 0x300;
+    memset(&plan, 0, sizeof plan);
+    plan.levels = 1;
+    plan.num[0] = HC_SYSCALL_RETURN;
+    guest_set_nest_hook(g, nest_on_read, &plan);
+    uint8_t v[8];
+    guest_encode(g, v, 0xfeedface12345678ull, 8);
+    memset(&s, 0, sizeof s);
+    memset(&s2, 0, sizeof s2);
+    script_cmd(&s, api.op("READ"), 0, x, 8, NULL, 0);
+    s.result = 10;
+    script_cmd(&s2, api.op("WRITE"), 0, x, 8, v, 8);
+    s2.result = 20;
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, script_step, &s2), 0);
+    size_t before = guest_trap_count(g);
+    uint64_t ret = converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL);
+    CHECK_EQ(ret, 10);
+    CHECK_EQ(plan.fired[0], 1);
+    CHECK_EQ(s2.nanswers, 1);
+    CHECK_EQ(s2.answers[0].code, PORTAL_RESP_WRITE_OK);
+    CHECK_EQ(s.nanswers, 1);
+    CHECK_EQ(s.answers[0].code, PORTAL_RESP_READ_OK);
+    CHECK_BYTES(s.answers[0].data, v, 8);
+    size_t n;
+    trap_record *all = guest_traps(g, &n);
+    bool shape = n - before == 4 && all[before].depth == 0 && all[before + 1].depth == 1 &&
+                 all[before + 2].depth == 1 && all[before + 3].depth == 0 &&
+                 all[before].op == OP_READ && all[before + 1].op == OP_WRITE &&
+                 all[before + 2].op == 0 && all[before + 3].op == 0 &&
+                 all[before].region != all[before + 1].region &&
+                 all[before + 2].ret_reg == 20;
+    free(all);
+    CHECK(shape, "expected traps: outer READ, nested WRITE, nested NONE (20), outer NONE "
+                 "on two different regions");
+}
+
+/* Three levels: L2 writes what L1 reads; L1 writes what L0 reads. */
+static void nested_three_levels(T *t)
+{
+    REQUIRE_API();
+    SETUP(32, false, 1);
+    uint64_t a0 = kdata(g) + 0x400, a1 = kdata(g) + 0x408;
+    memset(&plan, 0, sizeof plan);
+    plan.levels = 2;
+    plan.num[0] = HC_SYSCALL_RETURN;
+    plan.num[1] = 0x133b;
+    guest_set_nest_hook(g, nest_on_read, &plan);
+    static uint8_t v1[8], v2[8];
+    guest_encode(g, v1, 0x1111111111111111ull, 8);
+    guest_encode(g, v2, 0x2222222222222222ull, 8);
+    memset(&s, 0, sizeof s);
+    memset(&s2, 0, sizeof s2);
+    memset(&s3, 0, sizeof s3);
+    script_cmd(&s, api.op("READ"), 0, a0, 8, NULL, 0);
+    script_cmd(&s2, api.op("READ"), 0, a1, 8, NULL, 0);
+    script_cmd(&s2, api.op("WRITE"), 0, a0, 8, v1, 8);
+    script_cmd(&s3, api.op("WRITE"), 0, a1, 8, v2, 8);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, script_step, &s2), 0);
+    CHECK_EQ(api.attach(0x133b, script_step, &s3), 0);
+    size_t before = guest_trap_count(g);
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL);
+    CHECK_EQ(s3.nanswers, 1);
+    CHECK_EQ(s3.answers[0].code, PORTAL_RESP_WRITE_OK);
+    CHECK_EQ(s2.nanswers, 2);
+    CHECK_BYTES(s2.answers[0].data, v2, 8);
+    CHECK_EQ(s2.answers[1].code, PORTAL_RESP_WRITE_OK);
+    CHECK_EQ(s.nanswers, 1);
+    CHECK_BYTES(s.answers[0].data, v1, 8);
+    size_t n;
+    trap_record *all = guest_traps(g, &n);
+    static const int depths[7] = {0, 1, 2, 2, 1, 1, 0};
+    bool ok = n - before == 7;
+    for (int i = 0; ok && i < 7; i++)
+        ok = all[before + (size_t)i].depth == depths[i];
+    bool regions = ok && all[before].region != all[before + 1].region &&
+                   all[before + 1].region != all[before + 2].region &&
+                   all[before].region != all[before + 2].region;
+    free(all);
+    CHECK(ok, "expected 7 traps at depths 0 1 2 2 1 1 0, got %zu", n - before);
+    CHECK(regions, "the three levels did not use three regions");
+}
+
+/* ------------------------------------------------------------- migration -- */
+
+/* A conversation that moves to other vCPUs between traps: the engine keys
+ * it by region, not by CPU. */
+static void migration(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 4);
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 4, NULL, 0);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE + 4, 4, NULL, 0);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE + 8, 4, NULL, 0);
+    s.result = 31;
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    memset(&s2, 0, sizeof s2);
+    script_cmd(&s2, api.op("READ_TIME"), 0, 0, 0, NULL, 0);
+    s2.result = 32;
+    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, script_step, &s2), 0);
+    gconv *c = guest_conv_start(g, 0, HC_SYSCALL_ENTER, 0, 0);
+    guest_conv_step(c);                              /* on vCPU 0 */
+    /* meanwhile another conversation runs whole on vCPU 0 */
+    uint64_t other = converse(g, 0, HC_SYSCALL_RETURN, 0, 0, NULL);
+    guest_conv_set_vcpu(c, 2);
+    guest_conv_step(c);
+    guest_conv_set_vcpu(c, 3);
+    guest_conv_step(c);
+    guest_conv_set_vcpu(c, 1);
+    bool done = guest_conv_step(c);
+    uint64_t ret = guest_conv_result(c);
+    uint64_t id = guest_conv_id(c);
+    guest_conv_free(c);
+    CHECK(done, "the conversation did not end after 4 traps");
+    CHECK_EQ(ret, 31);
+    CHECK_EQ(other, 32);
+    CHECK_EQ(s.first.call.vcpu, 0);
+    CHECK_EQ(s.nanswers, 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(s.answers[i].code, PORTAL_RESP_READ_OK);
+        uint8_t want[4];
+        for (int j = 0; j < 4; j++)
+            want[j] = pattern_byte(USER_BASE + (uint64_t)(4 * i + j));
+        CHECK_BYTES(s.answers[i].data, want, 4);
+    }
+    size_t n;
+    trap_record *tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 4);
+    CHECK(tr[0].vcpu == 0 && tr[1].vcpu == 2 && tr[2].vcpu == 3 && tr[3].vcpu == 1,
+          "the traps were not on vCPUs 0 2 3 1");
+}
+
+/* -------------------------------------------------------- interleaving -- */
+
+#define NV 8
+#define SLOT_IN(g, i) (kdata(g) + (uint64_t)(i) * 16)
+#define SLOT_OUT(g, i) (kdata(g) + (uint64_t)(i) * 16 + 8)
+
+typedef struct nest_each {
+    int want[GUEST_MAX_VCPUS];    /* per vCPU: nest in the next READ (only its thread touches it) */
+    uint64_t in[GUEST_MAX_VCPUS], out[GUEST_MAX_VCPUS];
+    int nested[GUEST_MAX_VCPUS];
+} nest_each;
+
+static nest_each ne;
+
+static bool nest_when_asked(void *userdata, int vcpu, int depth, uint32_t op, uint64_t *num,
+                            uint64_t *a1, uint64_t *a2)
+{
+    nest_each *p = userdata;
+    if (depth != 0 || op != OP_READ || !p->want[vcpu])
+        return false;
+    p->want[vcpu] = 0;
+    p->nested[vcpu]++;
+    *num = HC_SYSCALL_RETURN;
+    *a1 = p->in[vcpu];
+    *a2 = p->out[vcpu];
+    return true;
+}
+
+static uint64_t rng_state;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* 1,000 conversations on 8 vCPUs, stepped one trap at a time in a
+ * pseudo-random (fixed-seed) order, some with nested conversations, with
+ * interrupts queued along the way. */
+static void interleave_1000(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, true, NV);
+    memset(&ws, 0, sizeof ws);
+    memset(&ne, 0, sizeof ne);
+    memset(&tick, 0, sizeof tick);
+    tick.name = "tick";
+    tick.write_addr = kdata(g) + 0x1ff0;
+    tick.write_value = 0x7777;
+    guest_set_nest_hook(g, nest_when_asked, &ne);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, word_step, &ws), 0);
+    CHECK_EQ(api.register_interrupt("tick", irq_step, &tick), 0);
+
+    struct { gconv *c; uint64_t value; bool nest; } live[NV];
+    memset(live, 0, sizeof live);
+    rng_state = 0x9e3779b97f4a7c15ull;
+    int started = 0, finished = 0, nests = 0, queued = 0;
+    long steps = 0;
+    char error[256] = "";
+    uint64_t regions[64];
+    int nregions = 0;
+    while (finished < 1000 && !error[0]) {
+        if (++steps > 200000) {
+            snprintf(error, sizeof error, "no progress after %ld steps", steps);
+            break;
+        }
+        int v = (int)(rng() % NV);
+        if (!live[v].c) {
+            if (started >= 1000)
+                continue;
+            uint64_t value = 0x1000 + (uint64_t)started * 0x10001ull;
+            live[v].value = value;
+            live[v].nest = started % 7 == 3;
+            guest_put_u64(g, SLOT_IN(g, v), value);
+            guest_put_u64(g, SLOT_OUT(g, v), 0);
+            if (live[v].nest) {
+                ne.want[v] = 1;
+                ne.in[v] = SLOT_IN(g, NV + v);
+                ne.out[v] = SLOT_OUT(g, NV + v);
+                guest_put_u64(g, ne.in[v], value ^ 0xabcdef);
+                guest_put_u64(g, ne.out[v], 0);
+                nests++;
+            }
+            live[v].c = guest_conv_start(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v));
+            started++;
+        }
+        bool done = guest_conv_step(live[v].c);
+        uint64_t r = guest_conv_region(live[v].c);
+        bool known = false;
+        for (int i = 0; i < nregions; i++)
+            known = known || regions[i] == r;
+        if (!known && nregions < 64)
+            regions[nregions++] = r;
+        if (done) {
+            uint64_t value = live[v].value, ret = guest_conv_result(live[v].c);
+            if (ret != value + 1)
+                snprintf(error, sizeof error, "vCPU %d: conversation for %#llx returned %#llx", v,
+                         (unsigned long long)value, (unsigned long long)ret);
+            else if (guest_get_u64(g, SLOT_OUT(g, v)) != word_out(value))
+                snprintf(error, sizeof error, "vCPU %d: wrong output for %#llx", v,
+                         (unsigned long long)value);
+            else if (live[v].nest && guest_get_u64(g, ne.out[v]) != word_out(value ^ 0xabcdef))
+                snprintf(error, sizeof error, "vCPU %d: the nested conversation's output is wrong", v);
+            else if (live[v].nest && ne.want[v])
+                snprintf(error, sizeof error, "vCPU %d: the nested conversation never started", v);
+            guest_conv_free(live[v].c);
+            live[v].c = NULL;
+            finished++;
+        }
+        if (steps % 37 == 0 && tick.runs == queued && api.queue_interrupt("tick"))
+            queued++;
+    }
+    for (int v = 0; v < NV; v++)
+        guest_conv_free(live[v].c);
+    CHECK(!error[0], "%s", error);
+    for (int i = 0; i < 3 && tick.runs < queued; i++)
+        igloo_portal(g, 0, HC_SYSCALL_ENTER + 0x100, 0, 0);   /* unattached: flag checks */
+    CHECK_EQ(ws.failed, 0);
+    CHECK_EQ(ws.finished, 1000 + (uint64_t)nests);
+    CHECK(queued > 0, "no interrupt was queued");
+    CHECK_EQ(tick.runs, queued);
+    CHECK_EQ(guest_get_u64(g, kdata(g) + 0x1ff0), 0x7777);
+    t_note(t, "%ld steps, %d nested, %d interrupts, %d distinct regions", steps, nests, queued,
+           nregions);
+    CHECK(nregions <= 3 * NV, "%d distinct regions: pages were not reused", nregions);
+}
+
+/* ------------------------------------------------------------- threads -- */
+
+typedef struct thread_job {
+    guest *g;
+    int vcpu;
+    int count;
+    int nests;
+    char error[200];
+} thread_job;
+
+static void *vcpu_thread(void *arg)
+{
+    thread_job *j = arg;
+    guest *g = j->g;
+    int v = j->vcpu;
+    for (int i = 0; i < j->count && !j->error[0]; i++) {
+        uint64_t value = ((uint64_t)(v + 1) << 40) + (uint64_t)i * 0x101;
+        guest_put_u64(g, SLOT_IN(g, v), value);
+        bool nest = i % 3 == 1;
+        if (nest) {
+            ne.want[v] = 1;
+            ne.in[v] = SLOT_IN(g, NV + v);
+            ne.out[v] = SLOT_OUT(g, NV + v);
+            guest_put_u64(g, ne.in[v], ~value);
+            j->nests++;
+        }
+        uint64_t ret = igloo_portal(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v));
+        if (ret != value + 1)
+            snprintf(j->error, sizeof j->error, "vCPU %d conversation %d returned %#llx, expected %#llx",
+                     v, i, (unsigned long long)ret, (unsigned long long)(value + 1));
+        else if (guest_get_u64(g, SLOT_OUT(g, v)) != word_out(value))
+            snprintf(j->error, sizeof j->error, "vCPU %d conversation %d: wrong output", v, i);
+        else if (nest && guest_get_u64(g, ne.out[v]) != word_out(~value))
+            snprintf(j->error, sizeof j->error, "vCPU %d conversation %d: wrong nested output", v, i);
+    }
+    return NULL;
+}
+
+/* 8 threads, one per vCPU, each running conversations (a third of them with
+ * a nested one) while the main thread queues interrupts. */
+static void concurrent_threads(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, NV);
+    memset(&ws, 0, sizeof ws);
+    memset(&ne, 0, sizeof ne);
+    memset(&tick, 0, sizeof tick);
+    tick.name = "tick";
+    guest_set_nest_hook(g, nest_when_asked, &ne);
+    guest_set_recording(g, false);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, word_step, &ws), 0);
+    CHECK_EQ(api.register_interrupt("tick", irq_step, &tick), 0);
+    static thread_job jobs[NV];
+    pthread_t th[NV];
+    for (int v = 0; v < NV; v++) {
+        memset(&jobs[v], 0, sizeof jobs[v]);
+        jobs[v].g = g;
+        jobs[v].vcpu = v;
+        jobs[v].count = 1000;
+        pthread_create(&th[v], NULL, vcpu_thread, &jobs[v]);
+    }
+    int queued = 0;
+    for (int i = 0; i < 200; i++) {
+        if (api.queue_interrupt("tick"))
+            queued++;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    int nests = 0;
+    for (int v = 0; v < NV; v++) {
+        pthread_join(th[v], NULL);
+        nests += jobs[v].nests;
+    }
+    for (int v = 0; v < NV; v++)
+        CHECK(!jobs[v].error[0], "%s", jobs[v].error);
+    igloo_portal(g, 0, HC_SYSCALL_ENTER + 0x100, 0, 0);
+    igloo_portal(g, 0, HC_SYSCALL_ENTER + 0x100, 0, 0);
+    CHECK_EQ(ws.failed, 0);
+    CHECK_EQ(ws.finished, 8 * 1000 + (uint64_t)nests);
+    CHECK(tick.runs >= 1 && tick.runs <= queued, "tick ran %d times for %d queued", tick.runs, queued);
+    /* nothing is left pending: one more queue runs exactly once more */
+    int runs = tick.runs;
+    CHECK(api.queue_interrupt("tick"), "queue tick");
+    guest_hypercall(g, 0, HC_MODULE_BASE, 0, 0, 0, 0, NULL);
+    igloo_portal(g, 0, HC_SYSCALL_ENTER + 0x100, 0, 0);
+    igloo_portal(g, 0, HC_SYSCALL_ENTER + 0x100, 0, 0);
+    CHECK_EQ(tick.runs, runs + 1);
+    t_note(t, "%d nested, tick queued %d times, ran %d times", nests, queued, runs);
+}
+
+/* ------------------------------------------------- limits and teardown -- */
+
+/* uninit_plugin with three live conversations: each is logged, and after a
+ * new init_plugin the same pages start fresh conversations. */
+static void uninit_with_live_conversations(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 3);
+    memset(&ws, 0, sizeof ws);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
+    gconv *c[3];
+    uint64_t regions[3];
+    for (int v = 0; v < 3; v++) {
+        guest_put_u64(g, SLOT_IN(g, v), 100 + (uint64_t)v);
+        c[v] = guest_conv_start(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v));
+        guest_conv_step(c[v]);
+        regions[v] = guest_conv_region(c[v]);
+    }
+    int stale = emu_stale_callbacks();
+    t_uninit(t);
+    for (int v = 0; v < 3; v++)
+        guest_conv_free(c[v]);       /* the guest side is abandoned */
+    CHECK(emu_stale_callbacks() == stale, "uninit_plugin left its hypercall callback registered");
+    for (int v = 0; v < 3; v++) {
+        char hex[32];
+        snprintf(hex, sizeof hex, LOG_LIVE_CONVERSATION_REGION_FMT, (unsigned long long)regions[v]);
+        CHECK(t_log_count(t, NULL, hex) >= 1, "no log line names live region %s", hex);
+    }
+    CHECK(t_init(t, NULL), "init_plugin after uninit_plugin failed");
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
+    for (int v = 0; v < 3; v++) {
+        uint64_t id;
+        uint64_t ret = converse(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v), &id);
+        size_t n;
+        trap_record *tr = t_traps_of_conv(t, id, &n);
+        CHECK_EQ(n, 3);
+        CHECK(tr[0].region == regions[0] || tr[0].region == regions[1] || tr[0].region == regions[2],
+              "a fresh page was used instead of a reused one");
+        CHECK_EQ(ret, 101 + (uint64_t)v);
+    }
+    CHECK_EQ(ws.failed, 0);
+}
+
+/* max_conversations=2: a third live conversation is refused (its loop ends
+ * at once) and the first two are not disturbed. */
+static void max_conversations(T *t)
+{
+    REQUIRE_API();
+    const char *args[] = {"max_conversations=2"};
+    guest *g = setup(t, 64, false, 3, args, 1);
+    if (!g)
+        return;
+    memset(&ws, 0, sizeof ws);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
+    gconv *c[3];
+    bool done[3];
+    for (int v = 0; v < 3; v++) {
+        guest_put_u64(g, SLOT_IN(g, v), 500 + (uint64_t)v);
+        c[v] = guest_conv_start(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v));
+        done[v] = guest_conv_step(c[v]);
+    }
+    const trap_record *last = t_last_trap(t);
+    uint32_t third_op = last->op;
+    t_note(t, "refused trap: handled %d, set_return %d, return_value %#llx, writes %d", last->handled,
+           last->set_return, (unsigned long long)last->return_value, last->writes);
+    bool ok01 = !done[0] && !done[1];
+    bool end0 = false, end1 = false;
+    for (int i = 0; i < 4 && !end0; i++)
+        end0 = guest_conv_step(c[0]);
+    for (int i = 0; i < 4 && !end1; i++)
+        end1 = guest_conv_step(c[1]);
+    uint64_t r0 = guest_conv_result(c[0]), r1 = guest_conv_result(c[1]);
+    for (int v = 0; v < 3; v++)
+        guest_conv_free(c[v]);
+    CHECK(ok01, "one of the first two conversations ended at its first trap");
+    CHECK(done[2], "the third conversation did not end at its first trap");
+    CHECK_EQ(third_op, 0);
+    CHECK(end0 && end1, "the first two conversations did not end");
+    CHECK_EQ(r0, 501);
+    CHECK_EQ(r1, 502);
+    uint64_t ret = converse(g, 2, HC_SYSCALL_ENTER, SLOT_IN(g, 2), SLOT_OUT(g, 2), NULL);
+    CHECK_EQ(ret, 503);
+}
+
+/* ------------------------------------------------------------ op tables -- */
+
+static void ops_path(T *t, char *out, size_t len)
+{
+    snprintf(out, len, "%s", t->log_path);
+    char *dot = strrchr(out, '.');
+    if (dot)
+        snprintf(dot, len - (size_t)(dot - out), ".ops");
+}
+
+static bool write_ops(const char *path, const char *const *names, int n, const char *comment)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return false;
+    fprintf(f, "# %s\n", comment);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s\n", names[i]);
+    return fclose(f) == 0;
+}
+
+static void op_table_default(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    static const struct { const char *name; uint32_t op; } want[] = {
+        {"READ", 1}, {"WRITE", 2}, {"READ_STR", 3}, {"READ_PTR_ARRAY", 4}, {"DUMP", 5},
+        {"OSI_PROC_PTREGS", 13}, {"READ_TIME", 17}, {"KALLSYMS_LOOKUP", 33},
+        {"SET_SCOPE_ENABLED", 52}, {"VFS_OPEN", 53}, {"VFS_CLOSE", 55},
+        {"NO_SUCH_OP", 0}, {"MAX", 0}, {"", 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(api.op(want[i].name) == want[i].op, "portal_op(\"%s\") = %u, expected %u",
+              want[i].name, api.op(want[i].name), want[i].op);
+}
+
+/* A shifted table (ops=FILE): numbers follow the file, and the guest was
+ * built with the same list. */
+static void op_table_shifted(T *t)
+{
+    REQUIRE_API();
+    static const char *const names[] = {"WRITE", "READ", "READ_TIME", "READ_STR"};
+    char path[1100], arg[1200];
+    ops_path(t, path, sizeof path);
+    CHECK(write_ops(path, names, 4, "a shifted op table for the harness"), "cannot write %s", path);
+    snprintf(arg, sizeof arg, "ops=%s", path);
+    guest_config c = {.word_bits = 64};
+    const char *args[] = {arg};
+    guest *g = setup_config(t, &c, args, 1, false);
+    if (!g)
+        return;
+    guest_set_ops(g, names, 4);
+    guest_boot(g, 0);
+    CHECK_EQ(api.op("WRITE"), 1);
+    CHECK_EQ(api.op("READ"), 2);
+    CHECK_EQ(api.op("READ_TIME"), 3);
+    CHECK_EQ(api.op("READ_STR"), 4);
+    CHECK_EQ(api.op("KALLSYMS_LOOKUP"), 0);
+    memset(&s, 0, sizeof s);
+    static const uint8_t four[4] = {9, 8, 7, 6};
+    script_cmd(&s, api.op("READ"), 0, kdata(g), 8, NULL, 0);
+    script_cmd(&s, api.op("READ_TIME"), 0, 0, 0, NULL, 0);
+    script_cmd(&s, api.op("WRITE"), 0, USER_BASE, 4, four, 4);
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, NULL, &n);
+    CHECK_EQ(n, 4);
+    CHECK_HEADER(&tr[0], 2, PORTAL_CURRENT_PID, kdata(g), 8);
+    CHECK_HEADER(&tr[1], 3, PORTAL_CURRENT_PID, 0, 0);
+    CHECK_HEADER(&tr[2], 1, PORTAL_CURRENT_PID, USER_BASE, 4);
+    CHECK_EQ(s.answers[0].code, PORTAL_RESP_READ_OK);
+    CHECK_EQ(s.answers[1].code, PORTAL_RESP_READ_NUM);
+    CHECK_EQ(s.answers[1].size, TIME0);
+    CHECK_EQ(s.answers[2].code, PORTAL_RESP_WRITE_OK);
+    uint8_t mem[4];
+    guest_peek(g, USER_BASE, mem, 4);
+    CHECK_BYTES(mem, four, 4);
+}
+
+/* The older release: ends at SET_SCOPE_ENABLED 52, MAX 53. */
+static void op_table_older(T *t)
+{
+    REQUIRE_API();
+    char path[1100], arg[1200];
+    ops_path(t, path, sizeof path);
+    CHECK(write_ops(path, standard_op_names, 52, "the older release: MAX 53"), "cannot write %s",
+          path);
+    snprintf(arg, sizeof arg, "ops=%s", path);
+    guest_config c = {.word_bits = 32, .big_endian = true};
+    const char *args[] = {arg};
+    guest *g = setup_config(t, &c, args, 1, false);
+    if (!g)
+        return;
+    guest_set_ops(g, standard_op_names, 52);
+    guest_boot(g, 0);
+    CHECK_EQ(api.op("SET_SCOPE_ENABLED"), 52);
+    CHECK_EQ(api.op("VFS_OPEN"), 0);
+    CHECK_EQ(api.op("READ_TIME"), 17);
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ_TIME"), 0, 0, 0, NULL, 0);
+    script_cmd(&s, 53, 0, 0, 0, NULL, 0);       /* MAX of this table: never sent */
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, NULL, &n);
+    CHECK_EQ(s.answers[0].code, PORTAL_RESP_READ_NUM);
+    CHECK_EQ(n, 2);
+    CHECK(tr[1].op == 0, "op 53 (MAX of the table) was written: header op %#x", tr[1].op);
+}
+
+const scenario scenarios_conversations[] = {
+    {"step_fail_then_good", step_fail_then_good, false},
+    {"step_fail_first_step", step_fail_first_step, false},
+    {"finish_immediately", finish_immediately, false},
+    {"attach_detach_replace", attach_detach_replace, false},
+    {"attach_protocol_numbers_refused", attach_protocol_numbers_refused, false},
+    {"nested_conversation", nested_conversation, false},
+    {"nested_three_levels", nested_three_levels, false},
+    {"migration", migration, false},
+    {"interleave_1000", interleave_1000, false},
+    {"concurrent_threads", concurrent_threads, false},
+    {"uninit_with_live_conversations", uninit_with_live_conversations, false},
+    {"max_conversations", max_conversations, false},
+    {"op_table_default", op_table_default, false},
+    {"op_table_shifted", op_table_shifted, false},
+    {"op_table_older", op_table_older, false},
+    {NULL, NULL, false},
+};

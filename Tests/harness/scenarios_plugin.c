@@ -1,0 +1,227 @@
+/*
+ * scenarios_plugin.c - the plugin's life in the emulator: arguments,
+ * uninit_plugin then init_plugin again, guest info, log levels, hypercalls
+ * that are not the plugin's.
+ */
+#include "steps.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static script s;
+
+/* An unknown key is refused: init_plugin returns false (and says why). */
+static void args_unknown_refused(T *t)
+{
+    guest *g = t_guest(t, 64, false, 1);
+    (void)g;
+    CHECK(!t_init(t, "bogus_key=1", NULL), "init_plugin accepted bogus_key=1");
+    if (t_log_count(t, LOG_REFUSED_ARG_LEVEL, "bogus_key") < 1)
+        t_note(t, "no \"%s\" line naming bogus_key in the log_file (stderr?)", LOG_REFUSED_ARG_LEVEL);
+    CHECK(!emu_initialized(), "the harness thinks the plugin is loaded");
+    CHECK(t_init(t, NULL), "init_plugin without arguments failed after a refusal");
+}
+
+/* Malformed values are refused, one at a time; a good init works after. */
+static void args_malformed_refused(T *t)
+{
+    guest *g = t_guest(t, 64, false, 1);
+    (void)g;
+    static const char *const bad[] = {
+        "install_budget=abc", "install_budget=", "install_budget=-1", "install_budget=12x",
+        "region_size=abc", "region_size=-5", "log=loud", "log=", "max_conversations=x",
+        "max_interrupts=1.5", "noequals", "=5", "ops=/nonexistent/portal-ops.txt",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bool ok = t_init(t, bad[i], NULL);
+        if (ok)
+            t_uninit(t);
+        CHECK(!ok, "init_plugin accepted %s", bad[i]);
+    }
+    CHECK(t_init(t, "install_budget=7", NULL), "init_plugin refused install_budget=7 afterwards");
+}
+
+static void args_all_valid(T *t)
+{
+    REQUIRE_API();
+    guest *g = t_guest(t, 64, false, 1);
+    char ops[1100], ops_arg[1200], log_arg[1100];
+    snprintf(ops, sizeof ops, "%s.ops", t->log_path);
+    FILE *f = fopen(ops, "w");
+    CHECK(f, "cannot write %s", ops);
+    fputs("# standard table\n", f);
+    for (int i = 0; i < standard_op_count; i++)
+        fprintf(f, "%s\n", standard_op_names[i]);
+    fclose(f);
+    snprintf(ops_arg, sizeof ops_arg, "ops=%s", ops);
+    snprintf(log_arg, sizeof log_arg, "log_file=%s", t->log_path);
+    const char *args[] = {"log=debug", log_arg, "region_size=4072", "install_budget=8",
+                          ops_arg, "max_conversations=16", "max_interrupts=8"};
+    CHECK(t_init_argv(t, args, 7), "init_plugin refused a full set of valid arguments");
+    CHECK_EQ(api.op("VFS_CLOSE"), 55);
+    guest_boot(g, 0);
+    CHECK(t_log_count(t, NULL, NULL) >= 1, "log=debug wrote nothing to log_file");
+}
+
+/* uninit_plugin then init_plugin, three times: each life starts clean. */
+static void uninit_then_init(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    for (int round = 0; round < 3; round++) {
+        memset(&s, 0, sizeof s);
+        script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+        s.result = 40 + (uint64_t)round;
+        uint64_t ret;
+        size_t n;
+        RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+        CHECK_EQ(n, 2);
+        CHECK_EQ(ret, 40 + (uint64_t)round);
+        int stale = emu_stale_callbacks();
+        t_uninit(t);
+        CHECK(emu_stale_callbacks() == stale, "uninit_plugin left its callback registered");
+        char budget[32];
+        snprintf(budget, sizeof budget, "install_budget=%d", 3 + round);
+        CHECK(t_init(t, budget, NULL), "init_plugin #%d failed", round + 2);
+        guest_boot(g, 0);
+        /* the attachment of the previous life is gone */
+        uint64_t id;
+        converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+        t_traps_of_conv(t, id, &n);
+        CHECK(n == 1, "round %d: an attachment survived uninit_plugin (%zu traps)", round, n);
+        CHECK_EQ(s.starts, 1);
+    }
+}
+
+/* The guest's shape is asked at init, not per hypercall. */
+static void guest_info_at_init(T *t)
+{
+    REQUIRE_API();
+    int before = emu_guest_info_calls();
+    SETUP(32, true, 2);
+    int at_init = emu_guest_info_calls();
+    CHECK(at_init > before, "panda_get_guest_info was not called by init_plugin");
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    for (int i = 0; i < 20; i++)
+        converse(g, i % 2, HC_SYSCALL_ENTER, 0, 0, NULL);
+    CHECK_EQ(s.first.word_bits, 32);
+    CHECK_EQ(s.first.big_endian, 1);
+    CHECK_EQ(emu_guest_info_calls(), at_init);
+}
+
+static bool line_has_level(const char *line)
+{
+    static const char *const levels[] = {LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO,
+                                         LOG_LEVEL_DEBUG};
+    for (int i = 0; i < 4; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, LOG_PREFIX "%s: ", levels[i]);
+        if (strncmp(line, prefix, strlen(prefix)) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void run_failing_step(T *t, guest *g)
+{
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.fail_after = 1;
+    s.fail_message = "harness log level probe";
+    api.attach(HC_SYSCALL_ENTER, script_step, &s);
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL);
+    (void)t;
+}
+
+/* log=debug: every line is "portal: LEVEL: ..."; log=error: only errors;
+ * log=off: nothing. */
+static void log_levels(T *t)
+{
+    REQUIRE_API();
+    const char *dbg[] = {"log=debug"};
+    guest *g = setup(t, 64, false, 1, dbg, 1);
+    if (!g)
+        return;
+    run_failing_step(t, g);
+    char *text = t_read_log(t);
+    int lines = 0, bad = 0;
+    char first_bad[200] = "";
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        lines++;
+        if (!line_has_level(line) && bad++ == 0)
+            snprintf(first_bad, sizeof first_bad, "%s", line);
+    }
+    free(text);
+    CHECK(lines >= 1, "log=debug wrote no line");
+    CHECK(bad == 0, "%d line(s) not of the form \"portal: LEVEL: message\", first: %s", bad,
+          first_bad);
+    CHECK(t_log_count(t, LOG_STEP_FAILED_LEVEL, s.fail_message) >= 1,
+          "the failing step was not logged at %s", LOG_STEP_FAILED_LEVEL);
+
+    t_uninit(t);
+    unlink(t->log_path);
+    CHECK(t_init(t, "log=error", NULL), "init_plugin refused log=error");
+    guest_boot(g, 0);
+    run_failing_step(t, g);
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, NULL) >= 1, "log=error: no error line");
+    CHECK_EQ(t_log_count(t, NULL, NULL), t_log_count(t, LOG_LEVEL_ERROR, NULL));
+
+    t_uninit(t);
+    unlink(t->log_path);
+    CHECK(t_init(t, "log=off", NULL), "init_plugin refused log=off");
+    guest_boot(g, 0);
+    run_failing_step(t, g);
+    t_uninit(t);
+    CHECK_EQ(t_log_count(t, NULL, NULL), 0);
+}
+
+/* A hypercall that is not the plugin's is declined (the callback returns
+ * false) and leaves the guest alone. */
+static void foreign_hypercall_declined(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    bool handled = true;
+    uint64_t ret = guest_hypercall(g, 0, HC_MODULE_BASE, 1, 2, 3, 4, &handled);
+    CHECK(!handled, "the plugin claimed hypercall %#x", HC_MODULE_BASE);
+    CHECK_EQ(ret, HC_MODULE_BASE);
+    const trap_record *r = t_last_trap(t);
+    CHECK_EQ(r->writes, 0);
+}
+
+/* dlclose and dlopen again, then a full life. Only when named: a Swift
+ * library may not survive being unloaded, and a crash here would end the run. */
+static void reload_dlclose(T *t)
+{
+    REQUIRE_API();
+    char error[1024];
+    t_uninit(t);
+    CHECK(emu_reopen(error, sizeof error), "%s", error);
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.result = 3;
+    uint64_t ret;
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(ret, 3);
+}
+
+const scenario scenarios_plugin[] = {
+    {"args_unknown_refused", args_unknown_refused, false},
+    {"args_malformed_refused", args_malformed_refused, false},
+    {"args_all_valid", args_all_valid, false},
+    {"uninit_then_init", uninit_then_init, false},
+    {"guest_info_at_init", guest_info_at_init, false},
+    {"log_levels", log_levels, false},
+    {"foreign_hypercall_declined", foreign_hypercall_declined, false},
+    {"reload_dlclose", reload_dlclose, true},
+    {NULL, NULL, false},
+};
