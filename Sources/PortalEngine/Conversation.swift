@@ -43,7 +43,9 @@ public final class Conversation: @unchecked Sendable {
     /// The hypercall that started it (its vCPU may differ from later traps').
     public let call: Hypercall
     public let regionAddress: UInt64
-    public unowned let engine: PortalEngine
+    /// The engine outlives its conversations (shutdown ends them all), so
+    /// this reference needs no reference counting on the round-trip path.
+    public unowned(unsafe) let engine: PortalEngine
     /// Set for PORTAL_INTERRUPT conversations: the window's install budget.
     public let window: InterruptWindow?
 

@@ -8,6 +8,20 @@ public enum WorkStep: @unchecked Sendable {
     case failed(any Error)
 }
 
+/// The op numbers the protocol side needs, resolved once from the op table
+/// so that a round trip handles plain integers.
+struct OpNumbers {
+    let max: UInt32
+    let read: UInt32
+    let write: UInt32
+
+    init(_ table: OpTable) {
+        max = table.max
+        read = table.read
+        write = table.write
+    }
+}
+
 /// The protocol side of one conversation: which answer it waits for, and
 /// what the engine must do with each event. It does no I/O: it returns
 /// actions, and the engine reads and writes the region.
@@ -20,16 +34,6 @@ struct ConversationStateMachine {
         /// answer is read with one guest access.
         case awaitingAnswer(op: UInt32, payloadHint: Int)
         case ended
-    }
-
-    enum StepAction {
-        /// Write this command into the region.
-        case write(PortalCommand)
-        /// Write NONE unless `isFirstStep` (the guest zeroed the header
-        /// itself), drop the conversation, return `value`.
-        case finish(UInt64, isFirstStep: Bool)
-        /// Write NONE, drop the conversation, report.
-        case fail(PortalError)
     }
 
     enum AnswerAction {
@@ -50,34 +54,44 @@ struct ConversationStateMachine {
 
     var isEnded: Bool { if case .ended = state { true } else { false } }
 
-    /// The work produced `step`.
-    mutating func workStepped(_ step: WorkStep, ops: OpTable, regionSize: Int) -> StepAction {
-        guard case .working = state else {
-            preconditionFailure("a work step arrived while the conversation was \(state)")
-        }
-        defer { stepsTaken += 1 }
-        switch step {
-        case .command(let command):
-            guard ops.contains(command.op) else {
-                state = .ended
-                return .fail(.invalidOp(command.op, max: ops.max))
-            }
-            let payloadHint: Int
-            switch command.op {
-            case ops.read: payloadHint = Int(min(max(command.size, 0), Int64(regionSize)))
-            case ops.write: payloadHint = 0
-            default: payloadHint = regionSize
-            }
-            state = .awaitingAnswer(op: command.op, payloadHint: payloadHint)
-            return .write(command)
-        case .finished(let value):
+    /// The work wants to send a command with `op` and `size`: nil means
+    /// write it and wait for the answer, an error means end the conversation
+    /// (NONE, dropped, reported). The engine keeps the command itself: only
+    /// what the protocol needs passes here, so a round trip copies no command.
+    mutating func commandSent(op: UInt32, size: Int64, ops: OpNumbers, regionSize: Int) -> PortalError? {
+        precondition(isWorking, "a command arrived while the conversation was \(state)")
+        stepsTaken += 1
+        guard op >= 1 && op < ops.max else {
             state = .ended
-            return .finish(value, isFirstStep: stepsTaken == 0)
-        case .failed(let error):
-            state = .ended
-            return .fail(error as? PortalError ?? .workFailed(String(describing: error)))
+            return .invalidOp(op, max: ops.max)
         }
+        let payloadHint: Int
+        switch op {
+        case ops.read: payloadHint = Int(min(max(size, 0), Int64(regionSize)))
+        case ops.write: payloadHint = 0
+        default: payloadHint = regionSize
+        }
+        state = .awaitingAnswer(op: op, payloadHint: payloadHint)
+        return nil
     }
+
+    /// The work is done: end the conversation, writing NONE unless this was
+    /// its first step (the guest zeroed the header itself). Returns whether
+    /// NONE must be written.
+    mutating func workFinished() -> Bool {
+        precondition(isWorking, "the work finished while the conversation was \(state)")
+        state = .ended
+        return stepsTaken > 0
+    }
+
+    /// The work gave up: end the conversation with this error.
+    mutating func workFailed(_ error: any Error) -> PortalError {
+        precondition(isWorking, "the work failed while the conversation was \(state)")
+        state = .ended
+        return error as? PortalError ?? .workFailed(String(describing: error))
+    }
+
+    private var isWorking: Bool { if case .working = state { true } else { false } }
 
     /// The guest trapped again on this conversation's region; `answer` is arg4.
     mutating func guestAnswered(_ answer: UInt64) -> AnswerAction {

@@ -62,6 +62,7 @@ public final class PortalEngine: @unchecked Sendable {
     public let logger: PortalLogger
 
     private let registeredRegionSize: Atomic<Int>
+    private let opNumbers: OpNumbers
     /// Guest address of the interrupt flag; 0 until the guest gives it.
     private let flagAddress = Atomic<UInt64>(0)
     private let handlers = HandlerRegistry()
@@ -77,6 +78,7 @@ public final class PortalEngine: @unchecked Sendable {
         self.layout = layout
         self.logger = logger
         self.registeredRegionSize = Atomic(configuration.regionSize)
+        self.opNumbers = OpNumbers(configuration.ops)
         self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
     }
 
@@ -278,8 +280,12 @@ public final class PortalEngine: @unchecked Sendable {
     private func step<Memory: GuestMemory>(_ conversation: Conversation, _ workStep: WorkStep, vcpu: VCPU,
                                            memory: Memory, isNew: Bool) -> HypercallOutcome {
         let regionSize = self.regionSize
-        switch conversation.machine.workStepped(workStep, ops: configuration.ops, regionSize: regionSize) {
-        case .write(let command):
+        switch workStep {
+        case .command(let command):
+            if let refusal = conversation.machine.commandSent(op: command.op, size: command.size, ops: opNumbers,
+                                                              regionSize: regionSize) {
+                return fail(conversation, refusal, vcpu: vcpu, memory: memory)
+            }
             if isNew, let refusal = startWaiting(conversation) {
                 conversation.machine.end()
                 conversation.work.cancel(conversation, because: refusal)
@@ -298,12 +304,12 @@ public final class PortalEngine: @unchecked Sendable {
             vcpu.lastConversation = conversation
             conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
             return .handled
-        case .finish(let value, let isFirstStep):
-            finish(conversation, vcpu: vcpu, memory: memory, writeNone: !isFirstStep, failure: nil,
-                   level: .debug)
+        case .finished(let value):
+            let writeNone = conversation.machine.workFinished()
+            finish(conversation, vcpu: vcpu, memory: memory, writeNone: writeNone, failure: nil, level: .debug)
             return .returning(value)
-        case .fail(let error):
-            return fail(conversation, error, vcpu: vcpu, memory: memory)
+        case .failed(let error):
+            return fail(conversation, conversation.machine.workFailed(error), vcpu: vcpu, memory: memory)
         }
     }
 
