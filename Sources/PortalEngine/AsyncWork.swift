@@ -86,7 +86,7 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     }
 
     /// Sends `command` and suspends the handler until the guest answers.
-    func exchange(_ command: PortalCommand) async throws -> PortalResponse {
+    nonisolated(nonsending) func exchange(_ command: PortalCommand) async throws -> PortalResponse {
         if ended { throw PortalError.conversationEnded }
         if continuation != nil { throw GuestError.concurrentOperation }
         return try await withUnsafeThrowingContinuation { continuation in
