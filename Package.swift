@@ -2,9 +2,8 @@
 import PackageDescription
 
 /// Release builds of the round-trip path (measured with `make bench`):
-/// - cross-module optimisation lets the engine's generic hypercall path be
-///   specialised for each front end's guest-memory type (unspecialised, every
-///   memory access went through generic witness calls and value witnesses);
+/// - cross-module optimisation lets the plugin inline the engine's small
+///   public helpers;
 /// - dynamic exclusivity checks are off: they were a quarter of a C round
 ///   trip's instructions, and the state they guard (a conversation's, a
 ///   vCPU's) is only touched by the one vCPU thread holding the

@@ -231,8 +231,9 @@ bool portal_qemu_write_register(void *reg, const uint8_t *bytes, size_t width)
     return qemu_plugin_write_register(reg, buffer);
 }
 
-bool portal_qemu_read_memory(uint64_t address, void *destination, size_t length)
+bool portal_qemu_read_memory(void *unused, uint64_t address, void *destination, size_t length)
 {
+    (void)unused;
     GByteArray *buffer = scratch_of(length);
     if (!qemu_plugin_read_memory_vaddr(address, buffer, length) || buffer->len != length)
         return false;
@@ -240,8 +241,9 @@ bool portal_qemu_read_memory(uint64_t address, void *destination, size_t length)
     return true;
 }
 
-bool portal_qemu_write_memory(uint64_t address, const void *source, size_t length)
+bool portal_qemu_write_memory(void *unused, uint64_t address, const void *source, size_t length)
 {
+    (void)unused;
     GByteArray *buffer = scratch_of(length);
     memcpy(buffer->data, source, length);
     return qemu_plugin_write_memory_vaddr(address, buffer);

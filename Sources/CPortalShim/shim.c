@@ -43,18 +43,18 @@ void portal_panda_unregister(void *self)
     panda_unregister_hypercall_callback(self);
 }
 
-int portal_panda_cpu_index(CPUState *cpu)
+int portal_panda_cpu_index(void *cpu)
 {
     return panda_cpu_index(cpu);
 }
 
 /* Region-sized transfers only (at most a megabyte), so `int` lengths hold. */
-bool portal_panda_read(CPUState *cpu, uint64_t address, void *buffer, size_t length)
+bool portal_panda_read(void *cpu, uint64_t address, void *buffer, size_t length)
 {
     return panda_virtual_memory_read(cpu, address, buffer, (int)length) == 0;
 }
 
-bool portal_panda_write(CPUState *cpu, uint64_t address, const void *buffer, size_t length)
+bool portal_panda_write(void *cpu, uint64_t address, const void *buffer, size_t length)
 {
     return panda_virtual_memory_write(cpu, address, buffer, (int)length) == 0;
 }

@@ -1,17 +1,9 @@
 import CPortalShim
 import PortalEngine
 
-/// Guest memory through the PANDA-style emulator's accessors.
-struct PandaMemory: GuestMemory {
-    let cpu: OpaquePointer
-
-    func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        buffer.isEmpty || portal_panda_read(cpu, address, buffer.baseAddress, buffer.count)
-    }
-
-    func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
-        buffer.isEmpty || portal_panda_write(cpu, address, buffer.baseAddress, buffer.count)
-    }
+/// Guest memory of `cpu` through the PANDA-style emulator's accessors.
+func pandaMemory(_ cpu: OpaquePointer) -> GuestMemory {
+    GuestMemory(context: UnsafeMutableRawPointer(cpu), read: portal_panda_read, write: portal_panda_write)
 }
 
 /// PANDA-style entry point: reads and checks the arguments, then serves
@@ -74,7 +66,7 @@ public func uninitPlugin(_ handle: UnsafeMutableRawPointer?) {
 private let pandaHypercall: panda_hypercall_cb = { cpu, registers in
     guard let cpu, let registers else { return false }
     return PluginInstance.withCurrent { instance in
-        let index = Int(portal_panda_cpu_index(cpu))
+        let index = Int(portal_panda_cpu_index(UnsafeMutableRawPointer(cpu)))
         guard instance.vcpus.indices.contains(index) else {
             instance.logger.error("hypercall \(HypercallNumber(register: registers.pointee.number)): the emulator says vCPU \(index), expected 0 to \(instance.vcpus.count - 1); ignored")
             return false
@@ -82,7 +74,7 @@ private let pandaHypercall: panda_hypercall_cb = { cpu, registers in
         let args = registers.pointee.args
         let call = Hypercall(number: registers.pointee.number, arg1: args.0, arg2: args.1, arg3: args.2,
                              arg4: args.3, vcpu: index)
-        switch instance.engine.hypercall(call, vcpu: instance.vcpus[index], memory: PandaMemory(cpu: cpu)) {
+        switch instance.engine.hypercall(call, vcpu: instance.vcpus[index], memory: pandaMemory(cpu)) {
         case .notMine:
             return false
         case .handled:

@@ -105,16 +105,9 @@ final class QemuFrontend: Sendable {
     }
 }
 
-/// Guest memory through QEMU's vaddr accessors (from a vCPU callback only).
-struct QemuMemory: GuestMemory {
-    func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        buffer.isEmpty || portal_qemu_read_memory(address, buffer.baseAddress, buffer.count)
-    }
-
-    func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
-        buffer.isEmpty || portal_qemu_write_memory(address, buffer.baseAddress, buffer.count)
-    }
-}
+/// Guest memory through QEMU's vaddr accessors (from a vCPU callback only:
+/// QEMU knows which vCPU, so there is no context).
+let qemuMemory = GuestMemory(context: nil, read: portal_qemu_read_memory, write: portal_qemu_write_memory)
 
 /// QEMU entry point: checks the target and the arguments, then watches every
 /// translated block for the target's hypercall instruction.
@@ -211,7 +204,7 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
         }
         let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpuIndex)
         guard case .returning(let value) = instance.engine.hypercall(
-            call, vcpu: instance.vcpus[vcpuIndex], memory: QemuMemory()) else { return }
+            call, vcpu: instance.vcpus[vcpuIndex], memory: qemuMemory) else { return }
         if slot.resultWidth == 0 {
             var resultWidth = 0
             _ = frontend.read(slot.result!, width: &resultWidth)

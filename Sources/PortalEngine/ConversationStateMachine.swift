@@ -58,6 +58,7 @@ struct ConversationStateMachine {
     /// write it and wait for the answer, an error means end the conversation
     /// (NONE, dropped, reported). The engine keeps the command itself: only
     /// what the protocol needs passes here, so a round trip copies no command.
+    @inline(__always)
     mutating func commandSent(op: UInt32, size: Int64, ops: OpNumbers, regionSize: Int) -> PortalError? {
         precondition(isWorking, "a command arrived while the conversation was \(state)")
         stepsTaken += 1
@@ -94,6 +95,7 @@ struct ConversationStateMachine {
     private var isWorking: Bool { if case .working = state { true } else { false } }
 
     /// The guest trapped again on this conversation's region; `answer` is arg4.
+    @inline(__always)
     mutating func guestAnswered(_ answer: UInt64) -> AnswerAction {
         guard case .awaitingAnswer(_, let payloadHint) = state else {
             preconditionFailure("an answer arrived while the conversation was \(state)")

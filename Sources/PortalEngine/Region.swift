@@ -15,6 +15,7 @@ public struct RegionHeader: Equatable, Sendable {
         self.size = size
     }
 
+    @inline(__always)
     public init(decoding bytes: UnsafeRawPointer, layout: GuestLayout) {
         op = layout.load(UInt32.self, from: bytes)
         pid = layout.load(UInt32.self, from: bytes + 4)
@@ -22,6 +23,7 @@ public struct RegionHeader: Equatable, Sendable {
         size = layout.load(UInt64.self, from: bytes + 16)
     }
 
+    @inline(__always)
     public func encode(to bytes: UnsafeMutableRawPointer, layout: GuestLayout) {
         layout.store(op, to: bytes)
         layout.store(pid, to: bytes + 4)
@@ -83,6 +85,7 @@ public struct PortalCommand: Sendable {
     /// Writes the header and payload as the guest must see them, applying the
     /// write rules of PROTOCOL.md §4, and returns how many bytes to copy into
     /// the region. `buffer` holds at least a header and `payloadSize` bytes.
+    @inline(__always)
     public func encode(into buffer: UnsafeMutableRawBufferPointer, payloadSize: Int,
                        layout: GuestLayout) -> Int {
         let clampedSize = UInt64(Swift.min(Swift.max(size, 0), Int64(payloadSize)))

@@ -26,7 +26,7 @@ struct ConversationTests {
     @Test func unattachedHypercallIsNotClaimed() {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
-        let outcome = engine.hypercall(Hypercall(number: 0x1234, arg3: 0x10_0000), vcpu: vcpu, memory: guest)
+        let outcome = engine.hypercall(Hypercall(number: 0x1234, arg3: 0x10_0000), vcpu: vcpu, memory: guest.memory)
         #expect(outcome == .notMine)
     }
 
@@ -273,7 +273,7 @@ struct FailureTests {
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) }
-        let outcome = engine.hypercall(Hypercall(number: UInt64(event), arg3: 0xdead_0000), vcpu: vcpu, memory: guest)
+        let outcome = engine.hypercall(Hypercall(number: UInt64(event), arg3: 0xdead_0000), vcpu: vcpu, memory: guest.memory)
         #expect(outcome == .handled)
         #expect(log.matching("error") == [
             "error: hypercall 0x1338 on vCPU 0, region 0xdead0000: the region cannot be written (24 bytes)",
@@ -289,7 +289,7 @@ struct FailureTests {
         guest.setHeader(RegionHeader(op: ResponseCode.readOK.rawValue, pid: 0, address: 0, size: 0), at: 0x10_0000)
         let outcome = engine.hypercall(
             Hypercall(number: UInt64(event), arg3: 0x10_0000, arg4: UInt64(ResponseCode.readOK.rawValue)),
-            vcpu: vcpu, memory: guest)
+            vcpu: vcpu, memory: guest.memory)
         #expect(outcome == .handled)
         #expect(guest.header(at: 0x10_0000).op == 0)
         #expect(log.matching("warn") == [
@@ -355,9 +355,9 @@ struct FailureTests {
         let guest = MockGuest()
         let vcpu = engine.makeVCPU(index: 1)
         for size: UInt64 in [0, 2_000_000] {
-            _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: size, vcpu: 1), vcpu: vcpu, memory: guest)
+            _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: size, vcpu: 1), vcpu: vcpu, memory: guest.memory)
         }
-        _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: 16360, vcpu: 1), vcpu: vcpu, memory: guest)
+        _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: 16360, vcpu: 1), vcpu: vcpu, memory: guest.memory)
         #expect(engine.regionSize == 16360)
         #expect(log.matching("error") == [
             "error: hypercall 0xbebebebe on vCPU 1: region size 0 refused, expected 1 to 1048576 payload bytes; keeping 4072",

@@ -223,7 +223,7 @@ struct ConcurrencyTests {
             let vcpu = vcpus[trap % 3]
             if case .returning(let value) = engine.hypercall(
                 Hypercall(number: UInt64(event), arg1: 0x9000, arg3: region, arg4: UInt64(answer), vcpu: vcpu.index),
-                vcpu: vcpu, memory: guest) {
+                vcpu: vcpu, memory: guest.memory) {
                 result = value
             }
             if guest.header(at: region).op == 0 { break }

@@ -4,7 +4,7 @@ import Synchronization
 /// A guest kernel module in Swift, as PROTOCOL.md §4–§6 describe it, over a
 /// sparse 4 KiB-paged memory with holes. Engine tests drive the engine
 /// through it exactly as an emulator would.
-final class MockGuest: GuestMemory, @unchecked Sendable {
+final class MockGuest: @unchecked Sendable {
     static let pageSize: UInt64 = 4096
 
     let layout: GuestLayout
@@ -16,7 +16,7 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
     /// READ_TIME answers this.
     let clock = Atomic<UInt64>(1_000_000)
 
-    private let memory = Lock<[UInt64: [UInt8]]>([:])
+    private let pages = Lock<[UInt64: [UInt8]]>([:])
     /// Free pages for regions, first in first out, so addresses recur as
     /// with a kernel's page allocator, but never while a conversation uses one.
     private let freeRegions: Lock<[UInt64]>
@@ -42,7 +42,7 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
     // MARK: Memory
 
     func map(_ address: UInt64, count: UInt64, fill: UInt8 = 0) {
-        memory.withLock { pages in
+        pages.withLock { pages in
             var page = address & ~(Self.pageSize - 1)
             while page < address + count {
                 if pages[page] == nil { pages[page] = [UInt8](repeating: fill, count: Int(Self.pageSize)) }
@@ -52,13 +52,13 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
     }
 
     func unmap(_ address: UInt64) {
-        _ = memory.withLock { $0.removeValue(forKey: address & ~(Self.pageSize - 1)) }
+        _ = pages.withLock { $0.removeValue(forKey: address & ~(Self.pageSize - 1)) }
     }
 
     /// Copies as many bytes as are mapped from the start; returns how many.
     @discardableResult
     func copyOut(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        memory.withLock { pages in
+        pages.withLock { pages in
             var done = 0
             while done < buffer.count {
                 let at = (address &+ UInt64(done)) & layout.addressMask
@@ -77,7 +77,7 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
 
     @discardableResult
     func copyIn(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Int {
-        memory.withLock { pages in
+        pages.withLock { pages in
             var done = 0
             while done < buffer.count {
                 let at = (address &+ UInt64(done)) & layout.addressMask
@@ -94,12 +94,15 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
         }
     }
 
-    func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        copyOut(address, into: buffer) == buffer.count
-    }
-
-    func write(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Bool {
-        copyIn(address, from: buffer) == buffer.count
+    /// This guest's memory as the engine takes it.
+    var memory: GuestMemory {
+        GuestMemory(context: Unmanaged.passUnretained(self).toOpaque(), read: { context, address, buffer, length in
+            let guest = Unmanaged<MockGuest>.fromOpaque(context!).takeUnretainedValue()
+            return guest.copyOut(address, into: UnsafeMutableRawBufferPointer(start: buffer, count: length)) == length
+        }, write: { context, address, buffer, length in
+            let guest = Unmanaged<MockGuest>.fromOpaque(context!).takeUnretainedValue()
+            return guest.copyIn(address, from: UnsafeRawBufferPointer(start: buffer, count: length)) == length
+        })
     }
 
     func bytes(at address: UInt64, count: Int) -> [UInt8] {
@@ -139,14 +142,14 @@ final class MockGuest: GuestMemory, @unchecked Sendable {
 
     func registerRegion(_ engine: PortalEngine, vcpu: VCPU) {
         _ = engine.hypercall(Hypercall(number: UInt64(HypercallNumber.registerMemRegion.rawValue),
-                                       arg1: UInt64(regionSize), vcpu: vcpu.index), vcpu: vcpu, memory: self)
+                                       arg1: UInt64(regionSize), vcpu: vcpu.index), vcpu: vcpu, memory: memory)
     }
 
     func enableInterrupts(_ engine: PortalEngine, vcpu: VCPU, flag: UInt64) {
         map(flag, count: 8)
         flagAddress = flag
         _ = engine.hypercall(Hypercall(number: UInt64(HypercallNumber.enablePortalInterrupt.rawValue),
-                                       arg1: flag, vcpu: vcpu.index), vcpu: vcpu, memory: self)
+                                       arg1: flag, vcpu: vcpu.index), vcpu: vcpu, memory: memory)
     }
 
     var flagValue: UInt64 {
@@ -259,7 +262,7 @@ struct PortalLoop {
         traps += 1
         let outcome = engine.hypercall(
             Hypercall(number: UInt64(number), arg1: arg1, arg2: arg2, arg3: region, arg4: UInt64(lastAnswer),
-                      vcpu: vcpu.index), vcpu: vcpu, memory: guest)
+                      vcpu: vcpu.index), vcpu: vcpu, memory: guest.memory)
         if case .returning(let value) = outcome { result = value }
         let op = guest.header(at: region).op
         if op == 0 {

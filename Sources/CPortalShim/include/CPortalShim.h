@@ -25,9 +25,10 @@ PORTAL_SHIM int portal_panda_plugin_args(void *self, const char *const **argv);
 PORTAL_SHIM panda_guest_info portal_panda_guest_info(void);
 PORTAL_SHIM void portal_panda_register(void *self, panda_hypercall_cb callback);
 PORTAL_SHIM void portal_panda_unregister(void *self);
-PORTAL_SHIM int portal_panda_cpu_index(CPUState *cpu);
-PORTAL_SHIM bool portal_panda_read(CPUState *cpu, uint64_t address, void *buffer, size_t length);
-PORTAL_SHIM bool portal_panda_write(CPUState *cpu, uint64_t address, const void *buffer, size_t length);
+PORTAL_SHIM int portal_panda_cpu_index(void *cpu);
+/* Guest memory of `cpu` (a CPUState *), shaped as the engine's GuestMemory functions. */
+PORTAL_SHIM bool portal_panda_read(void *cpu, uint64_t address, void *buffer, size_t length);
+PORTAL_SHIM bool portal_panda_write(void *cpu, uint64_t address, const void *buffer, size_t length);
 
 /* ---- QEMU (Sources/CPortalShim/qemu.c) ---- */
 
@@ -78,7 +79,9 @@ PORTAL_SHIM void *portal_qemu_find_register(const char *name);
  * the register's full width (copied up to `capacity` bytes). */
 PORTAL_SHIM bool portal_qemu_read_register(void *reg, uint8_t *bytes, size_t capacity, size_t *width);
 PORTAL_SHIM bool portal_qemu_write_register(void *reg, const uint8_t *bytes, size_t width);
-PORTAL_SHIM bool portal_qemu_read_memory(uint64_t address, void *destination, size_t length);
-PORTAL_SHIM bool portal_qemu_write_memory(uint64_t address, const void *source, size_t length);
+/* Guest memory of the calling vCPU, shaped as the engine's GuestMemory
+ * functions (`unused` is their context argument). */
+PORTAL_SHIM bool portal_qemu_read_memory(void *unused, uint64_t address, void *destination, size_t length);
+PORTAL_SHIM bool portal_qemu_write_memory(void *unused, uint64_t address, const void *source, size_t length);
 
 #endif
