@@ -338,7 +338,7 @@ public final class PortalEngine: @unchecked Sendable {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             writeNone: false)
             }
-            vcpu.lastConversation = conversation
+            if vcpu.lastConversation !== conversation { vcpu.lastConversation = conversation }
             conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
             return .handled
         case .finished(let value):
