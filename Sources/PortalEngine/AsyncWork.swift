@@ -1,5 +1,13 @@
 import Synchronization
 
+/// A Swift handler of a hypercall: its value becomes the hypercall's result.
+/// `nonisolated(nonsending)`: it runs on the executor of the task that calls
+/// it, the conversation's own, so none of its awaits switches executors.
+public typealias GuestHandler = nonisolated(nonsending) @Sendable (Guest) async throws -> UInt64
+
+/// A Swift interrupt handler.
+public typealias InterruptHandler = nonisolated(nonsending) @Sendable (Guest) async throws -> Void
+
 /// Runs a Swift `async` handler as conversation work, synchronously on the
 /// thread of the vCPU that trapped.
 ///
@@ -10,7 +18,7 @@ import Synchronization
 /// the hypercall returns. No other thread, no global executor, and the same
 /// guest behaviour always gives the same interleaving.
 final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
-    typealias Body = @Sendable (Guest) async throws -> UInt64
+    typealias Body = GuestHandler
 
     private let body: Body
     /// The task's next job, waiting to run on the trapping thread.

@@ -144,7 +144,7 @@ public final class PortalEngine: @unchecked Sendable {
     /// Attaches a Swift handler; its return value becomes the hypercall's result.
     @discardableResult
     public func attach(_ number: HypercallNumber,
-                       _ body: @escaping @Sendable (Guest) async throws -> UInt64) -> Bool {
+                       _ body: @escaping GuestHandler) -> Bool {
         attach(number, .async(body))
     }
 
@@ -156,7 +156,7 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     /// Registers a Swift interrupt handler; a later registration of `name` wins.
-    public func registerInterrupt(_ name: String, _ body: @escaping @Sendable (Guest) async throws -> Void) {
+    public func registerInterrupt(_ name: String, _ body: @escaping InterruptHandler) {
         registerInterrupt(name, .async { guest in
             try await body(guest)
             return 0

@@ -11,7 +11,7 @@ public struct WorkFactory: Sendable {
     }
 
     /// A Swift `async` handler: its return value is the hypercall's result.
-    public static func async(_ body: @escaping @Sendable (Guest) async throws -> UInt64) -> WorkFactory {
+    public static func async(_ body: @escaping GuestHandler) -> WorkFactory {
         WorkFactory { _ in AsyncWork(body) }
     }
 }
