@@ -53,6 +53,21 @@ struct InterruptTests {
         #expect(guest.flagValue == 1)
     }
 
+    @Test func flagRegistrationIsChecked() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let guest = MockGuest()
+        let vcpu = engine.makeVCPU(index: 2)
+        let refused = engine.hypercall(Hypercall(number: 0x7901, arg1: 0, vcpu: 2), vcpu: vcpu, memory: guest.memory)
+        let accepted = engine.hypercall(Hypercall(number: 0xffff_ffff_0000_7901, arg1: flag, arg2: 5, vcpu: 2),
+                                        vcpu: vcpu, memory: guest.memory)
+        #expect(refused == .handled && accepted == .handled)
+        #expect(log.matching("error") + log.matching("warn") == [
+            "error: hypercall 0x7901 on vCPU 2: interrupt flag address 0 refused, expected the guest address of a u64",
+            "warn: hypercall 0x7901 on vCPU 2: arg2 is 0x5, expected 0; using the flag at 0x7000",
+        ])
+    }
+
     @Test func queueingAnUnknownInterruptFails() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
