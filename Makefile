@@ -12,7 +12,7 @@ DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 DEMO_ARCH   ?= x86_64
 
-.PHONY: all setup build debug release qemu guests harness demo test test-swift test-tsan test-harness test-guests clean
+.PHONY: all setup build debug release qemu guests harness demo test test-swift test-tsan test-harness test-guests clean bench
 
 all: build
 
@@ -65,3 +65,12 @@ test-guests: debug qemu guests
 
 clean:
 	rm -rf .build .build-tsan Tests/guests/build Tests/harness/build bench/build
+
+# Benchmarks (not part of `make test`): the engine through the real release
+# library in a mock emulator, callgrind instruction counts, and QEMU guest
+# loops against a hand-written floor plugin. Prints a table and writes
+# bench/results/<timestamp>.json and bench/results/latest.json.
+# `make bench BENCH_ARGS=--quick` for a short, noisier smoke run.
+BENCH_ARGS ?=
+bench: release qemu
+	python3 bench/run.py --no-swift-build $(BENCH_ARGS)
