@@ -210,24 +210,31 @@ static GByteArray *scratch_of(size_t size)
 {
     if (!scratch)
         scratch = g_byte_array_sized_new(size > 4096 ? (guint)size : 4096);
-    g_byte_array_set_size(scratch, (guint)size);
+    if (size <= 4096)
+        scratch->len = (guint)size;  /* within what was allocated: no call */
+    else
+        g_byte_array_set_size(scratch, (guint)size);
     return scratch;
 }
 
-bool portal_qemu_read_register(void *reg, uint8_t *bytes, size_t capacity, size_t *width)
+bool portal_qemu_read_register(void *reg, bool big_endian, uint64_t *value, size_t *width)
 {
     GByteArray *buffer = scratch_of(0);
-    if (!qemu_plugin_read_register(reg, buffer))
+    if (!qemu_plugin_read_register(reg, buffer) || buffer->len == 0 || buffer->len > 8)
         return false;
+    uint64_t number = 0;
+    for (guint i = 0; i < buffer->len; i++)
+        number |= (uint64_t)buffer->data[big_endian ? buffer->len - 1 - i : i] << (8 * i);
+    *value = number;
     *width = buffer->len;
-    memcpy(bytes, buffer->data, buffer->len < capacity ? buffer->len : capacity);
     return true;
 }
 
-bool portal_qemu_write_register(void *reg, const uint8_t *bytes, size_t width)
+bool portal_qemu_write_register(void *reg, bool big_endian, uint64_t value, size_t width)
 {
     GByteArray *buffer = scratch_of(width);
-    memcpy(buffer->data, bytes, width);
+    for (size_t i = 0; i < width; i++)
+        buffer->data[big_endian ? width - 1 - i : i] = (uint8_t)(value >> (8 * i));
     return qemu_plugin_write_register(reg, buffer);
 }
 

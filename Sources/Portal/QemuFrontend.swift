@@ -74,35 +74,18 @@ final class QemuFrontend: Sendable {
         registers = (0..<vcpuCount).map { _ in QemuRegisters() }
     }
 
-    /// Reads a register as an unsigned number of the target's byte order.
+    /// Reads a register as an unsigned number; `width` gets its full width.
+    @inline(__always)
     func read(_ register: UnsafeMutableRawPointer, width: inout Int) -> UInt64? {
-        var bytes: (UInt64, UInt64) = (0, 0)
-        var actual = 0
-        let ok = withUnsafeMutableBytes(of: &bytes) { raw in
-            portal_qemu_read_register(register, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count, &actual)
-        }
-        guard ok, actual >= 1, actual <= 8 else { return nil }
-        width = actual
-        return withUnsafeBytes(of: &bytes) { raw in
-            var value: UInt64 = 0
-            for index in 0..<actual {
-                let byte = UInt64(raw[target.layout.byteOrder == .little ? index : actual - 1 - index])
-                value |= byte << (8 * UInt64(index))
-            }
-            return value
-        }
+        var value: UInt64 = 0
+        return portal_qemu_read_register(register, bigEndian, &value, &width) ? value : nil
     }
 
     func write(_ register: UnsafeMutableRawPointer, value: UInt64, width: Int) -> Bool {
-        var bytes: UInt64 = 0
-        return withUnsafeMutableBytes(of: &bytes) { raw in
-            for index in 0..<width {
-                raw[target.layout.byteOrder == .little ? index : width - 1 - index] =
-                    UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))
-            }
-            return portal_qemu_write_register(register, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), width)
-        }
+        portal_qemu_write_register(register, bigEndian, value, width)
     }
+
+    private var bigEndian: Bool { target.layout.byteOrder == .big }
 }
 
 /// Guest memory through QEMU's vaddr accessors (from a vCPU callback only:
@@ -193,14 +176,28 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
         }
         let slot = frontend.registers[vcpuIndex]
         guard slot.isComplete else { return }
+        // Every register read is a trip through QEMU's gdb layer: read the
+        // number first and the rest only as far as the engine needs them.
         var width = 0
-        guard let number = frontend.read(slot.number!, width: &width),
-              let arg1 = frontend.read(slot.arguments[0]!, width: &width),
-              let arg2 = frontend.read(slot.arguments[1]!, width: &width),
-              let arg3 = frontend.read(slot.arguments[2]!, width: &width),
-              let arg4 = frontend.read(slot.arguments[3]!, width: &width) else {
-            instance.logger.error("hypercall on vCPU \(index): QEMU could not read its registers; ignored")
+        guard let number = frontend.read(slot.number!, width: &width) else {
+            instance.logger.error("hypercall on vCPU \(index): QEMU could not read its number register; ignored")
             return
+        }
+        guard instance.engine.serves(number) else { return }
+        guard let arg3 = frontend.read(slot.arguments[2]!, width: &width),
+              let arg4 = frontend.read(slot.arguments[3]!, width: &width) else {
+            instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
+            return
+        }
+        var arg1: UInt64 = 0
+        var arg2: UInt64 = 0
+        if PortalEngine.needsArguments(number: number, answer: arg4) {
+            guard let first = frontend.read(slot.arguments[0]!, width: &width),
+                  let second = frontend.read(slot.arguments[1]!, width: &width) else {
+                instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
+                return
+            }
+            (arg1, arg2) = (first, second)
         }
         let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpuIndex)
         guard case .returning(let value) = instance.engine.hypercall(

@@ -187,6 +187,26 @@ public final class PortalEngine: @unchecked Sendable {
 
     // MARK: Hypercalls
 
+    /// Whether hypercall `number` is the engine's business: one of the
+    /// protocol's own or one with work attached. Front ends that pay for
+    /// every register they read (QEMU) ask this after reading only the number.
+    @inline(__always)
+    public func serves(_ rawNumber: UInt64) -> Bool {
+        let number = HypercallNumber(register: rawNumber)
+        return number.isReservedByProtocol || handlers.lookup(number.rawValue) != nil
+    }
+
+    /// Whether serving this hypercall needs arg1 and arg2: only a
+    /// registration or a conversation's first trap (answer 0) uses them; a
+    /// continuing conversation needs just the region (arg3) and the answer
+    /// (arg4). Front ends may pass 0 for arg1 and arg2 otherwise.
+    @inline(__always)
+    public static func needsArguments(number rawNumber: UInt64, answer: UInt64) -> Bool {
+        let number = HypercallNumber(register: rawNumber)
+        return UInt32(truncatingIfNeeded: answer) == 0 || number == .registerMemRegion
+            || number == .enablePortalInterrupt
+    }
+
     /// Serves one trapped hypercall on `vcpu`'s thread.
     public func hypercall(_ call: Hypercall, vcpu: VCPU,
                                                memory: GuestMemory) -> HypercallOutcome {

@@ -23,6 +23,20 @@ struct ConversationTests {
         #expect(engine.liveConversations == 0)
     }
 
+    @Test func frontEndsCanReadOnlyTheRegistersTheEngineNeeds() {
+        let engine = makeEngine()
+        engine.attach(.syscallEnter) { _ in 0 }
+        #expect(engine.serves(0x1338))
+        #expect(engine.serves(0xffff_ffff_bebe_bebe))
+        #expect(engine.serves(0x7902))
+        #expect(!engine.serves(0x1339))
+        #expect(PortalEngine.needsArguments(number: 0x1338, answer: 0))
+        #expect(PortalEngine.needsArguments(number: 0x1338, answer: 0xffff_ffff_0000_0000))
+        #expect(!PortalEngine.needsArguments(number: 0x1338, answer: UInt64(ResponseCode.readOK.rawValue)))
+        #expect(PortalEngine.needsArguments(number: 0xbebe_bebe, answer: 7))
+        #expect(PortalEngine.needsArguments(number: 0x7901, answer: 7))
+    }
+
     @Test func unattachedHypercallIsNotClaimed() {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)

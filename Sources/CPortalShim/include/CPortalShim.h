@@ -75,10 +75,11 @@ PORTAL_SHIM void portal_qemu_start(uint64_t plugin_id, portal_qemu_arch arch, po
 PORTAL_SHIM void *portal_qemu_find_register(const char *name);
 
 /* Register and guest memory access from a vCPU callback, through a GLib
- * buffer kept per thread. Registers are in target byte order; *width gets
- * the register's full width (copied up to `capacity` bytes). */
-PORTAL_SHIM bool portal_qemu_read_register(void *reg, uint8_t *bytes, size_t capacity, size_t *width);
-PORTAL_SHIM bool portal_qemu_write_register(void *reg, const uint8_t *bytes, size_t width);
+ * buffer kept per thread. A register is read as a number (at most 8 bytes,
+ * in the target's byte order) with its full width; it is written back with
+ * exactly that width, which QEMU requires. */
+PORTAL_SHIM bool portal_qemu_read_register(void *reg, bool big_endian, uint64_t *value, size_t *width);
+PORTAL_SHIM bool portal_qemu_write_register(void *reg, bool big_endian, uint64_t value, size_t width);
 /* Guest memory of the calling vCPU, shaped as the engine's GuestMemory
  * functions (`unused` is their context argument). */
 PORTAL_SHIM bool portal_qemu_read_memory(void *unused, uint64_t address, void *destination, size_t length);
