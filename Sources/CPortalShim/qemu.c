@@ -203,55 +203,62 @@ void *portal_qemu_find_register(const char *name)
     return found;
 }
 
-/* The calling vCPU thread's buffer for QEMU's accessors, grown once. */
-static __thread GByteArray *scratch;
-
-static GByteArray *scratch_of(size_t size)
+/* Each vCPU has its own GLib buffer for QEMU's accessors (they take and
+ * fill a GByteArray): created at vCPU init, grown at most once or twice, so
+ * no round trip allocates. It is passed in rather than kept in a thread
+ * local, which costs a __tls_get_addr call per access in a dlopen'ed library. */
+void *portal_qemu_new_buffer(void)
 {
-    if (!scratch)
-        scratch = g_byte_array_sized_new(size > 4096 ? (guint)size : 4096);
-    if (size <= 4096)
-        scratch->len = (guint)size;  /* within what was allocated: no call */
-    else
-        g_byte_array_set_size(scratch, (guint)size);
-    return scratch;
+    return g_byte_array_sized_new(4096);
 }
 
-bool portal_qemu_read_register(void *reg, bool big_endian, uint64_t *value, size_t *width)
+static GByteArray *sized(void *buffer, size_t size)
 {
-    GByteArray *buffer = scratch_of(0);
-    if (!qemu_plugin_read_register(reg, buffer) || buffer->len == 0 || buffer->len > 8)
+    GByteArray *bytes = buffer;
+    if (size <= 4096)
+        bytes->len = (guint)size;  /* within what was allocated: no call */
+    else
+        g_byte_array_set_size(bytes, (guint)size);
+    return bytes;
+}
+
+bool portal_qemu_read_register(void *buffer, void *reg, bool big_endian, uint64_t *value, size_t *width)
+{
+    GByteArray *bytes = sized(buffer, 0);
+    if (!qemu_plugin_read_register(reg, bytes) || bytes->len == 0 || bytes->len > 8)
         return false;
     uint64_t number = 0;
-    for (guint i = 0; i < buffer->len; i++)
-        number |= (uint64_t)buffer->data[big_endian ? buffer->len - 1 - i : i] << (8 * i);
+    if (big_endian) {
+        for (guint i = 0; i < bytes->len; i++)
+            number = number << 8 | bytes->data[i];
+    } else {
+        memcpy(&number, bytes->data, bytes->len);  /* the host is little-endian */
+    }
     *value = number;
-    *width = buffer->len;
+    *width = bytes->len;
     return true;
 }
 
-bool portal_qemu_write_register(void *reg, bool big_endian, uint64_t value, size_t width)
+bool portal_qemu_write_register(void *buffer, void *reg, bool big_endian, uint64_t value, size_t width)
 {
-    GByteArray *buffer = scratch_of(width);
+    GByteArray *bytes = sized(buffer, width);
     for (size_t i = 0; i < width; i++)
-        buffer->data[big_endian ? width - 1 - i : i] = (uint8_t)(value >> (8 * i));
-    return qemu_plugin_write_register(reg, buffer);
+        bytes->data[big_endian ? width - 1 - i : i] = (uint8_t)(value >> (8 * i));
+    return qemu_plugin_write_register(reg, bytes);
 }
 
-bool portal_qemu_read_memory(void *unused, uint64_t address, void *destination, size_t length)
+bool portal_qemu_read_memory(void *buffer, uint64_t address, void *destination, size_t length)
 {
-    (void)unused;
-    GByteArray *buffer = scratch_of(length);
-    if (!qemu_plugin_read_memory_vaddr(address, buffer, length) || buffer->len != length)
+    GByteArray *bytes = sized(buffer, length);
+    if (!qemu_plugin_read_memory_vaddr(address, bytes, length) || bytes->len != length)
         return false;
-    memcpy(destination, buffer->data, length);
+    memcpy(destination, bytes->data, length);
     return true;
 }
 
-bool portal_qemu_write_memory(void *unused, uint64_t address, const void *source, size_t length)
+bool portal_qemu_write_memory(void *buffer, uint64_t address, const void *source, size_t length)
 {
-    (void)unused;
-    GByteArray *buffer = scratch_of(length);
-    memcpy(buffer->data, source, length);
-    return qemu_plugin_write_memory_vaddr(address, buffer);
+    GByteArray *bytes = sized(buffer, length);
+    memcpy(bytes->data, source, length);
+    return qemu_plugin_write_memory_vaddr(address, bytes);
 }

@@ -51,9 +51,11 @@ struct TargetError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-/// One vCPU's register handles, looked up by name when QEMU initialises it.
-/// Written and read only on that vCPU's thread.
+/// One vCPU's register handles, looked up by name when QEMU initialises it,
+/// and its buffer for QEMU's accessors. Written and read only on that vCPU's
+/// thread.
 final class QemuRegisters: @unchecked Sendable {
+    var buffer: UnsafeMutableRawPointer?
     var number: UnsafeMutableRawPointer?
     var arguments: [UnsafeMutableRawPointer?] = [nil, nil, nil, nil]
     var result: UnsafeMutableRawPointer?
@@ -74,23 +76,26 @@ final class QemuFrontend: Sendable {
         registers = (0..<vcpuCount).map { _ in QemuRegisters() }
     }
 
-    /// Reads a register as an unsigned number; `width` gets its full width.
+    /// Reads a register of `slot`'s vCPU as an unsigned number; `width`
+    /// gets its full width.
     @inline(__always)
-    func read(_ register: UnsafeMutableRawPointer, width: inout Int) -> UInt64? {
+    func read(_ register: UnsafeMutableRawPointer, of slot: QemuRegisters, width: inout Int) -> UInt64? {
         var value: UInt64 = 0
-        return portal_qemu_read_register(register, bigEndian, &value, &width) ? value : nil
+        return portal_qemu_read_register(slot.buffer, register, bigEndian, &value, &width) ? value : nil
     }
 
-    func write(_ register: UnsafeMutableRawPointer, value: UInt64, width: Int) -> Bool {
-        portal_qemu_write_register(register, bigEndian, value, width)
+    func write(_ register: UnsafeMutableRawPointer, of slot: QemuRegisters, value: UInt64, width: Int) -> Bool {
+        portal_qemu_write_register(slot.buffer, register, bigEndian, value, width)
     }
 
     private var bigEndian: Bool { target.layout.byteOrder == .big }
 }
 
-/// Guest memory through QEMU's vaddr accessors (from a vCPU callback only:
-/// QEMU knows which vCPU, so there is no context).
-let qemuMemory = GuestMemory(context: nil, read: portal_qemu_read_memory, write: portal_qemu_write_memory)
+/// Guest memory through QEMU's vaddr accessors, from a callback of the vCPU
+/// whose buffer `slot` holds (QEMU knows which vCPU is calling).
+func qemuMemory(_ slot: QemuRegisters) -> GuestMemory {
+    GuestMemory(context: slot.buffer, read: portal_qemu_read_memory, write: portal_qemu_write_memory)
+}
 
 /// QEMU entry point: checks the target and the arguments, then watches every
 /// translated block for the target's hypercall instruction.
@@ -152,6 +157,7 @@ private let qemuVCPUInitialised: @convention(c) (UInt32) -> Void = { index in
     guard let frontend = instance.qemu, frontend.registers.indices.contains(Int(index)) else { return }
     let target = frontend.target
     let slot = frontend.registers[Int(index)]
+    slot.buffer = portal_qemu_new_buffer()
     func find(_ names: [String]) -> UnsafeMutableRawPointer? {
         names.lazy.compactMap { portal_qemu_find_register($0) }.first
     }
@@ -175,25 +181,25 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
             return
         }
         let slot = frontend.registers[vcpuIndex]
-        guard slot.isComplete else { return }
+        guard slot.isComplete, slot.buffer != nil else { return }
         // Every register read is a trip through QEMU's gdb layer: read the
         // number first and the rest only as far as the engine needs them.
         var width = 0
-        guard let number = frontend.read(slot.number!, width: &width) else {
+        guard let number = frontend.read(slot.number!, of: slot, width: &width) else {
             instance.logger.error("hypercall on vCPU \(index): QEMU could not read its number register; ignored")
             return
         }
         guard instance.engine.serves(number) else { return }
-        guard let arg3 = frontend.read(slot.arguments[2]!, width: &width),
-              let arg4 = frontend.read(slot.arguments[3]!, width: &width) else {
+        guard let arg3 = frontend.read(slot.arguments[2]!, of: slot, width: &width),
+              let arg4 = frontend.read(slot.arguments[3]!, of: slot, width: &width) else {
             instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
             return
         }
         var arg1: UInt64 = 0
         var arg2: UInt64 = 0
         if PortalEngine.needsArguments(number: number, answer: arg4) {
-            guard let first = frontend.read(slot.arguments[0]!, width: &width),
-                  let second = frontend.read(slot.arguments[1]!, width: &width) else {
+            guard let first = frontend.read(slot.arguments[0]!, of: slot, width: &width),
+                  let second = frontend.read(slot.arguments[1]!, of: slot, width: &width) else {
                 instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
                 return
             }
@@ -201,13 +207,13 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
         }
         let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpuIndex)
         guard case .returning(let value) = instance.engine.hypercall(
-            call, vcpu: instance.vcpus[vcpuIndex], memory: qemuMemory) else { return }
+            call, vcpu: instance.vcpus[vcpuIndex], memory: qemuMemory(slot)) else { return }
         if slot.resultWidth == 0 {
             var resultWidth = 0
-            _ = frontend.read(slot.result!, width: &resultWidth)
+            _ = frontend.read(slot.result!, of: slot, width: &resultWidth)
             slot.resultWidth = resultWidth
         }
-        if slot.resultWidth == 0 || !frontend.write(slot.result!, value: value, width: slot.resultWidth) {
+        if slot.resultWidth == 0 || !frontend.write(slot.result!, of: slot, value: value, width: slot.resultWidth) {
             instance.logger.error("\(call.number) on vCPU \(index): QEMU refused to write the return register")
         }
     }

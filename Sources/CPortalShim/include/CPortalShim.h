@@ -74,15 +74,18 @@ PORTAL_SHIM void portal_qemu_start(uint64_t plugin_id, portal_qemu_arch arch, po
 /* From a vCPU callback: the register called `name` (gdb name), or NULL. */
 PORTAL_SHIM void *portal_qemu_find_register(const char *name);
 
-/* Register and guest memory access from a vCPU callback, through a GLib
- * buffer kept per thread. A register is read as a number (at most 8 bytes,
- * in the target's byte order) with its full width; it is written back with
- * exactly that width, which QEMU requires. */
-PORTAL_SHIM bool portal_qemu_read_register(void *reg, bool big_endian, uint64_t *value, size_t *width);
-PORTAL_SHIM bool portal_qemu_write_register(void *reg, bool big_endian, uint64_t value, size_t width);
-/* Guest memory of the calling vCPU, shaped as the engine's GuestMemory
- * functions (`unused` is their context argument). */
-PORTAL_SHIM bool portal_qemu_read_memory(void *unused, uint64_t address, void *destination, size_t length);
-PORTAL_SHIM bool portal_qemu_write_memory(void *unused, uint64_t address, const void *source, size_t length);
+/* A vCPU's buffer for QEMU's accessors (a GByteArray, never freed: QEMU
+ * has no vCPU teardown a plugin could rely on, and there is one per vCPU). */
+PORTAL_SHIM void *portal_qemu_new_buffer(void);
+
+/* Register and guest memory access from a vCPU callback, through that vCPU's
+ * buffer. A register is read as a number (at most 8 bytes, in the target's
+ * byte order) with its full width; it is written back with exactly that
+ * width, which QEMU requires. The memory functions have the shape of the
+ * engine's GuestMemory functions, with the buffer as their context. */
+PORTAL_SHIM bool portal_qemu_read_register(void *buffer, void *reg, bool big_endian, uint64_t *value, size_t *width);
+PORTAL_SHIM bool portal_qemu_write_register(void *buffer, void *reg, bool big_endian, uint64_t value, size_t width);
+PORTAL_SHIM bool portal_qemu_read_memory(void *buffer, uint64_t address, void *destination, size_t length);
+PORTAL_SHIM bool portal_qemu_write_memory(void *buffer, uint64_t address, const void *source, size_t length);
 
 #endif
