@@ -56,14 +56,21 @@ struct TargetError: Error, CustomStringConvertible {
 /// thread.
 final class QemuRegisters: @unchecked Sendable {
     var buffer: UnsafeMutableRawPointer?
+    // Separate fields rather than an array: reading an array held by a class
+    // costs a retain and a release per access, on every trap.
     var number: UnsafeMutableRawPointer?
-    var arguments: [UnsafeMutableRawPointer?] = [nil, nil, nil, nil]
+    var arg1: UnsafeMutableRawPointer?
+    var arg2: UnsafeMutableRawPointer?
+    var arg3: UnsafeMutableRawPointer?
+    var arg4: UnsafeMutableRawPointer?
     var result: UnsafeMutableRawPointer?
     /// The return register's full width, learnt when it is first read:
     /// QEMU corrupts the guest if a register is written with fewer bytes.
     var resultWidth = 0
 
-    var isComplete: Bool { number != nil && result != nil && !arguments.contains(nil) }
+    var isComplete: Bool {
+        number != nil && arg1 != nil && arg2 != nil && arg3 != nil && arg4 != nil && result != nil
+    }
 }
 
 /// State of a QEMU load, beside the engine.
@@ -162,7 +169,8 @@ private let qemuVCPUInitialised: @convention(c) (UInt32) -> Void = { index in
         names.lazy.compactMap { portal_qemu_find_register($0) }.first
     }
     slot.number = find(target.number)
-    slot.arguments = target.arguments.map(find)
+    let arguments = target.arguments.map(find)
+    (slot.arg1, slot.arg2, slot.arg3, slot.arg4) = (arguments[0], arguments[1], arguments[2], arguments[3])
     slot.result = find(target.result)
     if !slot.isComplete {
         let missing = ([target.number] + target.arguments + [target.result]).filter { find($0) == nil }
@@ -190,16 +198,16 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
             return
         }
         guard instance.engine.serves(number) else { return }
-        guard let arg3 = frontend.read(slot.arguments[2]!, of: slot, width: &width),
-              let arg4 = frontend.read(slot.arguments[3]!, of: slot, width: &width) else {
+        guard let arg3 = frontend.read(slot.arg3!, of: slot, width: &width),
+              let arg4 = frontend.read(slot.arg4!, of: slot, width: &width) else {
             instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
             return
         }
         var arg1: UInt64 = 0
         var arg2: UInt64 = 0
         if PortalEngine.needsArguments(number: number, answer: arg4) {
-            guard let first = frontend.read(slot.arguments[0]!, of: slot, width: &width),
-                  let second = frontend.read(slot.arguments[1]!, of: slot, width: &width) else {
+            guard let first = frontend.read(slot.arg1!, of: slot, width: &width),
+                  let second = frontend.read(slot.arg2!, of: slot, width: &width) else {
                 instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
                 return
             }
