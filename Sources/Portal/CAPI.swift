@@ -62,8 +62,11 @@ final class CStepWork: ConversationWork {
         if spent > 0 { _ = conversation.window?.take(spent) }
         switch outcome {
         case PORTAL_STEP_COMMAND:
+            // The engine cuts a payload to the region; a length beyond what a
+            // buffer can have (SIZE_MAX from a broken step) is cut first.
+            let length = Int(clamping: command.data_length)
             let payload: CommandPayload = command.data.map {
-                .borrowed(UnsafeRawBufferPointer(start: $0, count: command.data_length))
+                .borrowed(UnsafeRawBufferPointer(start: $0, count: length))
             } ?? .none
             return .command(PortalCommand(op: command.op, pid: command.pid, address: command.addr,
                                           size: command.size, payload: payload))

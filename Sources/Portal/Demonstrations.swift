@@ -127,7 +127,7 @@ final class Tour: Sendable {
             engine.registerInterrupt(name) { [self] guest in
                 let slot = findings.withLock { state -> UInt64 in
                     defer { state.mailboxSlot += 1 }
-                    return state.mailbox + 4 * state.mailboxSlot
+                    return state.mailbox &+ 4 &* state.mailboxSlot
                 }
                 let reply = try await guest.send(PortalCommand(
                     op: guest.ops.write, address: slot, size: 4, payload: .bytes(guest.layout.bytes(of: value)[...])))
@@ -142,7 +142,7 @@ final class Tour: Sendable {
 
     func benchFinished(roundTrips: UInt64) {
         findings.withLock {
-            $0.benchRoundTrips += Int(roundTrips)
+            $0.benchRoundTrips &+= Int(clamping: roundTrips)
             $0.benchConversations += 1
         }
     }
@@ -204,7 +204,7 @@ final class Tour: Sendable {
                 problem("partial read: READ answered \(reply), expected READ_PARTIAL")
                 return Result.protocolError
             }
-            guard bytes.indices.allSatisfy({ bytes[$0] == Self.userByte(argument + UInt64($0)) }) else {
+            guard bytes.indices.allSatisfy({ bytes[$0] == Self.userByte(argument &+ UInt64($0)) }) else {
                 problem("partial read: the \(bytes.count) bytes that arrived are not the guest's pattern")
                 return Result.protocolError
             }
@@ -327,10 +327,19 @@ enum Bench {
     /// Writes `count` bytes (0, 1, 2, ... mod 256) at `address`; returns `count`.
     static let bulkWrite: UInt64 = 0xbe0c_0003
 
+    /// Bulk transfers come from guest memory: at most 64 MiB, so a guest
+    /// cannot make the host allocate without bound.
+    static let maxBulkLength: UInt64 = 64 << 20
+
+    static func bulkLength(_ count: UInt64) throws -> Int {
+        guard count <= maxBulkLength else { throw BulkTooLarge(count: count) }
+        return Int(count)
+    }
+
     static func attach(to engine: PortalEngine) {
         engine.attach(.syscallEnter) { guest in
             let count = try await guest.read(UInt64.self, at: guest.call.arg2)
-            let address = try await guest.read(UInt64.self, at: guest.call.arg2 + 8)
+            let address = try await guest.read(UInt64.self, at: guest.call.arg2 &+ 8)
             switch guest.call.arg1 {
             case readLoop:
                 var last: UInt64 = 0
@@ -338,16 +347,21 @@ enum Bench {
                 return last
             case bulkRead:
                 var received: UInt64 = 0
-                try await guest.readChunks(at: address, count: Int(count)) { received += UInt64($0.count) }
+                try await guest.readChunks(at: address, count: try bulkLength(count)) { received += UInt64($0.count) }
                 return received
             case bulkWrite:
-                try await guest.write((0..<Int(count)).map { UInt8(truncatingIfNeeded: $0) }, at: address)
+                try await guest.write((0..<(try bulkLength(count))).map { UInt8(truncatingIfNeeded: $0) }, at: address)
                 return count
             default:
                 throw UnknownWorkload(selector: guest.call.arg1)
             }
         }
     }
+}
+
+struct BulkTooLarge: Error, CustomStringConvertible {
+    let count: UInt64
+    var description: String { "a bulk transfer of \(count) bytes was asked for, at most \(Bench.maxBulkLength) are served" }
 }
 
 struct UnknownWorkload: Error, CustomStringConvertible {

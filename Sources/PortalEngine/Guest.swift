@@ -60,7 +60,7 @@ public struct Guest: @unchecked Sendable {
     /// each chunk's bytes to `consume` in order. Throws
     /// `GuestError.readFailed` at the first short or failed chunk, after
     /// handing over the bytes that did arrive: nothing is zero-filled.
-    public func readChunks(at address: UInt64, count: Int,
+    nonisolated(nonsending) public func readChunks(at address: UInt64, count: Int,
                            _ consume: (UnsafeRawBufferPointer) -> Void) async throws {
         let read = try op(ops.read, "READ")
         var done = 0
@@ -85,7 +85,7 @@ public struct Guest: @unchecked Sendable {
     /// Reads `count` bytes at `address`; throws if any could not be read.
     nonisolated(nonsending) public func readBytes(at address: UInt64, count: Int) async throws -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(count)
+        bytes.reserveCapacity(max(count, 0))
         try await readChunks(at: address, count: count) { bytes.append(contentsOf: $0) }
         return bytes
     }
