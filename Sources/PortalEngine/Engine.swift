@@ -60,17 +60,52 @@ public final class VCPU: @unchecked Sendable {
     /// Header and payload of the region being written or read: every round
     /// trip goes through it, so none allocates.
     private var scratch: UnsafeMutableRawBufferPointer
-    /// The conversation this vCPU served last. A conversation usually stays
-    /// on one vCPU, so this skips the shared table (and its lock) on almost
-    /// every trap; the conversation's claim keeps it correct when it migrates.
-    var lastConversation: Conversation?
+    /// Conversations this vCPU served recently, by a hash of their region
+    /// address. A conversation usually stays on one vCPU, so this skips the
+    /// shared table (its lock and its hashing) on almost every trap, for a
+    /// handful of interleaved conversations as for one; the conversation's
+    /// claim keeps it correct when it migrates or has ended meanwhile.
+    /// 4,096 slots (32 KiB per vCPU) keep even 4,096 conversations
+    /// interleaved on one vCPU off the shared table: a round trip then costs
+    /// the same as with one (`make bench`, "live conversations"). A
+    /// conversation that ends is forgotten by the vCPU it ends on; one that
+    /// migrated stays in its old slot, unused, until another replaces it.
+    private let recent: UnsafeMutablePointer<Conversation?>
+    private static let recentSlots = 4096
 
     init(index: Int) {
         self.index = index
         scratch = .allocate(byteCount: RegionHeader.size + 4096, alignment: 16)
+        recent = .allocate(capacity: Self.recentSlots)
+        recent.initialize(repeating: nil, count: Self.recentSlots)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        recent.deinitialize(count: Self.recentSlots)
+        recent.deallocate()
+    }
+
+    /// Regions are pages: skip the page offset, fold in higher bits.
+    @inline(__always)
+    private func slot(_ region: UInt64) -> Int {
+        Int(truncatingIfNeeded: (region >> 12) ^ (region >> 20)) & (Self.recentSlots - 1)
+    }
+
+    @inline(__always)
+    func recentConversation(_ region: UInt64) -> Conversation? { recent[slot(region)] }
+
+    @inline(__always)
+    func remember(_ conversation: Conversation) {
+        let slot = slot(conversation.regionAddress)
+        if recent[slot] !== conversation { recent[slot] = conversation }
+    }
+
+    @inline(__always)
+    func forget(_ conversation: Conversation) {
+        let slot = slot(conversation.regionAddress)
+        if recent[slot] === conversation { recent[slot] = nil }
+    }
 
     /// A buffer for a header and `payloadSize` payload bytes.
     @inline(__always)
@@ -358,7 +393,7 @@ public final class PortalEngine: @unchecked Sendable {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             writeNone: false)
             }
-            if vcpu.lastConversation !== conversation { vcpu.lastConversation = conversation }
+            vcpu.remember(conversation)
             conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
             return .handled
         case .finished(let value):
@@ -385,7 +420,7 @@ public final class PortalEngine: @unchecked Sendable {
             self.writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: conversation.site)
         }
         stopWaiting(conversation)
-        if vcpu.lastConversation === conversation { vcpu.lastConversation = nil }
+        vcpu.forget(conversation)
         conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
         if let failure {
             logger.log(level, "\(TrapSite(number: conversation.call.number, vcpu: vcpu.index, regionAddress: conversation.regionAddress)): \(failure)")
@@ -412,7 +447,7 @@ public final class PortalEngine: @unchecked Sendable {
 
     @inline(__always)
     private func claimWaiting(_ region: UInt64, vcpu: VCPU) -> ClaimResult {
-        if let last = vcpu.lastConversation, last.regionAddress == region,
+        if let last = vcpu.recentConversation(region), last.regionAddress == region,
            last.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.busy,
                                       ordering: .acquiring).exchanged {
             return .claimed(last)
@@ -421,7 +456,7 @@ public final class PortalEngine: @unchecked Sendable {
         let (exchanged, original) = found.claim.compareExchange(
             expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring)
         if exchanged {
-            vcpu.lastConversation = found
+            vcpu.remember(found)
             return .claimed(found)
         }
         return original == Conversation.Claim.busy ? .busy : .none
