@@ -23,15 +23,6 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
     let argc = Int(portal_panda_plugin_args(handle, &argv))
     let arguments = (0..<max(argc, 0)).compactMap { argv?[$0].map { String(cString: $0) } }
 
-    let configuration: PortalConfiguration
-    let sink: LogSink
-    switch PluginInstance.configure(arguments) {
-    case .success(let configured): (configuration, sink) = configured
-    case .failure(let error):
-        early.error("init_plugin: \(error)")
-        return false
-    }
-
     let info = portal_panda_guest_info()
     guard info.word_bits == 32 || info.word_bits == 64 else {
         early.error("init_plugin: the emulator reports a \(info.word_bits)-bit guest, expected 32 or 64")
@@ -42,16 +33,8 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
         return false
     }
     let layout = GuestLayout(wordBits: Int(info.word_bits), byteOrder: info.big_endian != 0 ? .big : .little)
-    let instance = PluginInstance(configuration: configuration, layout: layout,
-                                  vcpuCount: Int(info.vcpu_count), sink: sink)
-    guard PluginInstance.install(instance) else {
-        early.error("init_plugin: the plugin is already initialised; call uninit_plugin first")
-        return false
-    }
-    if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
-        PluginInstance.uninstall()
-        return false
-    }
+    guard let instance = PluginInstance.load(entryPoint: "init_plugin", arguments: arguments, layout: layout,
+                                             vcpuCount: Int(info.vcpu_count)) else { return false }
     portal_panda_register(handle, pandaHypercall)
     instance.logger.info("loaded for a \(layout) guest with \(info.vcpu_count) vCPUs")
     return true

@@ -52,15 +52,39 @@ final class PluginInstance: Sendable {
         instance.release()
     }
 
-    /// Parses plugin arguments and opens the log they name.
-    static func configure(_ arguments: [String]) -> Result<(PortalConfiguration, LogSink), ArgumentError> {
+    /// What every front end does once it knows its guest: parse the
+    /// arguments, open the log they name, make the instance current and
+    /// attach the demonstration asked for. nil, after one log line naming
+    /// `entryPoint` and the reason, when any step refuses.
+    static func load(entryPoint: String, arguments: [String], layout: GuestLayout, vcpuCount: Int,
+                     qemu: QemuFrontend? = nil) -> PluginInstance? {
+        let early = LogSink.standardError.logger(level: .error)
         let configuration: PortalConfiguration
         do {
             configuration = try PortalConfiguration.parse(arguments, readFile: readTextFile)
         } catch {
-            return .failure(error)
+            early.error("\(entryPoint): \(error)")
+            return nil
         }
-        guard let path = configuration.logFile else { return .success((configuration, .standardError)) }
-        return LogSink.appending(to: path).map { (configuration, $0) }
+        var sink = LogSink.standardError
+        if let path = configuration.logFile {
+            switch LogSink.appending(to: path) {
+            case .success(let file): sink = file
+            case .failure(let error):
+                early.error("\(entryPoint): \(error)")
+                return nil
+            }
+        }
+        let instance = PluginInstance(configuration: configuration, layout: layout, vcpuCount: vcpuCount,
+                                      sink: sink, qemu: qemu)
+        guard install(instance) else {
+            early.error("\(entryPoint): the plugin is already loaded; unload it first")
+            return nil
+        }
+        if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
+            uninstall()
+            return nil
+        }
+        return instance
     }
 }

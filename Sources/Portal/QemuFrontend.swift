@@ -131,25 +131,10 @@ public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: I
         return -1
     }
     let arguments = (0..<Int(max(argc, 0))).compactMap { argv?[$0].map { String(cString: $0) } }
-    let configuration: PortalConfiguration
-    let sink: LogSink
-    switch PluginInstance.configure(arguments) {
-    case .success(let configured): (configuration, sink) = configured
-    case .failure(let error):
-        early.error("qemu_plugin_install: \(error)")
-        return -1
-    }
     let vcpuCount = Int(max(info.max_vcpus, info.smp_vcpus, 1))
-    let instance = PluginInstance(configuration: configuration, layout: target.layout, vcpuCount: vcpuCount,
-                                  sink: sink, qemu: QemuFrontend(target: target, vcpuCount: vcpuCount))
-    guard PluginInstance.install(instance) else {
-        early.error("qemu_plugin_install: the plugin is already loaded")
-        return -1
-    }
-    if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
-        PluginInstance.uninstall()
-        return -1
-    }
+    guard let instance = PluginInstance.load(
+        entryPoint: "qemu_plugin_install", arguments: arguments, layout: target.layout, vcpuCount: vcpuCount,
+        qemu: QemuFrontend(target: target, vcpuCount: vcpuCount)) else { return -1 }
     portal_qemu_start(id, target.arch, portal_qemu_callbacks(
         vcpu_init: qemuVCPUInitialised, hypercall: qemuHypercall, at_exit: qemuExited))
     if !portal_qemu_capstone_available() {
