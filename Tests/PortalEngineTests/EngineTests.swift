@@ -311,6 +311,30 @@ struct FailureTests {
         ])
     }
 
+    @Test func handlerAwaitingSomethingElseIsEndedCleanly() async throws {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        let after = Lock<String>("")
+        engine.attach(.syscallEnter) { g in
+            try await Task.sleep(for: .milliseconds(1))
+            do {
+                _ = try await g.read(UInt8.self, at: 0x4000)
+            } catch {
+                after.withLock { $0 = "\(error)" }
+            }
+            return 1
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == UInt64(event))
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the handler awaited something other than a guest operation; handlers may only await the guest",
+        ])
+        #expect(engine.liveConversations == 0)
+        // The handler goes on where its sleep ends, without the guest.
+        for _ in 0..<200 where after.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(after.withLock { $0 } == "the conversation has ended")
+    }
+
     @Test func conversationLimitIsReportedNotFatal() {
         let log = LogRecorder()
         var configuration = PortalConfiguration()
