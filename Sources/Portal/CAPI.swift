@@ -64,7 +64,7 @@ final class CStepWork: ConversationWork {
         case PORTAL_STEP_COMMAND:
             // The engine cuts a payload to the region; a length beyond what a
             // buffer can have (SIZE_MAX from a broken step) is cut first.
-            let length = Int(clamping: command.data_length)
+            let length = Int(clamping: UInt(bitPattern: command.data_length))
             let payload: CommandPayload = command.data.map {
                 .borrowed(UnsafeRawBufferPointer(start: $0, count: length))
             } ?? .none

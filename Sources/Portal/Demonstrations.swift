@@ -106,6 +106,7 @@ final class Tour: Sendable {
         var hostProblems: [String] = []
         var benchRoundTrips = 0
         var benchConversations = 0
+        var problemsNotKept = 0
     }
 
     let benchAddress: UInt64
@@ -147,9 +148,19 @@ final class Tour: Sendable {
         }
     }
 
+    /// Keeps the first problems for the report and counts the rest, so a
+    /// guest raising bad events forever cannot grow the host's memory.
     func problem(_ text: String) {
-        findings.withLock { $0.hostProblems.append(text) }
+        findings.withLock {
+            if $0.hostProblems.count < Self.problemsKept {
+                $0.hostProblems.append(text)
+            } else {
+                $0.problemsNotKept &+= 1
+            }
+        }
     }
+
+    static let problemsKept = 32
 
     /// One event of the contract; the return value goes back to the guest.
     private func serve(_ guest: Guest) async throws -> UInt64 {
@@ -267,6 +278,7 @@ final class Tour: Sendable {
             add("interrupts \(seen.interruptsRun.joined(separator: ", ")) ran in queue order inside the guest's PORTAL_INTERRUPT conversation")
         }
         for problem in seen.hostProblems { add("PROBLEM: \(problem)") }
+        if seen.problemsNotKept > 0 { add("PROBLEM: \(seen.problemsNotKept) more problems not listed") }
         if let failures = seen.guestFailures { add("the guest counted \(failures) failed checks") }
         let passed = seen.hostProblems.isEmpty
             && (seen.guestFailures == 0 || (seen.guestFailures == nil && seen.benchConversations > 0))

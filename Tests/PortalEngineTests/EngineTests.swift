@@ -270,7 +270,7 @@ struct FailureTests {
             return 1
         }
         // The guest claims 5000 payload bytes.
-        guest.answerOverride = { header in
+        guest.answerOverride = { [unowned guest] header in
             guest.setHeader(RegionHeader(op: ResponseCode.readOK.rawValue, pid: 0, address: 0, size: 5000),
                             at: 0x10_0000)
             return ResponseCode.readOK.rawValue

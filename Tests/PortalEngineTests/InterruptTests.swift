@@ -259,7 +259,7 @@ struct ConcurrencyTests {
         let inner = Lock<[UInt64]>([])
         // While serving the outer conversation's reads, the guest module makes
         // another portal call (as a kernel handler would), on another page.
-        guest.onServe = { header, vcpu in
+        guest.onServe = { [unowned guest] header, vcpu in
             guard header.address == 0x9004 else { return }
             let result = guest.portal(engine, vcpu: vcpu, number: event, 0x9100, 1000)
             inner.withLock { $0.append(result) }
@@ -287,7 +287,7 @@ struct ConcurrencyTests {
             _ = try await g.read(UInt8.self, at: 0x9000)
             interruptRuns.add()
         }
-        guest.onServe = { header, vcpu in
+        guest.onServe = { [unowned guest] header, vcpu in
             if header.address == 0x9008 && vcpu.index % 2 == 0 {
                 _ = guest.portal(engine, vcpu: vcpu, number: event, 0x9100, 0)
             }
