@@ -88,3 +88,11 @@ final class PluginInstance: Sendable {
         return instance
     }
 }
+
+/// The loaded plugin, for Swift analysis code linked with libportal.so
+/// (the `portal` product) that attaches its own handlers.
+public enum PortalPlugin {
+    /// The engine of the current load: nil before `init_plugin` /
+    /// `qemu_plugin_install` and after unload.
+    public static var engine: PortalEngine? { PluginInstance.withCurrent { $0.engine } }
+}
