@@ -50,14 +50,16 @@ private let pandaHypercall: panda_hypercall_cb = { cpu, registers in
     guard let cpu, let registers else { return false }
     return PluginInstance.withCurrent { instance in
         let index = Int(portal_panda_cpu_index(UnsafeMutableRawPointer(cpu)))
-        guard instance.vcpus.indices.contains(index) else {
-            instance.logger.error("hypercall \(HypercallNumber(register: registers.pointee.number)): the emulator says vCPU \(index), expected 0 to \(instance.vcpus.count - 1); ignored")
-            return false
-        }
         let args = registers.pointee.args
         let call = Hypercall(number: registers.pointee.number, arg1: args.0, arg2: args.1, arg3: args.2,
                              arg4: args.3, vcpu: index)
-        switch instance.engine.hypercall(call, vcpu: instance.vcpus[index], memory: pandaMemory(cpu)) {
+        let outcome = instance.withVCPU(index) { vcpu in
+            instance.engine.hypercall(call, vcpu: vcpu, memory: pandaMemory(cpu))
+        }
+        switch outcome {
+        case nil:
+            instance.logger.error("hypercall \(call.number): the emulator says vCPU \(index), expected 0 to \(instance.vcpus.count - 1); ignored")
+            return false
         case .notMine:
             return false
         case .handled:

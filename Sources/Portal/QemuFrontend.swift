@@ -199,8 +199,10 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
             (arg1, arg2) = (first, second)
         }
         let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpuIndex)
-        guard case .returning(let value) = instance.engine.hypercall(
-            call, vcpu: instance.vcpus[vcpuIndex], memory: qemuMemory(slot)) else { return }
+        let outcome = instance.withVCPU(vcpuIndex) { vcpu in
+            instance.engine.hypercall(call, vcpu: vcpu, memory: qemuMemory(slot))
+        }
+        guard case .returning(let value) = outcome else { return }
         if slot.resultWidth == 0 {
             var resultWidth = 0
             _ = frontend.read(slot.result!, of: slot, width: &resultWidth)
