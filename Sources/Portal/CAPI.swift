@@ -155,6 +155,6 @@ public func portalTakeInstallBudget(_ conversation: UnsafeMutablePointer<portal_
 @_cdecl("portal_op")
 public func portalOp(_ name: UnsafePointer<CChar>?) -> UInt32 {
     guard let name else { return 0 }
-    return PluginInstance.withCurrent { $0.engine.configuration.ops.number(of: String(cString: name)) ?? 0 }
-        .flatMap { $0 } ?? 0
+    let opName = String(cString: name)
+    return PluginInstance.withCurrent { $0.engine.configuration.ops.number(of: opName) ?? 0 } ?? 0
 }

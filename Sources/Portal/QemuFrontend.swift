@@ -169,7 +169,8 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
     PluginInstance.withCurrent { instance in
         guard let frontend = instance.qemu else { return }
         let vcpuIndex = Int(index)
-        guard frontend.registers.indices.contains(vcpuIndex), instance.vcpus.indices.contains(vcpuIndex) else {
+        // Register slots and engine vCPUs are made together, max_vcpus of each.
+        guard frontend.registers.indices.contains(vcpuIndex) else {
             instance.logger.error("hypercall on vCPU \(index): QEMU reported more vCPUs than its max_vcpus; ignored")
             return
         }

@@ -55,6 +55,9 @@ public final class Conversation: @unchecked Sendable {
     /// The engine's count of conversations that had started waiting when
     /// this one last heard from the guest (see `stale_after`).
     let lastHeard = Atomic<UInt64>(0)
+    /// Whether it is in the engine's table of waiting conversations. Set and
+    /// cleared under the table's lock, by whoever holds the claim.
+    var isWaiting = false
 
     /// Who may touch this conversation: exactly one trapping vCPU at a time.
     let claim = Atomic<UInt8>(Claim.busy)

@@ -32,7 +32,7 @@ struct ConversationStateMachine {
         /// A command was written; the guest owes an answer. `payloadHint` is
         /// how much payload a READ_OK/READ_PARTIAL answer can carry, so the
         /// answer is read with one guest access.
-        case awaitingAnswer(op: UInt32, payloadHint: Int)
+        case awaitingAnswer(payloadHint: Int)
         case ended
     }
 
@@ -50,9 +50,9 @@ struct ConversationStateMachine {
     }
 
     private(set) var state: State = .working
-    private var stepsTaken = 0
+    /// Whether a command was written: only then is the header the host's to reset.
+    private var hasSentCommand = false
 
-    var isEnded: Bool { if case .ended = state { true } else { false } }
 
     /// The work wants to send a command with `op` and `size`: nil means
     /// write it and wait for the answer, an error means end the conversation
@@ -61,18 +61,18 @@ struct ConversationStateMachine {
     @inline(__always)
     mutating func commandSent(op: UInt32, size: Int64, ops: OpNumbers, regionSize: Int) -> PortalError? {
         precondition(isWorking, "a command arrived while the conversation was \(state)")
-        stepsTaken += 1
         guard op >= 1 && op < ops.max else {
             state = .ended
             return .invalidOp(op, max: ops.max)
         }
+        hasSentCommand = true
         let payloadHint: Int
         switch op {
         case ops.read: payloadHint = Int(min(max(size, 0), Int64(regionSize)))
         case ops.write: payloadHint = 0
         default: payloadHint = regionSize
         }
-        state = .awaitingAnswer(op: op, payloadHint: payloadHint)
+        state = .awaitingAnswer(payloadHint: payloadHint)
         return nil
     }
 
@@ -82,7 +82,7 @@ struct ConversationStateMachine {
     mutating func workFinished() -> Bool {
         precondition(isWorking, "the work finished while the conversation was \(state)")
         state = .ended
-        return stepsTaken > 0
+        return hasSentCommand
     }
 
     /// The work gave up: end the conversation with this error.
@@ -97,7 +97,7 @@ struct ConversationStateMachine {
     /// The guest trapped again on this conversation's region; `answer` is arg4.
     @inline(__always)
     mutating func guestAnswered(_ answer: UInt64) -> AnswerAction {
-        guard case .awaitingAnswer(_, let payloadHint) = state else {
+        guard case .awaitingAnswer(let payloadHint) = state else {
             preconditionFailure("an answer arrived while the conversation was \(state)")
         }
         // A 32-bit int in a 64-bit register may arrive sign-extended.

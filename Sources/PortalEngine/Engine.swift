@@ -21,7 +21,6 @@ public final class PortalEngine: @unchecked Sendable {
     private let handlers = HandlerRegistry()
     private let interrupts: InterruptQueue
     private let waiting = Lock<[UInt64: Conversation]>([:])
-    private let waitingCount = Atomic<Int>(0)
     /// Conversations that have started waiting so far: the clock by which a
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
@@ -39,7 +38,7 @@ public final class PortalEngine: @unchecked Sendable {
     public var regionSize: Int { registeredRegionSize.load(ordering: .relaxed) }
 
     /// Conversations waiting for the guest's next trap.
-    public var liveConversations: Int { waitingCount.load(ordering: .relaxed) }
+    public var liveConversations: Int { waiting.withLock { $0.count } }
 
     public func makeVCPU(index: Int) -> VCPU { VCPU(index: index) }
 
@@ -112,7 +111,7 @@ public final class PortalEngine: @unchecked Sendable {
     @inline(__always)
     public func serves(_ rawNumber: UInt64) -> Bool {
         let number = HypercallNumber(register: rawNumber)
-        return number.isReservedByProtocol || handlers.lookup(number.rawValue) != nil
+        return number.isReservedByProtocol || handlers.contains(number.rawValue)
     }
 
     /// Whether serving this hypercall needs arg1 and arg2: only a
@@ -263,17 +262,14 @@ public final class PortalEngine: @unchecked Sendable {
                 return fail(conversation, refusal, vcpu: vcpu, memory: memory)
             }
             if isNew, let refusal = startWaiting(conversation) {
-                conversation.machine.end()
-                conversation.work.cancel(conversation, because: refusal)
-                logger.error("\(conversation.site): \(refusal)")
-                return .handled
+                // The guest zeroed the header itself: its loop ends without NONE.
+                return fail(conversation, refusal, vcpu: vcpu, memory: memory, writeNone: false)
             }
             conversation.lastHeard.store(waitStarts.load(ordering: .relaxed), ordering: .relaxed)
             let scratch = vcpu.scratch(payloadSize: regionSize)
             let count = command.encode(into: scratch, payloadSize: regionSize, layout: layout)
             guard memory.write(conversation.regionAddress,
                                from: UnsafeRawBufferPointer(rebasing: scratch[..<count])) else {
-                conversation.machine.end()
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             writeNone: false)
             }
@@ -300,14 +296,16 @@ public final class PortalEngine: @unchecked Sendable {
     private func finish(_ conversation: Conversation, vcpu: VCPU, memory: GuestMemory,
                                              writeNone: Bool, failure: PortalError?, level: LogLevel) {
         conversation.machine.end()
-        if writeNone {
-            self.writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: conversation.site)
-        }
-        stopWaiting(conversation)
+        let site = TrapSite(number: conversation.call.number, vcpu: vcpu.index,
+                            regionAddress: conversation.regionAddress)
+        if writeNone { self.writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: site) }
+        // Only a conversation that waited is in the table: one that finishes
+        // on its first trap takes no lock.
+        if conversation.isWaiting { stopWaiting(conversation) }
         vcpu.forget(conversation)
         conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
         if let failure {
-            logger.log(level, "\(TrapSite(number: conversation.call.number, vcpu: vcpu.index, regionAddress: conversation.regionAddress)): \(failure)")
+            logger.log(level, "\(site): \(failure)")
             conversation.work.cancel(conversation, because: failure)
         }
     }
@@ -366,7 +364,7 @@ public final class PortalEngine: @unchecked Sendable {
             }
             guard table.count < limit else { return .conversationLimit(limit) }
             table[conversation.regionAddress] = conversation
-            waitingCount.store(table.count, ordering: .relaxed)
+            conversation.isWaiting = true
             return nil
         }
         for (stale, since) in reclaimed {
@@ -389,10 +387,10 @@ public final class PortalEngine: @unchecked Sendable {
                   candidate.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
                                                   ordering: .acquiring).exchanged else { continue }
             candidate.machine.end()
+            candidate.isWaiting = false
             table[region] = nil
             reclaimed.append((candidate, since))
         }
-        waitingCount.store(table.count, ordering: .relaxed)
         return reclaimed.sorted { $0.0.regionAddress < $1.0.regionAddress }
     }
 
@@ -400,8 +398,8 @@ public final class PortalEngine: @unchecked Sendable {
         waiting.withLock { table in
             if table[conversation.regionAddress] === conversation {
                 table[conversation.regionAddress] = nil
-                waitingCount.store(table.count, ordering: .relaxed)
             }
+            conversation.isWaiting = false
         }
     }
 
@@ -457,10 +455,10 @@ public final class PortalEngine: @unchecked Sendable {
             table.removeAll()
             return live
         }
-        waitingCount.store(0, ordering: .relaxed)
         for conversation in live {
             logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
             conversation.machine.end()
+            conversation.isWaiting = false
             conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
             conversation.work.cancel(conversation, because: .unloaded)
         }

@@ -24,6 +24,11 @@ final class HandlerRegistry: Sendable {
         published = Lock([empty])
     }
 
+    /// Whether work is attached to `number`, without copying its factory.
+    func contains(_ number: UInt32) -> Bool {
+        current.load(ordering: .acquiring)._withUnsafeGuaranteedRef { $0.numbers.contains(number) }
+    }
+
     func lookup(_ number: UInt32) -> WorkFactory? {
         current.load(ordering: .acquiring)._withUnsafeGuaranteedRef { table in
             for index in table.numbers.indices where table.numbers[index] == number {
