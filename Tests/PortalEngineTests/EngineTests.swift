@@ -4,15 +4,6 @@ import Testing
 
 let event: UInt32 = HypercallNumber.syscallEnter.rawValue
 
-/// A guest with its region size registered, on one vCPU.
-func bootedGuest(_ engine: PortalEngine, layout: GuestLayout = .little64,
-                 regionSize: Int = 4072) -> (MockGuest, VCPU) {
-    let guest = MockGuest(layout: layout, regionSize: regionSize)
-    let vcpu = engine.makeVCPU(index: 0)
-    guest.registerRegion(engine, vcpu: vcpu)
-    return (guest, vcpu)
-}
-
 @Suite("Conversations")
 struct ConversationTests {
     @Test func handlerThatNeedsNoGuestJustReturns() {
@@ -197,9 +188,7 @@ struct FailureTests {
     @Test func throwingHandlerFollowedByAGoodConversationOnTheSameRegion() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
-        let guest = MockGuest(regionPages: 1)
-        let vcpu = engine.makeVCPU(index: 3)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine, regionPages: 1, vcpuIndex: 3)
         guest.map(0x4000, count: 4096)
         engine.attach(.syscallEnter) { g in
             let value = try await g.read(UInt8.self, at: 0x4000)
@@ -223,9 +212,7 @@ struct FailureTests {
     @Test func abandonedConversationIsReclaimed() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
-        let guest = MockGuest(regionPages: 1)
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine, regionPages: 1)
         guest.map(0x4000, count: 4096)
         engine.attach(.syscallEnter) { g in
             _ = try await g.read(UInt8.self, at: 0x4000)

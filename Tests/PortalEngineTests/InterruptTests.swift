@@ -9,9 +9,7 @@ struct InterruptTests {
     @Test func queuedBeforeTheFlagIsRegisteredThenRaisedAndRunInQueueOrder() {
         let log = LogRecorder()
         let engine = makeEngine(layout: .big64, log: log)
-        let guest = MockGuest(layout: .big64)
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine, layout: .big64)
         guest.map(0x8000, count: 4096)
         let order = Lock<[String]>([])
         for name in ["zeta", "alpha", "mid"] {
@@ -39,9 +37,7 @@ struct InterruptTests {
 
     @Test func flagIsSetAgainOnLaterTrapsWhileWorkIsPending() {
         let engine = makeEngine()
-        let guest = MockGuest()
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         engine.registerInterrupt("later") { _ in }
         engine.attach(.syscallEnter) { _ in 1 }
@@ -93,9 +89,7 @@ struct InterruptTests {
         var configuration = PortalConfiguration()
         configuration.installBudget = 5
         let engine = makeEngine(configuration)
-        let guest = MockGuest()
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         let remaining = Lock(12)
         let grants = Lock<[Int]>([])
@@ -122,9 +116,7 @@ struct InterruptTests {
     @Test func aFailingHandlerDoesNotStopTheOthers() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
-        let guest = MockGuest()
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         guest.map(0x8000, count: 4096)
         let ran = Lock<[String]>([])
@@ -148,9 +140,7 @@ struct InterruptTests {
     @Test func anAbandonedWindowQueuesTheHandlersItNeverReached() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
-        let guest = MockGuest(regionPages: 1)
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine, regionPages: 1)
         guest.map(0x8000, count: 4096)
         for name in ["one", "two"] {
             engine.registerInterrupt(name) { g in _ = try await g.read(UInt8.self, at: 0x8000) }
@@ -249,9 +239,7 @@ struct ConcurrencyTests {
 
     @Test func nestedConversationWhileServingACommand() {
         let engine = makeEngine()
-        let guest = MockGuest()
-        let vcpu = engine.makeVCPU(index: 0)
-        guest.registerRegion(engine, vcpu: vcpu)
+        let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x9000, count: 4096)
         guest.store([5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0], at: 0x9000)
         guest.store([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], at: 0x9100)

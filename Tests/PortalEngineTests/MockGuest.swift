@@ -336,3 +336,12 @@ func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
     for thread in threads { pthread_join(thread, nil) }
 }
+
+/// A guest with its region size registered, on one vCPU.
+func bootedGuest(_ engine: PortalEngine, layout: GuestLayout = .little64, regionSize: Int = 4072,
+                 regionPages: Int = 64, vcpuIndex: Int = 0) -> (MockGuest, VCPU) {
+    let guest = MockGuest(layout: layout, regionSize: regionSize, regionPages: regionPages)
+    let vcpu = engine.makeVCPU(index: vcpuIndex)
+    guest.registerRegion(engine, vcpu: vcpu)
+    return (guest, vcpu)
+}
