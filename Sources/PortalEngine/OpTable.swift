@@ -69,10 +69,13 @@ public struct OpTable: Sendable, Equatable {
             let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .trimmingSpaces()
             if line.isEmpty { continue }
-            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingSpaces() }
+            // Empty pieces are kept so that `= 5` or a lone `=` has an empty
+            // name (refused below) rather than no name at all.
+            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                .map { $0.trimmingSpaces() }
             var name = parts[0].uppercased()
             if name.hasPrefix("HYPER_OP_") { name.removeFirst(9) }
-            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+            guard Self.isIdentifier(name) else {
                 throw OpTableError(line: index + 1, message: "'\(line)' is not an op name")
             }
             if name == "NONE" || name == "MAX" {
@@ -87,7 +90,7 @@ public struct OpTable: Sendable, Equatable {
             }
             if parts.count == 2 {
                 guard let value = UInt32(parts[1]) else {
-                    throw OpTableError(line: index + 1, message: "'\(parts[1])' is not a number")
+                    throw OpTableError(line: index + 1, message: "\(name) = '\(parts[1])' is not a number")
                 }
                 guard value == names.count + 1 else {
                     throw OpTableError(line: index + 1,
@@ -101,6 +104,12 @@ public struct OpTable: Sendable, Equatable {
         }
         guard !names.isEmpty else { throw OpTableError(line: 0, message: "the file lists no ops") }
         self.init(names: names)
+    }
+
+    /// A C identifier, as the guest module's enum spells its ops.
+    private static func isIdentifier(_ name: String) -> Bool {
+        guard let first = name.first, first.isASCII, first.isLetter || first == "_" else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
     }
 }
 

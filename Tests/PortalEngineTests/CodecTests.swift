@@ -127,6 +127,98 @@ struct OpTableTests {
             try OpTable(parsing: "# nothing\n")
         }
     }
+
+    /// Found by the fuzzer: a line holding only `=` once crashed the parser.
+    @Test func refusesLinesWithoutAName() {
+        #expect(throws: OpTableError(line: 2, message: "'=' is not an op name")) {
+            try OpTable(parsing: "READ\n=\n")
+        }
+        #expect(throws: OpTableError(line: 1, message: "'= 1' is not an op name")) {
+            try OpTable(parsing: "= 1\n")
+        }
+        #expect(throws: OpTableError(line: 1, message: "'HYPER_OP_ = 1' is not an op name")) {
+            try OpTable(parsing: "HYPER_OP_ = 1\n")
+        }
+        #expect(throws: OpTableError(line: 1, message: "'7UP' is not an op name")) {
+            try OpTable(parsing: "7UP\n")
+        }
+        #expect(throws: OpTableError(line: 1, message: "'RÉAD' is not an op name")) {
+            try OpTable(parsing: "RÉAD\n")
+        }
+        #expect(throws: OpTableError(line: 1, message: "READ = '' is not a number")) {
+            try OpTable(parsing: "READ =\n")
+        }
+    }
+}
+
+/// The op table file and the plugin arguments are text a user (or a script
+/// generating them) hands to the emulator: no text may crash the parsers.
+/// Deterministic pseudo-random texts built from the pieces that matter.
+@Suite("Parsers against arbitrary text")
+struct ParserRobustnessTests {
+    /// SplitMix64: a fixed sequence, so a failure names a reproducible case.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9e37_79b9_7f4a_7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let pieces = ["=", "#", "\n", "\n", " ", "\t", "\r", "READ", "write", "HYPER_OP_", "NONE", "MAX",
+                         "0", "1", "2", "56", "-1", "0x10", "99999999999", "_", "É", "\u{0}", "7UP", "A=B", "=="]
+
+    func text(_ generator: inout Generator) -> String {
+        (0..<Int.random(in: 0...24, using: &generator))
+            .map { _ in Self.pieces.randomElement(using: &generator)! }
+            .joined()
+    }
+
+    @Test func opTablesFromArbitraryText() {
+        var generator = Generator(state: 1)
+        var accepted = 0
+        for _ in 0..<20_000 {
+            let input = text(&generator)
+            do {
+                let table = try OpTable(parsing: input)
+                accepted += 1
+                #expect(Set(table.names).count == table.names.count, "duplicates accepted from \(input.debugDescription)")
+                #expect(table.names.allSatisfy { name in
+                    name.first.map { $0.isLetter || $0 == "_" } == true
+                        && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+                }, "a name that is not an identifier accepted from \(input.debugDescription)")
+                #expect(table.max == UInt32(table.names.count + 1))
+            } catch {
+                let lines = input.split(separator: "\n", omittingEmptySubsequences: false).count
+                #expect((0...lines).contains(error.line), "line \(error.line) of \(input.debugDescription)")
+            }
+        }
+        // The generator must reach both outcomes, or the test proves little.
+        #expect(accepted > 100)
+        #expect(accepted < 19_000)
+    }
+
+    @Test func argumentsFromArbitraryText() {
+        var generator = Generator(state: 2)
+        let keys = PortalConfiguration.argumentNames + ["", "=", "log_level"]
+        var accepted = 0
+        for _ in 0..<20_000 {
+            let arguments = (0..<Int.random(in: 0...3, using: &generator)).map { _ in
+                keys.randomElement(using: &generator)! + (Bool.random(using: &generator) ? "=" : "") + text(&generator)
+            }
+            do {
+                _ = try PortalConfiguration.parse(arguments) { _ in text(&generator) }
+                accepted += 1
+            } catch {
+                #expect(arguments.contains(error.argument), "the refusal names '\(error.argument)', not one of \(arguments)")
+                #expect(!error.message.isEmpty)
+            }
+        }
+        #expect(accepted > 100)
+    }
 }
 
 @Suite("Plugin arguments")
