@@ -252,10 +252,10 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     /// Carries out what the work decided.
-    private func step(_ conversation: Conversation, _ workStep: WorkStep, vcpu: VCPU,
+    private func step(_ conversation: Conversation, _ workStep: consuming WorkStep, vcpu: VCPU,
                                            memory: GuestMemory, isNew: Bool) -> HypercallOutcome {
         let regionSize = self.regionSize
-        switch workStep {
+        switch consume workStep {
         case .command(let command):
             if let refusal = conversation.machine.commandSent(op: command.op, size: command.size, ops: opNumbers,
                                                               regionSize: regionSize) {

@@ -85,7 +85,10 @@ public struct Guest: @unchecked Sendable {
     /// Reads `count` bytes at `address`; throws if any could not be read.
     nonisolated(nonsending) public func readBytes(at address: UInt64, count: Int) async throws -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(max(count, 0))
+        // `count` often comes from guest data: reserve no more than a
+        // megabyte up front, so a wild length fails at the first chunk the
+        // guest cannot serve instead of in the allocator.
+        bytes.reserveCapacity(min(max(count, 0), 1 << 20))
         try await readChunks(at: address, count: count) { bytes.append(contentsOf: $0) }
         return bytes
     }
@@ -141,7 +144,7 @@ public struct Guest: @unchecked Sendable {
                 }
                 throw GuestError.unexpectedAnswer(op: readString, answer: answer.code)
             }
-            let length = min(Int(answer.size), chunk, answer.payload.count)
+            let length = min(Int(clamping: answer.size), chunk, answer.payload.count)
             result.append(contentsOf: answer.payload.prefix(length))
             if length < chunk { break }
         }

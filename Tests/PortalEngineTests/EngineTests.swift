@@ -107,6 +107,25 @@ struct ConversationTests {
         #expect(log.matching("error").isEmpty)
     }
 
+    /// A length taken from guest data can be anything: the read fails at the
+    /// first chunk the guest cannot serve, with no huge allocation first.
+    @Test func wildReadLengthFailsAtTheFirstMissingChunk() async {
+        let engine = makeEngine()
+        let (guest, vcpu) = bootedGuest(engine, regionSize: 1000)
+        guest.map(0x20000, count: 4096)
+        let failure = Lock("")
+        engine.attach(.syscallEnter) { g in
+            do {
+                _ = try await g.readBytes(at: 0x20000, count: Int.max)
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+            }
+            return 0
+        }
+        _ = guest.portal(engine, vcpu: vcpu, number: event)
+        #expect(failure.withLock { $0 } == "reading \(Int.max) bytes at 0x20000 stopped after 4096 bytes (READ_PARTIAL)")
+    }
+
     @Test func bulkWriteThenReadBackLargerThanARegion() {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
