@@ -101,7 +101,9 @@ final class Tour: Sendable {
         var faultAnswers: [String] = []
         var mailbox: UInt64 = 0
         var mailboxSlot: UInt64 = 0
+        /// The first `listKept` interrupts that ran, for the report.
         var interruptsRun: [String] = []
+        var interruptsRunCount = 0
         var guestFailures: UInt64?
         var hostProblems: [String] = []
         var benchRoundTrips = 0
@@ -136,7 +138,10 @@ final class Tour: Sendable {
                     problem("interrupt \(name): WRITE to the mailbox answered \(reply), expected WRITE_OK")
                     return
                 }
-                findings.withLock { $0.interruptsRun.append(name) }
+                findings.withLock {
+                    if $0.interruptsRun.count < Self.listKept { $0.interruptsRun.append(name) }
+                    $0.interruptsRunCount += 1
+                }
             }
         }
     }
@@ -152,7 +157,7 @@ final class Tour: Sendable {
     /// guest raising bad events forever cannot grow the host's memory.
     func problem(_ text: String) {
         findings.withLock {
-            if $0.hostProblems.count < Self.problemsKept {
+            if $0.hostProblems.count < Self.listKept {
                 $0.hostProblems.append(text)
             } else {
                 $0.problemsNotKept &+= 1
@@ -160,7 +165,9 @@ final class Tour: Sendable {
         }
     }
 
-    static let problemsKept = 32
+    /// How many problems and interrupt names the report lists: a guest
+    /// raising events forever must not grow the host's memory.
+    static let listKept = 32
 
     /// One event of the contract; the return value goes back to the guest.
     private func serve(_ guest: Guest) async throws -> UInt64 {
@@ -238,7 +245,7 @@ final class Tour: Sendable {
             let queued = guest.queueInterrupt("alpha") && guest.queueInterrupt("beta")
             return queued ? 0 : Result.protocolError
         case Event.interruptPoke:
-            return UInt64(findings.withLock { $0.interruptsRun.count })
+            return UInt64(findings.withLock { $0.interruptsRunCount })
         case Event.end:
             findings.withLock { $0.guestFailures = argument }
             return Result.end
@@ -255,7 +262,8 @@ final class Tour: Sendable {
             problem("\(what): answered \(reply), expected \(expected)")
             return Result.protocolError
         }
-        findings.withLock { $0.faultAnswers.append("\(what): \(expected == .readFail ? "READ_FAIL" : "WRITE_FAIL")") }
+        let answer = "\(what): \(expected == .readFail ? "READ_FAIL" : "WRITE_FAIL")"
+        findings.withLock { if !$0.faultAnswers.contains(answer) { $0.faultAnswers.append(answer) } }
         return expected == .readFail ? Result.readFailed : Result.writeFailed
     }
 
@@ -275,7 +283,8 @@ final class Tour: Sendable {
         }
         for answer in seen.faultAnswers { add(answer) }
         if !seen.interruptsRun.isEmpty {
-            add("interrupts \(seen.interruptsRun.joined(separator: ", ")) ran in queue order inside the guest's PORTAL_INTERRUPT conversation")
+            let more = seen.interruptsRunCount - seen.interruptsRun.count
+            add("interrupts \(seen.interruptsRun.joined(separator: ", "))\(more > 0 ? " and \(more) more" : "") ran in queue order inside the guest's PORTAL_INTERRUPT conversation")
         }
         for problem in seen.hostProblems { add("PROBLEM: \(problem)") }
         if seen.problemsNotKept > 0 { add("PROBLEM: \(seen.problemsNotKept) more problems not listed") }
