@@ -110,43 +110,25 @@ struct OpTableTests {
         #expect(table.max == 5)
     }
 
-    @Test func refusesAWrongNumber() {
-        #expect(throws: OpTableError(line: 2, message: "WRITE = 3, but its position makes it 2")) {
-            try OpTable(parsing: "READ\nWRITE = 3\n")
-        }
-    }
-
-    @Test func refusesDuplicatesAndGarbage() {
-        #expect(throws: OpTableError(line: 2, message: "READ is listed twice")) {
-            try OpTable(parsing: "READ\nREAD\n")
-        }
-        #expect(throws: OpTableError(line: 1, message: "'READ TIME' is not an op name")) {
-            try OpTable(parsing: "READ TIME\n")
-        }
-        #expect(throws: OpTableError(line: 0, message: "the file lists no ops")) {
-            try OpTable(parsing: "# nothing\n")
-        }
-    }
-
-    /// Found by the fuzzer: a line holding only `=` once crashed the parser.
-    @Test func refusesLinesWithoutAName() {
-        #expect(throws: OpTableError(line: 2, message: "'=' is not an op name")) {
-            try OpTable(parsing: "READ\n=\n")
-        }
-        #expect(throws: OpTableError(line: 1, message: "'= 1' is not an op name")) {
-            try OpTable(parsing: "= 1\n")
-        }
-        #expect(throws: OpTableError(line: 1, message: "'HYPER_OP_ = 1' is not an op name")) {
-            try OpTable(parsing: "HYPER_OP_ = 1\n")
-        }
-        #expect(throws: OpTableError(line: 1, message: "'7UP' is not an op name")) {
-            try OpTable(parsing: "7UP\n")
-        }
-        #expect(throws: OpTableError(line: 1, message: "'RÉAD' is not an op name")) {
-            try OpTable(parsing: "RÉAD\n")
-        }
-        #expect(throws: OpTableError(line: 1, message: "READ = '' is not a number")) {
-            try OpTable(parsing: "READ =\n")
+    /// Each refusal names the line and what is wrong with it. `=` alone,
+    /// found by the fuzzer, once crashed the parser.
+    @Test(arguments: [
+        ("READ\nWRITE = 3\n", 2, "WRITE = 3, but its position makes it 2"),
+        ("READ\nREAD\n", 2, "READ is listed twice"),
+        ("READ TIME\n", 1, "'READ TIME' is not an op name"),
+        ("# nothing\n", 0, "the file lists no ops"),
+        ("READ\n=\n", 2, "'=' is not an op name"),
+        ("= 1\n", 1, "'= 1' is not an op name"),
+        ("HYPER_OP_ = 1\n", 1, "'HYPER_OP_ = 1' is not an op name"),
+        ("7UP\n", 1, "'7UP' is not an op name"),
+        ("RÉAD\n", 1, "'RÉAD' is not an op name"),
+        ("READ =\n", 1, "READ = '' is not a number"),
+        ("MAX\n", 1, "MAX needs its number"),
+        ("READ\nMAX = 3\n", 2, "MAX = 3, expected 2"),
+    ])
+    func refusesABadTable(text: String, line: Int, message: String) {
+        #expect(throws: OpTableError(line: line, message: message)) {
+            try OpTable(parsing: text)
         }
     }
 }
