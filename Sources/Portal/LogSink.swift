@@ -45,25 +45,3 @@ final class LogSink: Sendable {
         PortalLogger(level: level) { [self] line in write(line) }
     }
 }
-
-/// Reads a whole text file (the op table of `ops=`).
-func readTextFile(_ path: String) throws -> String {
-    guard let file = fopen(path, "r") else {
-        throw FileError(message: String(cString: strerror(errno)))
-    }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count == 0 { break }
-        bytes.append(contentsOf: buffer[..<count])
-    }
-    if ferror(file) != 0 { throw FileError(message: "read error") }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-struct FileError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
-}

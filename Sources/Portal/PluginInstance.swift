@@ -74,7 +74,7 @@ final class PluginInstance: Sendable {
         let early = LogSink.standardError.logger(level: .error)
         let configuration: PortalConfiguration
         do {
-            configuration = try PortalConfiguration.parse(arguments, readFile: readTextFile)
+            configuration = try PortalConfiguration.parse(arguments) { try PortalConfiguration.readTextFile($0) }
         } catch {
             early.error("\(entryPoint): \(error)")
             return nil

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The plugin's settings, parsed from its `key=value` arguments. The same
 /// arguments work under every emulator front end.
 public struct PortalConfiguration: Sendable, Equatable {
@@ -103,6 +107,32 @@ public struct PortalConfiguration: Sendable, Equatable {
         }
         return configuration
     }
+}
+
+extension PortalConfiguration {
+    /// Reads a file named by an argument (the op table). `limit` keeps a
+    /// path such as /dev/zero from being read until memory runs out.
+    public static func readTextFile(_ path: String, limit: Int = 1 << 20) throws(FileError) -> String {
+        guard let file = fopen(path, "r") else { throw FileError(String(cString: strerror(errno))) }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count == 0 { break }
+            bytes.append(contentsOf: buffer[..<count])
+            guard bytes.count <= limit else { throw FileError("longer than \(limit) bytes") }
+        }
+        if ferror(file) != 0 { throw FileError(String(cString: strerror(errno))) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Why a file named by an argument could not be read (strerror's text).
+public struct FileError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
 }
 
 /// A plugin argument that was refused, with the argument as given.

@@ -1,3 +1,4 @@
+import Glibc
 @testable import PortalEngine
 import Testing
 
@@ -271,5 +272,29 @@ struct ConfigurationTests {
             "bad op table: line 1: '1READ!' is not an op name")) {
             try parse(["ops=/bad"], files: ["/bad": "1READ!"])
         }
+    }
+
+    /// The plugin reads `ops=` with `readTextFile`: paths that are not
+    /// small text files are refused with the reason, not read forever.
+    @Test(arguments: [
+        ("/dev/zero", "longer than 1048576 bytes"),
+        ("/", "Is a directory"),
+        ("/nonexistent/ops.txt", "No such file or directory"),
+    ])
+    func opTableFilesThatCannotBeRead(path: String, reason: String) {
+        #expect(throws: ArgumentError(argument: "ops=\(path)", message: "cannot read the op table: \(reason)")) {
+            try PortalConfiguration.parse(["ops=\(path)"]) { try PortalConfiguration.readTextFile($0) }
+        }
+    }
+
+    @Test func opTableFromARealFile() throws {
+        let path = "/tmp/portal-unit-ops-\(getpid()).txt"
+        let text = "READ\nWRITE\nREAD_STR\nREAD_TIME = 4\n"
+        let file = try #require(fopen(path, "w"))
+        fputs(text, file)
+        fclose(file)
+        defer { unlink(path) }
+        let configuration = try PortalConfiguration.parse(["ops=\(path)"]) { try PortalConfiguration.readTextFile($0) }
+        #expect(configuration.ops.names == ["READ", "WRITE", "READ_STR", "READ_TIME"])
     }
 }

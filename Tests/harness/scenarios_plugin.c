@@ -32,7 +32,8 @@ static void args_malformed_refused(T *t)
     static const char *const bad[] = {
         "install_budget=abc", "install_budget=", "install_budget=-1", "install_budget=12x",
         "region_size=abc", "region_size=-5", "log=loud", "log=", "max_conversations=x",
-        "max_interrupts=1.5", "noequals", "=5", "ops=/nonexistent/portal-ops.txt",
+        "max_interrupts=1.5", "noequals", "=5", "ops=/nonexistent/portal-ops.txt", "ops=/dev/zero",
+        "ops=/",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         bool ok = t_init(t, bad[i], NULL);
