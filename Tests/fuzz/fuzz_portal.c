@@ -899,7 +899,16 @@ static void plugin_up_custom(reader *r)
                 case 0: fprintf(f, "# comment\n"); break;
                 case 1: fprintf(f, "\n"); break;
                 case 2: fprintf(f, "%s = %u\n", name, (unsigned)r8(r)); ops_max = UINT32_MAX; break;
-                case 3: fprintf(f, "%c%c=\n", (char)('A' + r8(r) % 26), (char)r8(r)); ops_max = UINT32_MAX; break;
+                case 3: {
+                    /* Raw bytes from the input: any text at all, NULs and
+                     * newlines included (a lone "=" once crashed the parser). */
+                    unsigned length = r8(r) % 24;
+                    for (unsigned k = 0; k < length; k++)
+                        fputc(r8(r), f);
+                    fputc('\n', f);
+                    ops_max = UINT32_MAX;
+                    break;
+                }
                 }
                 break;
             }
@@ -1301,6 +1310,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 static void report_heap(void)
 {
     remove(fz.ops_custom_path);
+    remove(fz.ops_path);
     if (fz.inputs > FZ_WARMUP_INPUTS)
         fprintf(stderr, "portal-fuzz: heap kept by the %" PRIu64 " inputs after warm-up: %lld bytes "
                 "(limit %lld)\n", fz.inputs - FZ_WARMUP_INPUTS, fz.retained, FZ_GROWTH_LIMIT);
@@ -1309,7 +1319,9 @@ static void report_heap(void)
 static void write_ops_file(const char *dir)
 {
     snprintf(fz.ops_custom_path, sizeof fz.ops_custom_path, "%s/ops-input-%d.txt", dir, (int)getpid());
-    snprintf(fz.ops_path, sizeof fz.ops_path, "%s/ops-older.txt", dir);
+    /* Per process: fuzzers running side by side (-jobs, or a second run)
+     * must not truncate each other's table while it is being read. */
+    snprintf(fz.ops_path, sizeof fz.ops_path, "%s/ops-older-%d.txt", dir, (int)getpid());
     FILE *f = fopen(fz.ops_path, "w");
     if (!f) {
         /* a read-only build folder: fall back to the temporary directory */

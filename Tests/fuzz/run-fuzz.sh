@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # run-fuzz.sh FUZZER SECONDS LIB - one fuzzing run of fuzz_portal against LIB
 # (an ASan + coverage build of libportal.so), for SECONDS seconds.
+# run-fuzz.sh FUZZER SECONDS@SEED LIB - a run that starts as CI's does:
+# libFuzzer seed SEED, from the seeds alone (make test-fuzz).
 #
 # First replays every committed finding under crashes/ (each must now run
-# clean), then fuzzes from build/corpus (kept between runs) and the seeds in
-# build/seeds. Fails on any crash, sanitizer report (ASan, UBSan, LSan),
-# leak, out-of-memory, timeout, or heap growth the target detects. Prints
+# clean), then fuzzes from build/corpus (kept between timed runs; a fresh
+# build/test-corpus for a CI-like run) and the seeds in build/seeds. Fails
+# on any crash, sanitizer report (ASan, UBSan, LSan), leak, out-of-memory,
+# timeout, or heap growth the target detects. Prints
 # libFuzzer's progress and final stats; writes them to build/last-run.txt,
 # the whole output to build/last-run.log and failing inputs to
 # build/artifacts/.
@@ -15,11 +18,29 @@
 set -euo pipefail
 
 fuzzer=$1
-seconds=$2
+budget=$2
 lib=$3
 here=$(cd "$(dirname "$0")" && pwd)
 build=$here/build
-mkdir -p "$build/corpus" "$build/artifacts"
+mkdir -p "$build/artifacts"
+if [[ $budget =~ ^([0-9]+)@([0-9]+)$ ]]; then
+    # The start CI has: a fixed seed and no corpus but the seeds. Runs
+    # drift apart after a few hundred inputs (pointer values reach the
+    # comparison dictionary), so this is CI's search, not a replay of it.
+    corpus=$build/test-corpus
+    rm -rf "$corpus"
+    budget_flags=(-max_total_time="${BASH_REMATCH[1]}" -seed="${BASH_REMATCH[2]}")
+    budget_text="${BASH_REMATCH[1]} s from seed ${BASH_REMATCH[2]}"
+    export SWIFT_DETERMINISTIC_HASHING=1
+elif [[ $budget =~ ^[0-9]+$ ]]; then
+    corpus=$build/corpus
+    budget_flags=(-max_total_time="$budget")
+    budget_text="$budget s"
+else
+    echo "run-fuzz: the budget is SECONDS or SECONDS@SEED, not '$budget'"
+    exit 2
+fi
+mkdir -p "$corpus"
 log=$build/last-run.log
 stats=$build/last-run.txt
 
@@ -75,10 +96,10 @@ if ((${#crashes[@]})); then
 fi
 
 # ---- fuzzing ----
-echo "== fuzzing $lib for $seconds s (corpus: $build/corpus, seeds: $build/seeds)"
+echo "== fuzzing $lib for $budget_text (corpus: $corpus, seeds: $build/seeds)"
 start=$(date +%s)
 set +e
-"$fuzzer" "${flags[@]}" -max_total_time="$seconds" "$build/corpus" "$build/seeds" > "$log" 2>&1 &
+"$fuzzer" "${flags[@]}" "${budget_flags[@]}" "$corpus" "$build/seeds" > "$log" 2>&1 &
 pid=$!
 # Progress for a person watching, without the per-input NEW/REDUCE lines.
 tail -n +1 -f "$log" --pid=$pid 2>/dev/null | grep -a --line-buffered -E "INITED|pulse|DONE|$bad" &
@@ -110,7 +131,7 @@ fi
 {
     echo "date: $(date -u +%FT%TZ)"
     echo "library: $lib"
-    echo "seconds: $seconds (wall: $elapsed)"
+    echo "budget: $budget_text (wall: $elapsed s)"
     echo "skip: ${PORTAL_FUZZ_SKIP:-none}"
     echo "result: $result${reason:+ ($reason)}"
     echo "$done_line"
