@@ -37,7 +37,23 @@ public struct PortalLogger: Sendable {
 
     @inline(__always)
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
-        if level <= self.level && level != .off { sink("\(level): \(message())") }
+        if level <= self.level && level != .off { sink("\(level): \(Self.oneLine(message()))") }
+    }
+
+    /// Messages quote text the guest or a C plugin chose (a banner, an op
+    /// table line, a step's error): control characters are escaped, so
+    /// every message stays one line and cannot drive the reader's terminal.
+    static func oneLine(_ message: String) -> String {
+        guard message.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { return message }
+        var line = ""
+        for scalar in message.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7f {
+                line += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                line.unicodeScalars.append(scalar)
+            }
+        }
+        return line
     }
 
     public func error(_ message: @autoclosure () -> String) { log(.error, message()) }

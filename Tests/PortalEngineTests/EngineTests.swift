@@ -228,6 +228,19 @@ struct FailureTests {
         #expect(good.result == 1)
     }
 
+    /// An error's text may hold anything: the log line stays one line.
+    @Test func controlCharactersInAnErrorAreEscapedInTheLog() {
+        struct Multiline: Error, CustomStringConvertible { var description: String { "first\nsecond\u{1b}[2J" } }
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine, regionPages: 1)
+        engine.attach(.syscallEnter) { _ in throw Multiline() }
+        _ = guest.portal(engine, vcpu: vcpu, number: event)
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the work failed: first\\u{a}second\\u{1b}[2J",
+        ])
+    }
+
     @Test func abandonedConversationIsReclaimed() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
