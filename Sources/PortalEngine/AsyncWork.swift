@@ -84,10 +84,7 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     }
 
     private func takeStep() -> WorkStep {
-        if let step {
-            self.step = nil
-            return step
-        }
+        if let step = step.take() { return step }
         ended = true
         detached.store(true, ordering: .releasing)
         return .failed(PortalError.suspendedOutsideGuest)

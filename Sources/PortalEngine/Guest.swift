@@ -38,7 +38,7 @@ public struct Guest: @unchecked Sendable {
 
     /// Sends `command`; `body` sees the answer in place, without a copy.
     /// The answer's payload is valid only inside `body`.
-    public func withAnswer<R>(to command: PortalCommand,
+    nonisolated(nonsending) public func withAnswer<R>(to command: PortalCommand,
                               _ body: (PortalResponse) throws -> R) async throws -> R {
         try body(try await work.exchange(command))
     }
@@ -196,7 +196,7 @@ public struct Guest: @unchecked Sendable {
 
     /// Runs an op that answers READ_NUM (READ_TIME, KALLSYMS_LOOKUP,
     /// OSI_PROC_PTREGS, ...) and returns its number.
-    public func readNumber(op: UInt32, pid: UInt32? = nil, address: UInt64 = 0, size: Int64 = 0,
+    nonisolated(nonsending) public func readNumber(op: UInt32, pid: UInt32 = 0, address: UInt64 = 0, size: Int64 = 0,
                            payload: [UInt8] = []) async throws -> UInt64 {
         let answer = try await work.exchange(PortalCommand(
             op: op, pid: pid, address: address, size: size,

@@ -157,10 +157,10 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
     }
 
     /// A handler's step: commands go to the guest; an end moves on to the next handler.
-    private func settle(_ conversation: Conversation, name: String, step: WorkStep) -> WorkStep {
-        switch step {
-        case .command:
-            return step
+    private func settle(_ conversation: Conversation, name: String, step: consuming WorkStep) -> WorkStep {
+        switch consume step {
+        case .command(let command):
+            return .command(command)
         case .finished:
             current = nil
             return advance(conversation)

@@ -66,14 +66,15 @@ public enum CommandPayload: @unchecked Sendable {
 /// A command for the guest module (host → guest).
 public struct PortalCommand: Sendable {
     public var op: UInt32
-    /// nil or 0: the task that made the hypercall (CURRENT_PID_NUM).
-    public var pid: UInt32?
+    /// 0: the task that made the hypercall (CURRENT_PID_NUM). Not optional:
+    /// the smaller command is moved and destroyed for less on every round trip.
+    public var pid: UInt32
     public var address: UInt64
     /// Signed, as callers compute it; written clamped to 0 ... region size.
     public var size: Int64
     public var payload: CommandPayload
 
-    public init(op: UInt32, pid: UInt32? = nil, address: UInt64 = 0, size: Int64 = 0,
+    public init(op: UInt32, pid: UInt32 = 0, address: UInt64 = 0, size: Int64 = 0,
                 payload: CommandPayload = .none) {
         self.op = op
         self.pid = pid
@@ -89,7 +90,7 @@ public struct PortalCommand: Sendable {
     public func encode(into buffer: UnsafeMutableRawBufferPointer, payloadSize: Int,
                        layout: GuestLayout) -> Int {
         let clampedSize = UInt64(Swift.min(Swift.max(size, 0), Int64(payloadSize)))
-        let effectivePID = pid.flatMap { $0 == 0 ? nil : $0 } ?? currentProcessID
+        let effectivePID = pid == 0 ? currentProcessID : pid
         let header = RegionHeader(op: op, pid: effectivePID,
                                   address: address & layout.addressMask, size: clampedSize)
         header.encode(to: buffer.baseAddress!, layout: layout)
@@ -100,7 +101,9 @@ public struct PortalCommand: Sendable {
             copied = 0
         case .bytes(let slice):
             copied = Swift.min(slice.count, payloadSize)
-            slice.withUnsafeBytes { payloadStart.copyMemory(from: $0.baseAddress!, byteCount: copied) }
+            if copied > 0 {
+                slice.withUnsafeBytes { payloadStart.copyMemory(from: $0.baseAddress!, byteCount: copied) }
+            }
         case .borrowed(let source):
             copied = Swift.min(source.count, payloadSize)
             if copied > 0 { payloadStart.copyMemory(from: source.baseAddress!, byteCount: copied) }

@@ -42,10 +42,11 @@ struct CodecTests {
         #expect(Array(bytes[8..<16]) == [0x56, 0x34, 0x12, 0xc0, 0, 0, 0, 0])
     }
 
-    @Test(arguments: [nil, 0] as [UInt32?])
-    func pidDefaultsToTheCurrentTask(pid: UInt32?) {
-        let bytes = encoded(PortalCommand(op: 1, pid: pid), layout: .little64)
-        #expect(Array(bytes[4..<8]) == [0xff, 0xff, 0xff, 0xff])
+    @Test func pidDefaultsToTheCurrentTask() {
+        for command in [PortalCommand(op: 1), PortalCommand(op: 1, pid: 0)] {
+            #expect(Array(encoded(command, layout: .little64)[4..<8]) == [0xff, 0xff, 0xff, 0xff])
+        }
+        #expect(Array(encoded(PortalCommand(op: 1, pid: 0x1234), layout: .big64)[4..<8]) == [0, 0, 0x12, 0x34])
     }
 
     @Test func payloadLongerThanTheRegionIsCut() {
@@ -55,6 +56,14 @@ struct CodecTests {
         #expect(bytes.count == 24 + 16)
         #expect(Array(bytes[24...]) == Array(1...16))
         #expect(bytes[16] == 16)
+    }
+
+    @Test func emptyPayloadsWriteOnlyTheHeader() {
+        let empty: [UInt8] = []
+        for payload in [CommandPayload.bytes(empty[...]), .bytes([UInt8](1...4)[4...]),
+                        .borrowed(UnsafeRawBufferPointer(start: nil, count: 0))] {
+            #expect(encoded(PortalCommand(op: 2, size: 8, payload: payload), layout: .little64).count == 24)
+        }
     }
 
     @Test func headerRoundTrips() {
