@@ -166,26 +166,34 @@ public final class PortalEngine: @unchecked Sendable {
             break
         }
 
-        let factory: WorkFactory
-        var window: InterruptWindow? = nil
+        let attached: WorkFactory?
         if number == .portalInterrupt {
-            let pending = interrupts.takePending()
-            setFlag(0, memory: memory)
-            if pending.isEmpty { return .handled }
-            window = InterruptWindow(installBudget: configuration.installBudget)
-            factory = WorkFactory { _ in InterruptWindowWork(handlers: pending) }
+            attached = nil
         } else {
-            guard let attached = handlers.lookup(number.rawValue) else { return .notMine }
-            factory = attached
+            guard let factory = handlers.lookup(number.rawValue) else { return .notMine }
+            attached = factory
         }
 
         let answer = UInt32(truncatingIfNeeded: call.arg4)
         if answer != 0 {
             // The guest is mid-loop, but nothing waits on this region (the
             // conversation was ended, or never started): end the guest's loop.
+            // Before any interrupt is taken, so none is lost with the loop.
             logger.warn("\(site): \(PortalError.strayAnswer(ResponseCode(rawValue: answer)))")
             writeNone(region, vcpu: vcpu, memory: memory, site: site)
             return .handled
+        }
+
+        let factory: WorkFactory
+        var window: InterruptWindow? = nil
+        if let attached {
+            factory = attached
+        } else {
+            let pending = interrupts.takePending()
+            setFlag(0, memory: memory)
+            if pending.isEmpty { return .handled }
+            window = InterruptWindow(installBudget: configuration.installBudget)
+            factory = WorkFactory { _ in InterruptWindowWork(handlers: pending) }
         }
         var call = call
         call.vcpu = vcpu.index

@@ -49,6 +49,36 @@ struct InterruptTests {
         #expect(guest.flagValue == 1)
     }
 
+    /// A stray answer on a PORTAL_INTERRUPT trap (its conversation was
+    /// ended meanwhile) ends the guest's loop; the pending interrupts stay
+    /// pending, with the flag up, for the guest's next interrupt conversation.
+    @Test func strayInterruptAnswerKeepsThePendingInterrupts() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
+        let ran = Atomic<Int>(0)
+        engine.registerInterrupt("kept") { _ in ran.add(1, ordering: .relaxed) }
+        #expect(engine.queueInterrupt("kept"))
+        let region = guest.freshRegion()
+        let outcome = engine.hypercall(
+            Hypercall(number: UInt64(HypercallNumber.portalInterrupt.rawValue), arg3: region,
+                      arg4: UInt64(ResponseCode.writeOK.rawValue)),
+            vcpu: vcpu, memory: guest.memory)
+        #expect(outcome == .handled)
+        #expect(guest.header(at: region).op == 0)
+        #expect(engine.pendingInterrupts == ["kept"])
+        #expect(guest.flagValue == 1)
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x7902 on vCPU 0, region \(hex(region)): the guest answered WRITE_OK but no conversation is live on this region; its loop was ended",
+        ])
+        var loop = PortalLoop(vcpu: vcpu, number: HypercallNumber.portalInterrupt.rawValue, arg1: 0, arg2: 0,
+                              region: guest.freshRegion())
+        while loop.trap(engine, guest: guest) {}
+        #expect(ran.load(ordering: .relaxed) == 1)
+        #expect(engine.pendingInterrupts.isEmpty)
+    }
+
     @Test func flagRegistrationIsChecked() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
