@@ -56,6 +56,17 @@ final class PluginInstance: Sendable {
                                 ordering: .acquiringAndReleasing).exchanged
     }
 
+    /// Where a refused argument is reported: the person reads the log they
+    /// asked for, so the `log_file=` among the arguments when it opens,
+    /// else standard error.
+    private static func refusalSink(_ arguments: [String]) -> LogSink {
+        guard let named = arguments.last(where: { $0.hasPrefix("log_file=") }).map({ String($0.dropFirst(9)) }),
+              !named.isEmpty, case .success(let file) = LogSink.appending(to: named) else {
+            return .standardError
+        }
+        return file
+    }
+
     /// Ends the current load: every conversation still waiting is ended and logged.
     static func uninstall() {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
@@ -76,7 +87,7 @@ final class PluginInstance: Sendable {
         do {
             configuration = try PortalConfiguration.parse(arguments) { try PortalConfiguration.readTextFile($0) }
         } catch {
-            early.error("\(entryPoint): \(error)")
+            refusalSink(arguments).logger(level: .error).error("\(entryPoint): \(error)")
             return nil
         }
         var sink = LogSink.standardError

@@ -242,8 +242,8 @@ static void run_one(const scenario *s, int *passed, int *failed)
         emu_uninit();
     if (t.g) {
         int off = guest_offtrap_accesses(t.g);
-        if (off)
-            t_note(&t, "%d memory call(s) outside a trap were refused", off);
+        if (off && !t.failed)
+            t_fail(&t, 0, "%d guest memory call(s) outside a trap (the emulator refused them)", off);
         guest_free(t.g);
     }
     free(t.traps_buf);
