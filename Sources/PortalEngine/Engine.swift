@@ -358,10 +358,9 @@ public final class PortalEngine: @unchecked Sendable {
         let staleAfter = UInt64(configuration.staleAfter)
         var reclaimed: [(Conversation, UInt64)] = []
         let refusal = waiting.withLock { table -> PortalError? in
-            if let existing = table[conversation.regionAddress],
-               existing.claim.load(ordering: .acquiring) != Conversation.Claim.ended {
-                return .busyOnAnotherVCPU
-            }
+            // Conversations leave the table before their claim ends, so one
+            // still in it is live.
+            if table[conversation.regionAddress] != nil { return .busyOnAnotherVCPU }
             let now = waitStarts.load(ordering: .relaxed) + 1
             waitStarts.store(now, ordering: .relaxed)
             // Look for abandoned conversations now and then (often enough
@@ -389,16 +388,17 @@ public final class PortalEngine: @unchecked Sendable {
     private func reclaimStale(_ table: inout [UInt64: Conversation], now: UInt64,
                               staleAfter: UInt64) -> [(Conversation, UInt64)] {
         var reclaimed: [(Conversation, UInt64)] = []
-        for (region, candidate) in table {
+        for candidate in table.values {
             let since = now - min(now, candidate.lastHeard.load(ordering: .relaxed))
             guard since > staleAfter,
                   candidate.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
                                                   ordering: .acquiring).exchanged else { continue }
             candidate.machine.end()
             candidate.isWaiting = false
-            table[region] = nil
             reclaimed.append((candidate, since))
         }
+        // Removed after the walk: removing during it copies the whole table.
+        for (stale, _) in reclaimed { table[stale.regionAddress] = nil }
         return reclaimed.sorted { $0.0.regionAddress < $1.0.regionAddress }
     }
 
@@ -456,7 +456,8 @@ public final class PortalEngine: @unchecked Sendable {
     // MARK: Unloading
 
     /// Ends every waiting conversation (each is logged, its work cancelled)
-    /// and drops pending interrupts (logged). Call with the vCPUs stopped.
+    /// and drops pending interrupts (logged). A conversation a running vCPU
+    /// holds at that moment is left to that vCPU.
     public func shutdown() {
         let live = waiting.withLock { table -> [Conversation] in
             let live = table.values.sorted { $0.regionAddress < $1.regionAddress }
@@ -464,6 +465,11 @@ public final class PortalEngine: @unchecked Sendable {
             return live
         }
         for conversation in live {
+            // A vCPU still running (QEMU exits from one vCPU while others
+            // run) may hold it: that vCPU finishes it, not this thread.
+            guard conversation.claim.compareExchange(
+                expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring
+            ).exchanged else { continue }
             logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
             conversation.machine.end()
             conversation.isWaiting = false

@@ -73,11 +73,7 @@ public struct Guest: @unchecked Sendable {
             if got > 0 { consume(UnsafeRawBufferPointer(rebasing: answer.payload.prefix(got))) }
             done += got
             guard answer.code == .readOK, got == chunk else {
-                guard answer.code == .readOK || answer.code == .readPartial || answer.code == .readFail else {
-                    throw GuestError.unexpectedAnswer(op: read, answer: answer.code)
-                }
-                throw GuestError.readFailed(address: address, count: count, bytesRead: done,
-                                            answer: answer.code)
+                throw readError(op: read, answer.code, address: address, count: count, bytesRead: done)
             }
         }
     }
@@ -138,11 +134,8 @@ public struct Guest: @unchecked Sendable {
             let answer = try await work.exchange(
                 PortalCommand(op: readString, address: next, size: Int64(chunk)))
             guard answer.code == .readOK else {
-                if answer.code == .readFail || answer.code == .readPartial {
-                    throw GuestError.readFailed(address: address, count: limit, bytesRead: result.count,
-                                                answer: answer.code)
-                }
-                throw GuestError.unexpectedAnswer(op: readString, answer: answer.code)
+                throw readError(op: readString, answer.code, address: address, count: limit,
+                                bytesRead: result.count)
             }
             let length = min(Int(clamping: answer.size), chunk, answer.payload.count)
             result.append(contentsOf: answer.payload.prefix(length))
@@ -162,14 +155,22 @@ public struct Guest: @unchecked Sendable {
         let size = MemoryLayout<T>.size
         let answer = try await work.exchange(PortalCommand(op: read, address: address, size: Int64(size)))
         guard answer.code == .readOK, answer.payload.count == size else {
-            guard answer.code == .readOK || answer.code == .readPartial || answer.code == .readFail else {
-                throw GuestError.unexpectedAnswer(op: read, answer: answer.code)
-            }
-            throw GuestError.readFailed(address: address, count: size,
-                                        bytesRead: answer.code.carriesPayload ? answer.payload.count : 0,
-                                        answer: answer.code)
+            throw readError(op: read, answer.code, address: address, count: size,
+                            bytesRead: answer.code.carriesPayload ? answer.payload.count : 0)
         }
         return layout.load(T.self, from: answer.payload.baseAddress!)
+    }
+
+    /// A read that stopped short: `readFailed` for the answers a read can
+    /// have, `unexpectedAnswer` for any other.
+    private func readError(op: UInt32, _ answer: ResponseCode, address: UInt64, count: Int,
+                           bytesRead: Int) -> GuestError {
+        switch answer {
+        case .readOK, .readPartial, .readFail:
+            .readFailed(address: address, count: count, bytesRead: bytesRead, answer: answer)
+        default:
+            .unexpectedAnswer(op: op, answer: answer)
+        }
     }
 
     /// Writes an integer in guest byte order.

@@ -19,8 +19,6 @@ public struct GuestLayout: Sendable, Equatable, CustomStringConvertible {
     public static let big32 = GuestLayout(wordBits: 32, byteOrder: .big)
     public static let big64 = GuestLayout(wordBits: 64, byteOrder: .big)
 
-    public var wordBytes: Int { wordBits / 8 }
-
     /// Addresses and register values are cut to the guest's width: a
     /// negative Python int or a sign-extended register becomes a valid
     /// guest address.

@@ -37,7 +37,7 @@ public struct OpTable: Sendable, Equatable {
     }
 
     public func name(of op: UInt32) -> String? {
-        op >= 1 && op < max ? names[Int(op) - 1] : nil
+        contains(op) ? names[Int(op) - 1] : nil
     }
 
     public func contains(_ op: UInt32) -> Bool { op >= 1 && op < max }

@@ -32,20 +32,6 @@ public struct RegionHeader: Equatable, Sendable {
     }
 }
 
-/// The guest page a conversation uses: where it is and how much payload it carries.
-public struct Region: Equatable, Sendable, CustomStringConvertible {
-    public var address: UInt64
-    /// Payload bytes after the header (PAGE_SIZE - 24 for the real module).
-    public var payloadSize: Int
-
-    public init(address: UInt64, payloadSize: Int) {
-        self.address = address
-        self.payloadSize = payloadSize
-    }
-
-    public var description: String { hex(address) }
-}
-
 /// The bytes a command or an answer carries after the header.
 public enum CommandPayload: @unchecked Sendable {
     case none
@@ -53,14 +39,6 @@ public enum CommandPayload: @unchecked Sendable {
     case bytes(ArraySlice<UInt8>)
     /// Bytes owned by the caller, valid until the command has been written.
     case borrowed(UnsafeRawBufferPointer)
-
-    var count: Int {
-        switch self {
-        case .none: 0
-        case .bytes(let slice): slice.count
-        case .borrowed(let buffer): buffer.count
-        }
-    }
 }
 
 /// A command for the guest module (host → guest).

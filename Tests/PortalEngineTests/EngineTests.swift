@@ -156,13 +156,19 @@ struct ConversationTests {
         #expect(got.withLock { $0 } == "crossing the page boundary")
     }
 
+    /// Each READ_STR stays within one guest page: a string that ends just
+    /// before an unmapped page is read without touching that page.
     @Test func stringEndingBeforeAnUnmappedPage() {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x60000, count: 4096)
         guest.store(Array("tail".utf8) + [0], at: 0x61000 - 5)
+        let commands = Lock<[RegionHeader]>([])
+        guest.onServe = { header, _ in commands.withLock { $0.append(header) } }
         engine.attach(.syscallEnter) { g in UInt64(try await g.readCString(at: 0x61000 - 5).count) }
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 4)
+        let sent = commands.withLock { $0 }.map { [UInt64($0.op), $0.address, $0.size] }
+        #expect(sent == [[UInt64(engine.configuration.ops.readString), 0x61000 - 5, 5]])
     }
 
     @Test func readTimeAndRawNumberQueries() {

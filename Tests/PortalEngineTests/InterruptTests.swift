@@ -305,14 +305,16 @@ struct ConcurrencyTests {
             _ = try await g.read(UInt8.self, at: 0x9000)
             interruptRuns.add()
         }
+        let wrong = Counter()
+        let nested = Counter()
         guest.onServe = { [unowned guest] header, vcpu in
             if header.address == 0x9008 && vcpu.index % 2 == 0 {
-                _ = guest.portal(engine, vcpu: vcpu, number: event, 0x9100, 0)
+                nested.add()
+                if guest.portal(engine, vcpu: vcpu, number: event, 0x9100, 0) != 6 { wrong.add() }
             }
         }
         let threads = 8
         let perThread = 300
-        let wrong = Counter()
         // One more thread queues interrupts while the vCPUs run.
         runOnThreads(threads + 1) { index in
             if index == threads {
@@ -327,6 +329,7 @@ struct ConcurrencyTests {
         }
         _ = guest.portal(engine, vcpu: setup, number: event, 0x9000, 0)
         #expect(wrong.value == 0)
+        #expect(nested.value >= threads / 2 * perThread)
         #expect(interruptRuns.value >= 1)
         #expect(engine.liveConversations == 0)
         #expect(engine.pendingInterrupts.isEmpty)
