@@ -59,7 +59,6 @@ static const struct hypercall_encoding encodings[][2] = {
                          {{0x00, 0xee, 0x10, 0x07}, 4, CS_ARCH_ARM, CS_MODE_THUMB, "mcr"}},
     [PORTAL_ARCH_RISCV] = {{{0x13, 0x40, 0x00, 0x00}, 4, CS_ARCH_ALL, 0, NULL}},
     [PORTAL_ARCH_PPC_BE] = {{{0x69, 0x4a, 0x00, 0x00}, 4, CS_ARCH_PPC, CS_MODE_BIG_ENDIAN, "xori"}},
-    [PORTAL_ARCH_PPC_LE] = {{{0x00, 0x00, 0x4a, 0x69}, 4, CS_ARCH_PPC, CS_MODE_LITTLE_ENDIAN, "xori"}},
     [PORTAL_ARCH_LOONGARCH] = {{{0x00, 0x6c, 0x00, 0x00}, 4, CS_ARCH_ALL, 0, NULL}},
 };
 

@@ -28,10 +28,6 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
         early.error("init_plugin: the emulator reports a \(info.word_bits)-bit guest, expected 32 or 64")
         return false
     }
-    guard info.vcpu_count >= 1, info.vcpu_count <= 4096 else {
-        early.error("init_plugin: the emulator reports \(info.vcpu_count) vCPUs, expected 1 to 4096")
-        return false
-    }
     let layout = GuestLayout(wordBits: Int(info.word_bits), byteOrder: info.big_endian != 0 ? .big : .little)
     guard let instance = PluginInstance.load(entryPoint: "init_plugin", arguments: arguments, layout: layout,
                                              vcpuCount: Int(info.vcpu_count)) else { return false }

@@ -67,13 +67,16 @@ final class PluginInstance: Sendable {
         return file
     }
 
-    /// Ends the current load: every conversation still waiting is ended and logged.
-    static func uninstall() {
+    /// Ends the current load: every conversation still waiting is ended and
+    /// logged. `vcpusMayRun`: the process is exiting from one vCPU while
+    /// others may still be inside a callback with the instance borrowed
+    /// (QEMU's at-exit callback), so the instance is left alive.
+    static func uninstall(vcpusMayRun: Bool = false) {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
         let unloaded = instance.takeUnretainedValue()
         Demonstrations.unloading(unloaded)
         unloaded.engine.shutdown()
-        instance.release()
+        if !vcpusMayRun { instance.release() }
     }
 
     /// What every front end does once it knows its guest: parse the
@@ -81,8 +84,13 @@ final class PluginInstance: Sendable {
     /// attach the demonstration asked for. nil, after one log line naming
     /// `entryPoint` and the reason, when any step refuses.
     static func load(entryPoint: String, arguments: [String], layout: GuestLayout, vcpuCount: Int,
-                     qemu: QemuFrontend? = nil) -> PluginInstance? {
+                     qemu: @autoclosure () -> QemuFrontend? = nil) -> PluginInstance? {
         let early = LogSink.standardError.logger(level: .error)
+        // Each vCPU's state is made up front (about 36 KiB).
+        guard (1...4096).contains(vcpuCount) else {
+            early.error("\(entryPoint): the emulator reports \(vcpuCount) vCPUs, expected 1 to 4096")
+            return nil
+        }
         let configuration: PortalConfiguration
         do {
             configuration = try PortalConfiguration.parse(arguments) { try PortalConfiguration.readTextFile($0) }
@@ -100,7 +108,7 @@ final class PluginInstance: Sendable {
             }
         }
         let instance = PluginInstance(configuration: configuration, layout: layout, vcpuCount: vcpuCount,
-                                      sink: sink, qemu: qemu)
+                                      sink: sink, qemu: qemu())
         guard install(instance) else {
             early.error("\(entryPoint): the plugin is already loaded; unload it first")
             return nil

@@ -146,22 +146,23 @@ public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: I
 
 private let qemuVCPUInitialised: @convention(c) (UInt32) -> Void = { index in
     PluginInstance.withCurrent { instance in
-    guard let frontend = instance.qemu, frontend.registers.indices.contains(Int(index)) else { return }
-    let target = frontend.target
-    let slot = frontend.registers[Int(index)]
-    slot.buffer = portal_qemu_new_buffer()
-    func find(_ names: [String]) -> UnsafeMutableRawPointer? {
-        names.lazy.compactMap { portal_qemu_find_register($0) }.first
-    }
-    slot.number = find(target.number)
-    let arguments = target.arguments.map(find)
-    (slot.arg1, slot.arg2, slot.arg3, slot.arg4) = (arguments[0], arguments[1], arguments[2], arguments[3])
-    slot.result = find(target.result)
-    if !slot.isComplete {
-        let missing = ([target.number] + target.arguments + [target.result]).filter { find($0) == nil }
-            .map { $0.joined(separator: "/") }
-        instance.logger.error("vCPU \(index): QEMU's \(target.name) CPU has no register named \(missing.joined(separator: ", ")); its hypercalls are ignored")
-    }
+        guard let frontend = instance.qemu, frontend.registers.indices.contains(Int(index)) else { return }
+        let target = frontend.target
+        let slot = frontend.registers[Int(index)]
+        // QEMU may initialise a vCPU again (hot-plug): keep its buffer.
+        if slot.buffer == nil { slot.buffer = portal_qemu_new_buffer() }
+        func find(_ names: [String]) -> UnsafeMutableRawPointer? {
+            names.lazy.compactMap { portal_qemu_find_register($0) }.first
+        }
+        slot.number = find(target.number)
+        let arguments = target.arguments.map(find)
+        (slot.arg1, slot.arg2, slot.arg3, slot.arg4) = (arguments[0], arguments[1], arguments[2], arguments[3])
+        slot.result = find(target.result)
+        if !slot.isComplete {
+            let missing = ([target.number] + target.arguments + [target.result]).filter { find($0) == nil }
+                .map { $0.joined(separator: "/") }
+            instance.logger.error("vCPU \(index): QEMU's \(target.name) CPU has no register named \(missing.joined(separator: ", ")); its hypercalls are ignored")
+        }
     }
 }
 
@@ -215,6 +216,8 @@ private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
     }
 }
 
+/// QEMU runs it from atexit() on the vCPU thread that asked to exit; the
+/// other vCPUs may still be in a callback.
 private let qemuExited: @convention(c) () -> Void = {
-    PluginInstance.uninstall()
+    PluginInstance.uninstall(vcpusMayRun: true)
 }

@@ -22,6 +22,8 @@
  *      not the plugin's and the emulator treats it as it otherwise would.
  *   4. uninit_plugin(self) ends every live conversation (each one is logged)
  *      and releases everything; init_plugin may be called again afterwards.
+ *      The emulator calls it with no hypercall callback in flight (vCPUs
+ *      stopped), as PANDA does when it unloads a plugin.
  *
  * Unlike PANDA, addresses are always 64-bit here (PANDA uses target_ulong),
  * and the guest's word width, byte order and vCPU count are asked for once,

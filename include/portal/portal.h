@@ -19,12 +19,14 @@
  * when it starts and aligned to 16 bytes, so a step function can remember
  * where it is without allocating. A minimal example, reading one 8-byte value:
  *
+ *     static uint32_t op_read;                    // portal_op("READ"), once
+ *
  *     static portal_step read_word(void *userdata, portal_conversation *conv,
  *                                  const portal_response *response,
  *                                  portal_command *command, uint64_t *result)
  *     {
  *         if (response == NULL) {                 // first step: ask
- *             command->op = portal_op("READ");
+ *             command->op = op_read;
  *             command->addr = conv->call.args[0];
  *             command->size = 8;
  *             return PORTAL_STEP_COMMAND;
@@ -37,10 +39,13 @@
  *         return PORTAL_STEP_FINISH;
  *     }
  *
+ *     op_read = portal_op("READ");
  *     portal_attach(0x1338, read_word, NULL);
  *
  * These functions may be called from any thread once libportal.so is
- * initialised (after init_plugin or qemu_plugin_install). Those returning int
+ * initialised (after init_plugin or qemu_plugin_install) and until
+ * uninit_plugin, which must not run while one of them is in flight. Those
+ * returning int
  * return 0 on success and -1 on failure, with a log line saying why.
  */
 #ifndef PORTAL_PORTAL_H
@@ -94,7 +99,8 @@ typedef struct portal_conversation {
 /* The guest's answer to the previous command. */
 typedef struct portal_response {
     uint32_t code;        /* PORTAL_RESP_* */
-    uint64_t addr;        /* the header's addr field as the guest left it */
+    uint64_t addr;        /* READ_OK/READ_PARTIAL/READ_NUM: the header's addr field as
+                           * the guest left it; 0 for the other codes */
     uint64_t size;        /* READ_OK/READ_PARTIAL: bytes in data; READ_NUM: the value; else 0 */
     const uint8_t *data;  /* READ_OK/READ_PARTIAL payload; valid during this step only */
 } portal_response;
@@ -151,7 +157,8 @@ bool portal_queue_interrupt(const char *name);
 uint32_t portal_take_install_budget(portal_conversation *conversation, uint32_t wanted);
 
 /* The number of operation `name` (e.g. "READ", "READ_TIME") in the op table
- * in use, or 0 when the table has no such operation. */
+ * in use, or 0 when the table has no such operation. A name lookup: resolve
+ * the ops a step needs once, after init, not in the step. */
 uint32_t portal_op(const char *name);
 
 #ifdef __cplusplus

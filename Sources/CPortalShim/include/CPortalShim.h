@@ -43,7 +43,6 @@ typedef enum portal_qemu_arch {
     PORTAL_ARCH_ARM,
     PORTAL_ARCH_RISCV,
     PORTAL_ARCH_PPC_BE,
-    PORTAL_ARCH_PPC_LE,
     PORTAL_ARCH_LOONGARCH,
 } portal_qemu_arch;
 
