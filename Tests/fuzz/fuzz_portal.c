@@ -93,10 +93,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_WARMUP_INPUTS 2000
 #define FZ_GROWTH_LIMIT (32ll << 20)
 
-static const uint32_t named_numbers[FN_NAMED_COUNT] = {
-    0xbebebebeu, 0x7901u, 0x7902u, 0x1338u, 0x1339u, 0x133bu, 0x133cu, 0x6901u,
-    0x6902u, 0x6903u, 0x6904u, 0x6408400du, 0x6408400cu, 0x51ec3692u, 0x7903u,
-};
 
 static const uint64_t interesting_sizes[] = {
     0, 1, 2, 7, 8, 23, 24, 64, 255, 256, 511, 512, 4071, 4072, 4073, 4096,
@@ -254,18 +250,18 @@ static uint64_t read_number(reader *r)
 {
     uint8_t sel = r8(r);
     if (sel < FN_NAMED_COUNT)
-        return named_numbers[sel];
+        return fz_named_numbers[sel];
     switch (sel) {
     case FN_U32: return r32(r);
     case FN_U64: return r64(r);
-    case FN_SX: return 0xffffffff00000000ull | named_numbers[r8(r) % FN_NAMED_COUNT];
+    case FN_SX: return 0xffffffff00000000ull | fz_named_numbers[r8(r) % FN_NAMED_COUNT];
     case FN_HI: {
         uint32_t k = r8(r) % FN_NAMED_COUNT;
-        return ((uint64_t)r32(r) << 32) | named_numbers[k];
+        return ((uint64_t)r32(r) << 32) | fz_named_numbers[k];
     }
     default:
         /* the numbers the plugin serves, more often */
-        return named_numbers[FN_SYSCALL_ENTER + (sel - FN_SELECTORS) % 8];
+        return fz_named_numbers[FN_SYSCALL_ENTER + (sel - FN_SELECTORS) % 8];
     }
 }
 

@@ -40,10 +40,6 @@
 bool emu_hypercall_inner(CPUState *cpu, panda_hypercall *call);
 bool emu_init_inner(guest *g, const char *const *args, int count);
 
-static const uint32_t named[FN_NAMED_COUNT] = {
-    0xbebebebeu, 0x7901u, 0x7902u, 0x1338u, 0x1339u, 0x133bu, 0x133cu, 0x6901u,
-    0x6902u, 0x6903u, 0x6904u, 0x6408400du, 0x6408400cu, 0x51ec3692u, 0x7903u,
-};
 
 /* ------------------------------------------------------------ encoding -- */
 
@@ -92,11 +88,11 @@ static void e_arg(uint64_t v)
 static void e_num(uint64_t v)
 {
     for (int k = 0; k < FN_NAMED_COUNT; k++) {
-        if (v == named[k]) {
+        if (v == fz_named_numbers[k]) {
             fz_u8(&out, (uint8_t)k);
             return;
         }
-        if (v == (0xffffffff00000000ull | named[k])) {
+        if (v == (0xffffffff00000000ull | fz_named_numbers[k])) {
             fz_u8(&out, FN_SX);
             fz_u8(&out, (uint8_t)k);
             return;

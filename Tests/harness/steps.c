@@ -340,3 +340,21 @@ trap_record *run_script(T *t, script *s, uint32_t number, uint64_t a1, uint64_t 
         *ret = r;
     return t_traps_of_conv(t, id, ntraps);
 }
+
+void expect_page_reused(T *t, uint64_t region, uint32_t size, uint64_t result)
+{
+    static script again;
+    memset(&again, 0, sizeof again);
+    script_cmd(&again, api.op("READ"), 0, USER_BASE, size, NULL, 0);
+    again.result = result;
+    uint64_t ret;
+    size_t n;
+    RUN_SCRIPT(&again, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+    CHECK_EQ(tr[0].region, region);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(again.starts, 1);
+    CHECK_EQ(again.nanswers, 1);
+    CHECK_EQ(again.answers[0].code, PORTAL_RESP_READ_OK);
+    CHECK_EQ(again.answers[0].size, size);
+    CHECK_EQ(ret, result);
+}

@@ -139,6 +139,13 @@ uint64_t converse(guest *g, int vcpu, uint32_t number, uint64_t a1, uint64_t a2,
  * its trap records (NULL after a t_fail). *ret gets the return register. */
 trap_record *run_script(T *t, script *s, uint32_t number, uint64_t a1, uint64_t a2,
                         uint64_t *ret, size_t *ntraps);
+/* After a conversation on `region` ended early: the guest's next
+ * HC_SYSCALL_ENTER conversation reuses that page and runs normally (one
+ * READ of `size` bytes at USER_BASE, answered READ_OK; the hypercall
+ * returns `result`). Replaces the work attached to HC_SYSCALL_ENTER; check
+ * t->failed after it. */
+void expect_page_reused(T *t, uint64_t region, uint32_t size, uint64_t result);
+
 #define RUN_SCRIPT(s, number, a1, a2, ret, n)                                 \
     trap_record *tr = run_script(t, (s), (number), (a1), (a2), (ret), (n));   \
     if (!tr)                                                                  \
