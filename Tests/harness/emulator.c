@@ -198,11 +198,6 @@ bool emu_hypercall(CPUState *cpu, panda_hypercall *call)
     return cb(cpu, call);
 }
 
-bool emu_callback_registered(void)
-{
-    return __atomic_load_n(&self.callback, __ATOMIC_ACQUIRE) != NULL;
-}
-
 int emu_stale_callbacks(void)
 {
     return stale_callbacks;

@@ -50,7 +50,6 @@ void emu_uninit(void);
 
 /* Delivers one hypercall; false if no callback or the callback declined. */
 bool emu_hypercall(CPUState *cpu, panda_hypercall *call);
-bool emu_callback_registered(void);
 /* Times a plugin left its callback registered after uninit_plugin. */
 int emu_stale_callbacks(void);
 /* panda_get_guest_info calls made (the header says: once, at init). */

@@ -61,7 +61,6 @@ struct guest {
     bool junk_fill;
 
     guest_handler handlers[GUEST_MAX_OPS];
-    const char *op_names[GUEST_MAX_OPS];   /* static strings of the caller */
     uint32_t op_max;
 
     uint64_t time_ns, time_step;
@@ -83,7 +82,7 @@ struct guest {
     trap_record *traps;
     size_t ntraps, traps_cap;
     uint64_t trap_seq;
-    uint64_t conv_seq, conversations, interrupt_conversations;
+    uint64_t conv_seq, interrupt_conversations;
 
     int violations;
     char first_violation[256];
@@ -105,7 +104,6 @@ static void violation(guest *g, const char *fmt, ...)
 
 uint64_t guest_mask(const guest *g) { return g->mask; }
 const guest_config *guest_get_config(const guest *g) { return &g->cfg; }
-CPUState *guest_cpu(guest *g, int vcpu) { return &g->cpus[vcpu]; }
 
 void guest_encode(const guest *g, uint8_t *out, uint64_t value, int bytes)
 {
@@ -250,14 +248,6 @@ void guest_unmap(guest *g, uint64_t addr, uint64_t len)
     pthread_mutex_unlock(&g->lock);
 }
 
-bool guest_is_mapped(guest *g, uint64_t addr)
-{
-    pthread_mutex_lock(&g->lock);
-    bool r = find_page(g, (addr & g->mask) / GUEST_PAGE_SIZE) != NULL;
-    pthread_mutex_unlock(&g->lock);
-    return r;
-}
-
 uint64_t guest_peek(guest *g, uint64_t addr, void *buf, uint64_t len)
 {
     pthread_mutex_lock(&g->lock);
@@ -399,10 +389,8 @@ void guest_set_ops(guest *g, const char *const *names, int n)
     if (n > GUEST_MAX_OPS - 2)
         n = GUEST_MAX_OPS - 2;
     memset(g->handlers, 0, sizeof g->handlers);
-    memset(g->op_names, 0, sizeof g->op_names);
     for (int i = 0; i < n; i++) {
         g->handlers[i + 1] = handler_named(names[i]);
-        g->op_names[i + 1] = names[i];
     }
     g->op_max = (uint32_t)n + 1;
 }
@@ -410,16 +398,6 @@ void guest_set_ops(guest *g, const char *const *names, int n)
 void guest_set_ops_standard(guest *g)
 {
     guest_set_ops(g, standard_op_names, standard_op_count);
-}
-
-uint32_t guest_op_max(const guest *g) { return g->op_max; }
-
-uint32_t guest_op_number(const guest *g, const char *name)
-{
-    for (uint32_t i = 1; i < g->op_max; i++)
-        if (g->op_names[i] && strcmp(g->op_names[i], name) == 0)
-            return i;
-    return 0;
 }
 
 /* ------------------------------------------------------------ life, knobs -- */
@@ -948,7 +926,6 @@ static gconv *conv_new(guest *g, int vcpu, int depth, uint64_t num, uint64_t a1,
     c->state = CS_START;
     pthread_mutex_lock(&g->lock);
     c->id = ++g->conv_seq;
-    g->conversations++;
     if ((uint32_t)num == HC_PORTAL_INTERRUPT)
         g->interrupt_conversations++;
     pthread_mutex_unlock(&g->lock);
@@ -1048,9 +1025,7 @@ bool guest_conv_step(gconv *c)
     }
 }
 
-bool guest_conv_done(const gconv *c) { return c->state == CS_DONE; }
 uint64_t guest_conv_result(const gconv *c) { return c->ret; }
-int guest_conv_traps(const gconv *c) { return c->traps; }
 uint64_t guest_conv_id(const gconv *c) { return c->id; }
 uint64_t guest_conv_region(const gconv *c) { return c->region; }
 void guest_conv_set_vcpu(gconv *c, int vcpu) { c->vcpu = vcpu; }
@@ -1098,27 +1073,12 @@ size_t guest_trap_count(guest *g)
     return n;
 }
 
-void guest_clear_traps(guest *g)
-{
-    pthread_mutex_lock(&g->lock);
-    g->ntraps = 0;
-    pthread_mutex_unlock(&g->lock);
-}
-
 int guest_violations(guest *g, char *first, size_t first_len)
 {
     pthread_mutex_lock(&g->lock);
     int n = g->violations;
     if (first && first_len)
         snprintf(first, first_len, "%s", g->first_violation);
-    pthread_mutex_unlock(&g->lock);
-    return n;
-}
-
-uint64_t guest_conversations_run(guest *g)
-{
-    pthread_mutex_lock(&g->lock);
-    uint64_t n = g->conversations;
     pthread_mutex_unlock(&g->lock);
     return n;
 }

@@ -134,13 +134,11 @@ typedef bool (*guest_nest_fn)(void *userdata, int vcpu, int depth, uint32_t op,
 guest *guest_new(const guest_config *config);
 void guest_free(guest *g);
 const guest_config *guest_get_config(const guest *g);
-CPUState *guest_cpu(guest *g, int vcpu);
 uint64_t guest_mask(const guest *g);   /* 0xffffffff or all ones */
 
 /* ---- memory ---- */
 void guest_map(guest *g, uint64_t addr, uint64_t len);     /* zero-filled */
 void guest_unmap(guest *g, uint64_t addr, uint64_t len);
-bool guest_is_mapped(guest *g, uint64_t addr);
 /* Direct access for tests (no vCPU rules): return bytes transferred before
  * the first hole (== len when all were mapped). */
 uint64_t guest_peek(guest *g, uint64_t addr, void *buf, uint64_t len);
@@ -162,8 +160,6 @@ void guest_set_ops(guest *g, const char *const *names, int n);
 void guest_set_ops_standard(guest *g);
 extern const char *const standard_op_names[];   /* index 0 = op 1 */
 extern const int standard_op_count;             /* 55 */
-uint32_t guest_op_max(const guest *g);
-uint32_t guest_op_number(const guest *g, const char *name);  /* 0 if none */
 
 void guest_set_time(guest *g, uint64_t ns, uint64_t step_per_read);
 void guest_add_symbol(guest *g, const char *name, uint64_t address);
@@ -201,9 +197,7 @@ uint64_t igloo_portal(guest *g, int vcpu, uint64_t num, uint64_t a1, uint64_t a2
  * first, or a nested one) and returns true once `c` has ended. */
 gconv *guest_conv_start(guest *g, int vcpu, uint64_t num, uint64_t a1, uint64_t a2);
 bool guest_conv_step(gconv *c);
-bool guest_conv_done(const gconv *c);
 uint64_t guest_conv_result(const gconv *c);
-int guest_conv_traps(const gconv *c);         /* traps of this conversation itself */
 uint64_t guest_conv_id(const gconv *c);       /* conv_id of its trap records */
 uint64_t guest_conv_region(const gconv *c);   /* its page (0 before it has one) */
 void guest_conv_set_vcpu(gconv *c, int vcpu); /* migrate to another vCPU */
@@ -220,12 +214,10 @@ int guest_cpu_write(CPUState *cpu, uint64_t addr, const uint8_t *buf, int len);
 /* Copies of the trap records (caller frees). */
 trap_record *guest_traps(guest *g, size_t *count);
 size_t guest_trap_count(guest *g);
-void guest_clear_traps(guest *g);
 void guest_set_recording(guest *g, bool on);
 /* Protocol violations the guest noticed (e.g. a user READ larger than the
  * region, a write into another conversation's page). */
 int guest_violations(guest *g, char *first, size_t first_len);
-uint64_t guest_conversations_run(guest *g);   /* conversations started */
 uint64_t guest_interrupt_conversations(guest *g);
 int guest_offtrap_accesses(guest *g);  /* memory calls outside a trap (refused) */
 

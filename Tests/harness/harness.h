@@ -20,7 +20,6 @@ typedef struct T {
     char detail[1024];
     guest *g;                 /* the scenario's guest (freed by the runner) */
     char log_path[1024];      /* the plugin's log_file for this scenario */
-    bool skip_violation_check;
     trap_record *traps_buf;   /* last t_traps_of_conv answer (freed by the runner) */
 } T;
 
@@ -103,7 +102,6 @@ void t_expect_header(const guest *g, uint8_t out[REGION_HEADER], uint32_t op, ui
 #define OP_READ 1u
 #define OP_WRITE 2u
 #define OP_READ_STR 3u
-#define OP_READ_PTR_ARRAY 4u
 #define OP_DUMP 5u
 #define OP_OSI_PROC_PTREGS 13u
 #define OP_READ_TIME 17u
