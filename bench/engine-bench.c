@@ -210,10 +210,6 @@ void swift_release(void *object)
 #define OP_READ   1u
 #define OP_WRITE  2u
 #define OP_MAX    56
-#define RESP_READ_OK    0xf0000001u
-#define RESP_READ_FAIL  0xf0000002u
-#define RESP_WRITE_OK   0xf0000004u
-#define RESP_WRITE_FAIL 0xf0000005u
 
 #define HC_SWIFT        0x1338u       /* demo=bench */
 #define HC_C            0x133cu       /* C step: arg1 READs of arg2 */
@@ -346,20 +342,20 @@ static inline void guest_serve(gconv *g, uint32_t op)
             if (size == 8) memcpy(payload, p, 8);
             else memcpy(payload, p, size);
             memcpy(hdr + 16, &size, 8);
-            resp = RESP_READ_OK;
+            resp = PORTAL_RESP_READ_OK;
         } else {
-            resp = RESP_READ_FAIL;
+            resp = PORTAL_RESP_READ_FAIL;
         }
     } else if (op == OP_WRITE) {
         uint8_t *p = size <= REGION_SIZE ? gptr(addr, size) : NULL;
         if (p) {
             memcpy(p, payload, size);
-            resp = RESP_WRITE_OK;
+            resp = PORTAL_RESP_WRITE_OK;
         } else {
-            resp = RESP_WRITE_FAIL;
+            resp = PORTAL_RESP_WRITE_FAIL;
         }
     } else {
-        resp = RESP_WRITE_FAIL;
+        resp = PORTAL_RESP_WRITE_FAIL;
     }
     memcpy(hdr, &resp, 4);
     g->arg4 = resp;
@@ -450,7 +446,7 @@ static bool floor_cb(CPUState *cpu, panda_hypercall *call)
         uint32_t want = bulk ? (uint32_t)(s->remaining < REGION_SIZE ? s->remaining : REGION_SIZE) : 8;
         if (panda_virtual_memory_read(cpu, region, buf, (int)(HEADER + want)) != 0) return true;
         memcpy(&h, buf, HEADER);
-        if ((uint32_t)call->args[3] != RESP_READ_OK || h.size != want) {
+        if ((uint32_t)call->args[3] != PORTAL_RESP_READ_OK || h.size != want) {
             fprintf(stderr, "floor: unexpected answer\n");
             exit(1);
         }
@@ -663,9 +659,6 @@ static double sample_live(enum kind kind, unsigned k, uint64_t total)
 
 /* Two vCPU threads, each its own conversation (cache-line apart). */
 struct __attribute__((aligned(128))) thread_arg {
-    enum kind kind;
-    int index;
-    uint64_t trips;
     pthread_barrier_t *barrier;
     double t0, t1;
     gconv g;
@@ -688,9 +681,6 @@ static void sample_threads(enum kind kind, uint64_t trips, double *per_thread, d
     struct thread_arg args[2];
     pthread_t th[2];
     for (int t = 0; t < 2; t++) {
-        args[t].kind = kind;
-        args[t].index = t;
-        args[t].trips = trips;
         args[t].barrier = &barrier;
         /* regions and parameter blocks far apart: no shared cache lines */
         setup_read_loop(&args[t].g, kind, &cpus[t], 16u * (unsigned)t, trips, 8u * (unsigned)t);

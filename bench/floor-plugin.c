@@ -33,7 +33,6 @@ QEMU_PLUGIN_API_EXPORT int qemu_plugin_version = QEMU_PLUGIN_API_VERSION;
 enum { R_NUM, R_A1, R_A2, R_A3, R_RET, R_COUNT };
 
 static struct {
-    const char *target;
     const char *regs[R_COUNT];
     unsigned char insn[4];
     size_t insn_len;
@@ -47,7 +46,6 @@ static GByteArray *cmd;        /* the READ command header, built once */
 static GByteArray *none;       /* op = NONE */
 static GByteArray *resp;       /* header + 8 payload bytes */
 static unsigned int ret_width;
-static uint64_t flag_addr, region_size = CONTRACT_REGION_SIZE;
 
 /* The one BENCH conversation. */
 static bool live;
@@ -122,11 +120,8 @@ static void trap(unsigned int vcpu_index, void *userdata)
     uint32_t num = (uint32_t)read_reg(R_NUM);
     switch (num) {
     case CONTRACT_HC_REGISTER_REGION:
-        region_size = read_reg(R_A1);
-        break;
     case CONTRACT_HC_ENABLE_INTERRUPT:
-        flag_addr = read_reg(R_A1);
-        break;
+        break;   /* hard-coded: the contract's region size, no interrupts */
     case CONTRACT_HC_PORTAL_INTERRUPT:
         break;   /* nothing pending: the guest's op stays 0 */
     case CONTRACT_HC_EVENT:
@@ -219,7 +214,6 @@ QEMU_PLUGIN_API_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_i
         qemu_plugin_outs("floor: unsupported target\n");
         return 1;
     }
-    arch.target = table[i].target;
     memcpy(arch.regs, table[i].regs, sizeof arch.regs);
     memcpy(arch.insn, table[i].insn, table[i].insn_len);
     arch.insn_len = table[i].insn_len;
