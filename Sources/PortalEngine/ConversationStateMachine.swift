@@ -55,8 +55,6 @@ struct ConversationStateMachine {
     }
 
     private(set) var state: State = .working
-    /// Whether a command was written: only then is the header the host's to reset.
-    private var hasSentCommand = false
 
 
     /// The work wants to send a command with `op` and `size`: nil means
@@ -70,7 +68,6 @@ struct ConversationStateMachine {
             state = .ended
             return .invalidOp(op, max: ops.max)
         }
-        hasSentCommand = true
         let payloadHint: Int
         switch op {
         case ops.read: payloadHint = Int(min(max(size, 0), Int64(regionSize)))
@@ -81,13 +78,10 @@ struct ConversationStateMachine {
         return nil
     }
 
-    /// The work is done: end the conversation, writing NONE unless this was
-    /// its first step (the guest zeroed the header itself). Returns whether
-    /// NONE must be written.
-    mutating func workFinished() -> Bool {
+    /// The work is done: end the conversation.
+    mutating func workFinished() {
         precondition(isWorking, "the work finished while the conversation was \(state)")
         state = .ended
-        return hasSentCommand
     }
 
     /// The work gave up: end the conversation with this error.

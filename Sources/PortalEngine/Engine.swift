@@ -166,13 +166,9 @@ public final class PortalEngine: @unchecked Sendable {
             break
         }
 
-        let attached: WorkFactory?
-        if number == .portalInterrupt {
-            attached = nil
-        } else {
-            guard let factory = handlers.lookup(number.rawValue) else { return .notMine }
-            attached = factory
-        }
+        let isInterrupt = number == .portalInterrupt
+        let attached = isInterrupt ? nil : handlers.lookup(number.rawValue)
+        if !isInterrupt && attached == nil { return .notMine }
 
         let answer = UInt32(truncatingIfNeeded: call.arg4)
         if answer != 0 {
@@ -184,21 +180,21 @@ public final class PortalEngine: @unchecked Sendable {
             return .handled
         }
 
-        let factory: WorkFactory
+        var call = call
+        call.vcpu = vcpu.index
+        call.arg3 = region
+        let work: any ConversationWork
         var window: InterruptWindow? = nil
         if let attached {
-            factory = attached
+            work = attached.make(call)
         } else {
             let pending = interrupts.takePending()
             setFlag(0, memory: memory)
             if pending.isEmpty { return .handled }
             window = InterruptWindow(installBudget: configuration.installBudget)
-            factory = WorkFactory { _ in InterruptWindowWork(handlers: pending) }
+            work = InterruptWindowWork(handlers: pending)
         }
-        var call = call
-        call.vcpu = vcpu.index
-        call.arg3 = region
-        let conversation = Conversation(call: call, engine: self, window: window, work: factory.make(call))
+        let conversation = Conversation(call: call, engine: self, window: window, work: work)
         return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
                     isNew: true)
     }
@@ -213,7 +209,7 @@ public final class PortalEngine: @unchecked Sendable {
         let response: PortalResponse
         switch conversation.machine.guestAnswered(answer) {
         case .restart:
-            finish(conversation, vcpu: vcpu, memory: memory, writeNone: false, failure: .abandoned,
+            finish(conversation, vcpu: vcpu, memory: memory, regionIsOurs: false, failure: .abandoned,
                    level: .warn)
             return nil
         case .fail(let error):
@@ -270,8 +266,7 @@ public final class PortalEngine: @unchecked Sendable {
                 return fail(conversation, refusal, vcpu: vcpu, memory: memory)
             }
             if isNew, let refusal = startWaiting(conversation) {
-                // The guest zeroed the header itself: its loop ends without NONE.
-                return fail(conversation, refusal, vcpu: vcpu, memory: memory, writeNone: false)
+                return fail(conversation, refusal, vcpu: vcpu, memory: memory)
             }
             conversation.lastHeard.store(waitStarts.load(ordering: .relaxed), ordering: .relaxed)
             let scratch = vcpu.scratch(payloadSize: regionSize)
@@ -279,14 +274,14 @@ public final class PortalEngine: @unchecked Sendable {
             guard memory.write(conversation.regionAddress,
                                from: UnsafeRawBufferPointer(rebasing: scratch[..<count])) else {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
-                            writeNone: false)
+                            regionIsOurs: false)
             }
             vcpu.remember(conversation)
             conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
             return .handled
         case .finished(let value):
-            let writeNone = conversation.machine.workFinished()
-            finish(conversation, vcpu: vcpu, memory: memory, writeNone: writeNone, failure: nil, level: .debug)
+            conversation.machine.workFinished()
+            finish(conversation, vcpu: vcpu, memory: memory, failure: nil, level: .debug)
             return .returning(value)
         case .failed(let error):
             return fail(conversation, conversation.machine.workFailed(error), vcpu: vcpu, memory: memory)
@@ -294,19 +289,25 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     private func fail(_ conversation: Conversation, _ error: PortalError, vcpu: VCPU,
-                                           memory: GuestMemory, writeNone: Bool = true) -> HypercallOutcome {
-        finish(conversation, vcpu: vcpu, memory: memory, writeNone: writeNone, failure: error, level: .error)
+                                           memory: GuestMemory, regionIsOurs: Bool = true) -> HypercallOutcome {
+        finish(conversation, vcpu: vcpu, memory: memory, regionIsOurs: regionIsOurs, failure: error, level: .error)
         return .handled
     }
 
     /// Ends a conversation: NONE into the region so the guest leaves its
     /// loop, out of the table, the work released, and a log line for a failure.
-    private func finish(_ conversation: Conversation, vcpu: VCPU, memory: GuestMemory,
-                                             writeNone: Bool, failure: PortalError?, level: LogLevel) {
+    /// NONE is written only over a command of ours: a conversation that ends
+    /// on its first trap finds the header the guest zeroed, and
+    /// `regionIsOurs` is false when the guest took the page back (it
+    /// restarted there) or the region cannot be written.
+    private func finish(_ conversation: Conversation, vcpu: VCPU, memory: GuestMemory, regionIsOurs: Bool = true,
+                                             failure: PortalError?, level: LogLevel) {
         conversation.machine.end()
         let site = TrapSite(number: conversation.call.number, vcpu: vcpu.index,
                             regionAddress: conversation.regionAddress)
-        if writeNone { self.writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: site) }
+        if conversation.isWaiting && regionIsOurs {
+            writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: site)
+        }
         // Only a conversation that waited is in the table: one that finishes
         // on its first trap takes no lock.
         if conversation.isWaiting { stopWaiting(conversation) }
