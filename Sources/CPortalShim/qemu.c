@@ -227,11 +227,11 @@ bool portal_qemu_read_register(void *buffer, void *reg, bool big_endian, uint64_
     if (!qemu_plugin_read_register(reg, bytes) || bytes->len == 0 || bytes->len > 8)
         return false;
     uint64_t number = 0;
-    if (big_endian) {
-        for (guint i = 0; i < bytes->len; i++)
-            number = number << 8 | bytes->data[i];
+    if (!big_endian && bytes->len == 8) {
+        memcpy(&number, bytes->data, 8);  /* the common case, one load: the host is little-endian */
     } else {
-        memcpy(&number, bytes->data, bytes->len);  /* the host is little-endian */
+        for (guint i = 0; i < bytes->len; i++)
+            number |= (uint64_t)bytes->data[i] << 8 * (big_endian ? bytes->len - 1 - i : i);
     }
     *value = number;
     *width = bytes->len;

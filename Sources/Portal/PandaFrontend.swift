@@ -49,7 +49,7 @@ private let pandaHypercall: panda_hypercall_cb = { cpu, registers in
         let args = registers.pointee.args
         let call = Hypercall(number: registers.pointee.number, arg1: args.0, arg2: args.1, arg3: args.2,
                              arg4: args.3, vcpu: index)
-        let outcome = instance.withVCPU(index) { vcpu in
+        let outcome = instance.vcpus.with(index) { vcpu in
             instance.engine.hypercall(call, vcpu: vcpu, memory: pandaMemory(cpu))
         }
         switch outcome {

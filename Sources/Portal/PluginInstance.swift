@@ -8,18 +8,7 @@ final class PluginInstance: Sendable {
     let engine: PortalEngine
     /// Indexed by vCPU number; created up front so a trap finds its vCPU
     /// without a lock.
-    let vcpus: [VCPU]
-    /// The same, unretained: the instance keeps them alive for as long as the
-    /// emulator calls the plugin, so a trap borrows its vCPU without the
-    /// atomic retain and release a load from `vcpus` costs.
-    private let borrowedVCPUs: [Unmanaged<VCPU>]
-
-    /// Calls `body` with vCPU `index`, or returns nil if there is none.
-    @inline(__always)
-    func withVCPU<R>(_ index: Int, _ body: (VCPU) -> R) -> R? {
-        guard borrowedVCPUs.indices.contains(index) else { return nil }
-        return borrowedVCPUs[index]._withUnsafeGuaranteedRef(body)
-    }
+    let vcpus: BorrowedObjects<VCPU>
     let sink: LogSink
     /// Register handles and the target, when QEMU loaded the plugin.
     let qemu: QemuFrontend?
@@ -31,9 +20,7 @@ final class PluginInstance: Sendable {
         let engine = PortalEngine(configuration: configuration, layout: layout,
                                   logger: sink.logger(level: configuration.logLevel))
         self.engine = engine
-        let vcpus = (0..<vcpuCount).map { engine.makeVCPU(index: $0) }
-        self.vcpus = vcpus
-        borrowedVCPUs = vcpus.map { Unmanaged.passUnretained($0) }
+        vcpus = BorrowedObjects((0..<vcpuCount).map { engine.makeVCPU(index: $0) })
     }
 
     var logger: PortalLogger { engine.logger }

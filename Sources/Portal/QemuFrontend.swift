@@ -76,11 +76,11 @@ final class QemuRegisters: @unchecked Sendable {
 /// State of a QEMU load, beside the engine.
 final class QemuFrontend: Sendable {
     let target: QemuTarget
-    let registers: [QemuRegisters]
+    let registers: BorrowedObjects<QemuRegisters>
 
     init(target: QemuTarget, vcpuCount: Int) {
         self.target = target
-        registers = (0..<vcpuCount).map { _ in QemuRegisters() }
+        registers = BorrowedObjects((0..<vcpuCount).map { _ in QemuRegisters() })
     }
 
     /// Reads a register of `slot`'s vCPU as an unsigned number; `width`
@@ -146,9 +146,9 @@ public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: I
 
 private let qemuVCPUInitialised: @convention(c) (UInt32) -> Void = { index in
     PluginInstance.withCurrent { instance in
-        guard let frontend = instance.qemu, frontend.registers.indices.contains(Int(index)) else { return }
+        guard let frontend = instance.qemu, frontend.registers.owned.indices.contains(Int(index)) else { return }
         let target = frontend.target
-        let slot = frontend.registers[Int(index)]
+        let slot = frontend.registers.owned[Int(index)]
         // QEMU may initialise a vCPU again (hot-plug): keep its buffer.
         if slot.buffer == nil { slot.buffer = portal_qemu_new_buffer() }
         func find(_ names: [String]) -> UnsafeMutableRawPointer? {
@@ -169,50 +169,56 @@ private let qemuVCPUInitialised: @convention(c) (UInt32) -> Void = { index in
 private let qemuHypercall: @convention(c) (UInt32) -> Void = { index in
     PluginInstance.withCurrent { instance in
         guard let frontend = instance.qemu else { return }
-        let vcpuIndex = Int(index)
         // Register slots and engine vCPUs are made together, max_vcpus of each.
-        guard frontend.registers.indices.contains(vcpuIndex) else {
-            instance.logger.error("hypercall on vCPU \(index): QEMU reported more vCPUs than its max_vcpus; ignored")
-            return
-        }
-        let slot = frontend.registers[vcpuIndex]
-        guard slot.isComplete, slot.buffer != nil else { return }
-        // Every register read is a trip through QEMU's gdb layer: read the
-        // number first and the rest only as far as the engine needs them.
-        var width = 0
-        guard let number = frontend.read(slot.number!, of: slot, width: &width) else {
-            instance.logger.error("hypercall on vCPU \(index): QEMU could not read its number register; ignored")
-            return
-        }
-        guard instance.engine.serves(number) else { return }
-        guard let arg3 = frontend.read(slot.arg3!, of: slot, width: &width),
-              let arg4 = frontend.read(slot.arg4!, of: slot, width: &width) else {
-            instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
-            return
-        }
-        var arg1: UInt64 = 0
-        var arg2: UInt64 = 0
-        if PortalEngine.needsArguments(number: number, answer: arg4) {
-            guard let first = frontend.read(slot.arg1!, of: slot, width: &width),
-                  let second = frontend.read(slot.arg2!, of: slot, width: &width) else {
-                instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(index): QEMU could not read its argument registers; ignored")
-                return
+        let served: Void? = frontend.registers.with(Int(index)) { slot in
+            instance.vcpus.with(Int(index)) { vcpu in
+                serveQemuHypercall(instance, frontend, slot, vcpu)
             }
-            (arg1, arg2) = (first, second)
         }
-        let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpuIndex)
-        let outcome = instance.withVCPU(vcpuIndex) { vcpu in
-            instance.engine.hypercall(call, vcpu: vcpu, memory: qemuMemory(slot))
+        if served == nil {
+            instance.logger.error("hypercall on vCPU \(index): QEMU reported more vCPUs than its max_vcpus; ignored")
         }
-        guard case .returning(let value) = outcome else { return }
-        if slot.resultWidth == 0 {
-            var resultWidth = 0
-            _ = frontend.read(slot.result!, of: slot, width: &resultWidth)
-            slot.resultWidth = resultWidth
+    }
+}
+
+/// One trap of vCPU `vcpu`, whose registers `slot` holds.
+@inline(__always)
+private func serveQemuHypercall(_ instance: PluginInstance, _ frontend: QemuFrontend, _ slot: QemuRegisters,
+                                _ vcpu: VCPU) {
+    guard slot.isComplete, slot.buffer != nil else { return }
+    // Every register read is a trip through QEMU's gdb layer: read the
+    // number first and the rest only as far as the engine needs them.
+    var width = 0
+    guard let number = frontend.read(slot.number!, of: slot, width: &width) else {
+        instance.logger.error("hypercall on vCPU \(vcpu.index): QEMU could not read its number register; ignored")
+        return
+    }
+    guard instance.engine.serves(number) else { return }
+    guard let arg3 = frontend.read(slot.arg3!, of: slot, width: &width),
+          let arg4 = frontend.read(slot.arg4!, of: slot, width: &width) else {
+        instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(vcpu.index): QEMU could not read its argument registers; ignored")
+        return
+    }
+    var arg1: UInt64 = 0
+    var arg2: UInt64 = 0
+    if PortalEngine.needsArguments(number: number, answer: arg4) {
+        guard let first = frontend.read(slot.arg1!, of: slot, width: &width),
+              let second = frontend.read(slot.arg2!, of: slot, width: &width) else {
+            instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(vcpu.index): QEMU could not read its argument registers; ignored")
+            return
         }
-        if slot.resultWidth == 0 || !frontend.write(slot.result!, of: slot, value: value, width: slot.resultWidth) {
-            instance.logger.error("\(call.number) on vCPU \(index): QEMU refused to write the return register")
-        }
+        (arg1, arg2) = (first, second)
+    }
+    let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpu.index)
+    guard case .returning(let value) = instance.engine.hypercall(call, vcpu: vcpu, memory: qemuMemory(slot))
+    else { return }
+    if slot.resultWidth == 0 {
+        var resultWidth = 0
+        _ = frontend.read(slot.result!, of: slot, width: &resultWidth)
+        slot.resultWidth = resultWidth
+    }
+    if slot.resultWidth == 0 || !frontend.write(slot.result!, of: slot, value: value, width: slot.resultWidth) {
+        instance.logger.error("\(call.number) on vCPU \(vcpu.index): QEMU refused to write the return register")
     }
 }
 
