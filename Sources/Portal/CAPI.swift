@@ -83,16 +83,18 @@ final class CStepWork: ConversationWork {
     }
 }
 
-private func withEngine(_ function: String, _ body: (PortalEngine) -> Int32) -> Int32 {
+/// `body`'s result, or `failure` (with a log line) before init_plugin or
+/// after uninit_plugin.
+private func withEngine<R>(_ function: String, failure: R, _ body: (PortalEngine) -> R) -> R {
     PluginInstance.withCurrent { body($0.engine) } ?? {
         LogSink.standardError.logger(level: .error).error("\(function): the plugin is not initialised")
-        return -1
+        return failure
     }()
 }
 
 @_cdecl("portal_attach")
 public func portalAttach(_ number: UInt32, _ step: portal_step_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    withEngine("portal_attach") { engine in
+    withEngine("portal_attach", failure: -1) { engine in
         guard let step else {
             engine.logger.error("portal_attach(\(HypercallNumber(rawValue: number))): the step function is NULL")
             return -1
@@ -107,7 +109,7 @@ public func portalAttach(_ number: UInt32, _ step: portal_step_fn?, _ userData: 
 
 @_cdecl("portal_detach")
 public func portalDetach(_ number: UInt32) -> Int32 {
-    withEngine("portal_detach") { engine in
+    withEngine("portal_detach", failure: -1) { engine in
         guard engine.detach(HypercallNumber(rawValue: number)) else {
             engine.logger.error("portal_detach(\(HypercallNumber(rawValue: number))): no work is attached to it")
             return -1
@@ -119,7 +121,7 @@ public func portalDetach(_ number: UInt32) -> Int32 {
 @_cdecl("portal_register_interrupt")
 public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: portal_step_fn?,
                                     _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    withEngine("portal_register_interrupt") { engine in
+    withEngine("portal_register_interrupt", failure: -1) { engine in
         guard let name, let step else {
             engine.logger.error("portal_register_interrupt: the name or the step function is NULL")
             return -1
@@ -134,13 +136,13 @@ public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: porta
 
 @_cdecl("portal_queue_interrupt")
 public func portalQueueInterrupt(_ name: UnsafePointer<CChar>?) -> Bool {
-    withEngine("portal_queue_interrupt") { engine in
+    withEngine("portal_queue_interrupt", failure: false) { engine in
         guard let name else {
             engine.logger.error("portal_queue_interrupt: the name is NULL")
-            return -1
+            return false
         }
-        return engine.queueInterrupt(String(cString: name)) ? 0 : -1
-    } == 0
+        return engine.queueInterrupt(String(cString: name))
+    }
 }
 
 @_cdecl("portal_take_install_budget")

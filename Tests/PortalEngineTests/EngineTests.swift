@@ -174,12 +174,20 @@ struct ConversationTests {
     @Test func readTimeAndRawNumberQueries() {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
+        let refusal = Lock("")
         engine.attach(.syscallEnter) { g in
             let first = try await g.readTime()
-            let second = try await g.readTime()
+            let second = try await g.readNumber(op: g.ops.readTime)
+            do {
+                // The mock guest answers ops it does not implement with WRITE_FAIL.
+                _ = try await g.readNumber(op: try g.op(named: "KALLSYMS_LOOKUP"), size: 8)
+            } catch {
+                refusal.withLock { $0 = "\(error)" }
+            }
             return second - first
         }
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 1000)
+        #expect(refusal.withLock { $0 } == "op 33 answered WRITE_FAIL, expected READ_NUM")
     }
 }
 
