@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# fetch-linux.sh — fetch a Debian Linux guest and build the portal module and
+# an initramfs for it, into the project's cache (.cache/linux/).
+#
+#   .cache/linux/apt/       private apt configuration, lists, cache and logs
+#   .cache/linux/debs/      the downloaded .deb files
+#   .cache/linux/root/      the packages unpacked with dpkg-deb -x (kernel
+#                           image, headers, -common, linux-kbuild, busybox)
+#   .cache/linux/vmlinuz    the kernel image (a copy of root/boot/vmlinuz-*)
+#   .cache/linux/stamp      kernel release and packages; written last
+#   .cache/linux/module/    portal.ko, built from Tests/guests/linux/
+#   .cache/linux/portal-mapper    a static user program of the guest (mapper.c)
+#   .cache/linux/initramfs.cpio   /init, busybox, portal.ko, portal-mapper (newc)
+#
+# Debian bookworm's amd64 kernel (linux-image-amd64 names the current ABI),
+# its headers, their -common half, the matching linux-kbuild and
+# busybox-static, from the mirror the machine's apt sources name for bookworm
+# (LINUX_DEBIAN_MIRROR=http://host/debian for another one), with apt's own
+# tools and a private configuration: the machine's apt state is not touched
+# and nothing is installed. The headers' Makefile names /usr/src/... by
+# absolute path; those paths are pointed at the private tree after unpacking.
+#
+# The module is built with gcc-12 (the compiler bookworm's kernel was built
+# with) whenever its sources are newer than portal.ko; the initramfs is
+# rebuilt whenever Tests/guests/linux/initramfs/ or the module changed. The
+# cpio archive is written by Tests/guests/linux/mkcpio.py (no root needed:
+# owners and device nodes are set in the archive, not on disk).
+#
+# A second run with nothing changed does nothing.
+# Usage: scripts/fetch-linux.sh [--force]   (--force downloads and unpacks again)
+set -euo pipefail
+
+say() { printf 'fetch-linux: %s\n' "$*"; }
+die() { printf 'fetch-linux: error: %s\n' "$*" >&2; exit 1; }
+
+SUITE=bookworm
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+DEFAULT_MIRROR=http://deb.debian.org/debian
+DEFAULT_SECURITY=http://deb.debian.org/debian-security
+STAMP_FORMAT=1
+
+SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)
+PROJECT_ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
+GUEST_SRC=$PROJECT_ROOT/Tests/guests/linux
+# The real path: the headers' Makefile is rewritten to name it, and .cache may
+# be a symlink shared by several checkouts.
+mkdir -p "$PROJECT_ROOT/.cache"
+CACHE=$(cd "$PROJECT_ROOT/.cache" && pwd -P)/linux
+ROOT=$CACHE/root
+APTDIR=$CACHE/apt
+DEBS=$CACHE/debs
+STAMP=$CACHE/stamp
+LOG=$APTDIR/log/fetch-linux.log
+MODULE_DIR=$CACHE/module
+INITRAMFS=$CACHE/initramfs.cpio
+
+FORCE=0
+for arg in "$@"; do
+    case $arg in
+        --force) FORCE=1 ;;
+        -h|--help)
+            sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+            exit 0 ;;
+        *) die "unknown argument '$arg' (usage: scripts/fetch-linux.sh [--force])" ;;
+    esac
+done
+
+stamp_value() { sed -n "s/^$1=//p" "$STAMP" 2>/dev/null | head -n 1; }
+
+fetched() {
+    [[ -f $STAMP && $(stamp_value format) == "$STAMP_FORMAT" ]] || return 1
+    local release
+    release=$(stamp_value release)
+    [[ -n $release && -f $CACHE/vmlinuz && -f $ROOT/bin/busybox ]] || return 1
+    [[ -f $ROOT/usr/src/linux-headers-$release/Makefile ]]
+}
+
+mkdir -p "$CACHE"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.lock"
+    flock -w 900 9 || die "another fetch-linux.sh holds $CACHE/.lock"
+fi
+
+# --- download and unpack ------------------------------------------------------
+
+fetch() {
+    local tool
+    for tool in apt-get apt-cache dpkg dpkg-deb; do
+        command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (this script needs Debian's apt and dpkg)"
+    done
+    [[ $(dpkg --print-architecture) == amd64 ]] || die "only amd64 hosts are supported"
+    [[ -r $KEYRING ]] || die "Debian archive keyring $KEYRING not found (install debian-archive-keyring)"
+
+    local mirror=${LINUX_DEBIAN_MIRROR:-} security=${LINUX_DEBIAN_SECURITY_MIRROR:-}
+    if [[ -z $mirror ]]; then
+        mirror=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+                 | head -n 1 | tr -d ' ' || true)
+        mirror=${mirror:-$DEFAULT_MIRROR}
+    fi
+    if [[ -z $security ]]; then
+        security=$(grep -rhoE 'https?://[^ ]+/debian-security/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+                   | head -n 1 | tr -d ' ' || true)
+        security=${security:-$DEFAULT_SECURITY}
+    fi
+    mirror=${mirror%/}; security=${security%/}
+    say "mirrors $mirror, $security"
+
+    mkdir -p "$APTDIR"/{lists/partial,state,cache/archives/partial,log} "$DEBS"
+    : > "$APTDIR/status"
+    : > "$LOG"
+    local sources=$APTDIR/sources.list apt_conf=$APTDIR/apt.conf
+    cat > "$sources" <<EOF
+# written by scripts/fetch-linux.sh; used only with this directory's apt settings
+deb [signed-by=$KEYRING targets=Packages] $mirror $SUITE main
+deb [signed-by=$KEYRING targets=Packages] $mirror $SUITE-updates main
+deb [signed-by=$KEYRING targets=Packages] $security $SUITE-security main
+EOF
+    cat > "$apt_conf" <<EOF
+// written by scripts/fetch-linux.sh
+#clear APT::Update::Pre-Invoke;
+#clear APT::Update::Post-Invoke;
+#clear APT::Update::Post-Invoke-Success;
+APT::Architecture "amd64";
+#clear APT::Architectures;
+APT::Architectures { "amd64"; };
+EOF
+    local apt_opts=(
+        -c "$apt_conf"
+        -o "Dir::Etc::sourcelist=$sources"
+        -o "Dir::Etc::sourceparts=/dev/null"
+        -o "Dir::Etc::preferences=/dev/null"
+        -o "Dir::Etc::preferencesparts=/dev/null"
+        -o "Dir::State=$APTDIR/state"
+        -o "Dir::State::Lists=$APTDIR/lists"
+        -o "Dir::State::status=$APTDIR/status"
+        -o "Dir::Cache=$APTDIR/cache"
+        -o "Dir::Cache::pkgcache=$APTDIR/cache/pkgcache.bin"
+        -o "Dir::Cache::srcpkgcache="
+        -o "Dir::Cache::archives=$APTDIR/cache/archives"
+        -o "Dir::Log=$APTDIR/log"
+        -o "Acquire::Languages=none"
+        -o "Acquire::Retries=3"
+    )
+    [[ $(id -u) != 0 ]] || apt_opts+=(-o "APT::Sandbox::User=root")
+
+    say "updating private package lists ($SUITE, $SUITE-updates, $SUITE-security)"
+    if ! apt-get "${apt_opts[@]}" --error-on=any update >>"$LOG" 2>&1 </dev/null; then
+        tail -n 20 "$LOG" >&2
+        die "could not read the package lists (network? set LINUX_DEBIAN_MIRROR)"
+    fi
+
+    # linux-image-amd64 depends on the current ABI's image package.
+    local image
+    image=$(apt-cache "${apt_opts[@]}" depends linux-image-amd64 </dev/null \
+            | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n 1)
+    [[ -n $image ]] || die "linux-image-amd64 names no kernel image package in $SUITE"
+    local release=${image#linux-image-}
+    local abi=${release%-amd64}
+    local version
+    version=$(apt-cache "${apt_opts[@]}" policy "$image" </dev/null | sed -n 's/^  Candidate: //p')
+    local kbuild_series=${abi%%-*}                 # 6.1.0-NN -> 6.1.0 -> 6.1
+    kbuild_series=${kbuild_series%.*}
+    local packages=("$image" "linux-headers-$release" "linux-headers-$abi-common"
+                    "linux-kbuild-$kbuild_series" busybox-static)
+    say "kernel $release ($version); downloading ${packages[*]}"
+    rm -rf "$DEBS"; mkdir -p "$DEBS"
+    (cd "$DEBS" && apt-get "${apt_opts[@]}" download "${packages[@]}" >>"$LOG" 2>&1 </dev/null) \
+        || { tail -n 20 "$LOG" >&2; die "download failed"; }
+
+    say "unpacking into .cache/linux/root"
+    rm -f "$STAMP"
+    local new=$CACHE/root.new d
+    rm -rf "$new"; mkdir -p "$new"
+    for d in "$DEBS"/*.deb; do
+        dpkg-deb -x "$d" "$new" || die "dpkg-deb -x $d failed"
+    done
+    rm -rf "$ROOT"; mv "$new" "$ROOT"
+
+    # The headers name /usr/src/linux-headers-*-common and /usr/lib/linux-kbuild-*
+    # by absolute path (their Makefile, and symlinks to the kbuild scripts).
+    local headers=$ROOT/usr/src/linux-headers-$release
+    [[ -f $headers/Makefile ]] || die "no $headers/Makefile after unpacking"
+    grep -rlE '/usr/(src|lib)/linux-' "$headers" --include=Makefile 2>/dev/null | while read -r f; do
+        sed -i -e "s#\([ =]\)/usr/src/linux-#\1$ROOT/usr/src/linux-#g" \
+               -e "s#\([ =]\)/usr/lib/linux-kbuild#\1$ROOT/usr/lib/linux-kbuild#g" "$f"
+    done
+    local link target
+    while read -r link; do
+        target=$(readlink "$link")
+        [[ $target == /usr/* ]] && ln -sfn "$ROOT$target" "$link"
+    done < <(find "$ROOT/usr/src" "$ROOT/usr/lib" -maxdepth 3 -type l)
+    [[ -f $ROOT/boot/vmlinuz-$release ]] || die "no boot/vmlinuz-$release in the image package"
+    cp "$ROOT/boot/vmlinuz-$release" "$CACHE/vmlinuz"
+    # Only the image is needed from the kernel package, not its 300 MB of modules.
+    rm -rf "$ROOT/lib/modules/$release/kernel"
+    [[ -x $ROOT/bin/busybox ]] || die "busybox-static did not unpack bin/busybox"
+    rm -f "$APTDIR"/cache/*.bin
+
+    {
+        printf '# written by scripts/fetch-linux.sh; delete it (or use --force) to fetch again\n'
+        printf 'format=%s\n' "$STAMP_FORMAT"
+        printf 'release=%s\n' "$release"
+        printf 'version=%s\n' "$version"
+        printf 'packages=%s\n' "${packages[*]}"
+        printf 'mirror=%s\n' "$mirror"
+        printf 'fetched=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    } > "$STAMP.new"
+    mv "$STAMP.new" "$STAMP"
+}
+
+START=$SECONDS
+if [[ $FORCE == 1 ]] || ! fetched; then
+    fetch
+    say "fetched in $((SECONDS - START)) s"
+fi
+RELEASE=$(stamp_value release)
+HEADERS=$ROOT/usr/src/linux-headers-$RELEASE
+
+# --- the module ------------------------------------------------------------------
+
+newer_than() { # TARGET FILES... -> true if TARGET is missing or older than any FILE
+    local target=$1; shift
+    [[ -e $target ]] || return 0
+    local f
+    for f in "$@"; do [[ $f -nt $target ]] && return 0; done
+    return 1
+}
+
+MODULE_SOURCES=("$GUEST_SRC/portal.c" "$GUEST_SRC/Kbuild" "$STAMP")
+if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}"; then
+    command -v gcc-12 >/dev/null 2>&1 || die "gcc-12 not found (apt-get install gcc-12): bookworm's kernel was built with it"
+    say "building portal.ko against $RELEASE"
+    rm -rf "$MODULE_DIR"; mkdir -p "$MODULE_DIR"
+    cp "$GUEST_SRC/portal.c" "$GUEST_SRC/Kbuild" "$MODULE_DIR/"
+    if ! make -C "$HEADERS" M="$MODULE_DIR" CC=gcc-12 modules >"$MODULE_DIR/build.log" 2>&1; then
+        grep -E 'error|warning' "$MODULE_DIR/build.log" | head -n 30 >&2 || tail -n 30 "$MODULE_DIR/build.log" >&2
+        rm -f "$MODULE_DIR/portal.ko"
+        die "the module did not build (full log: .cache/linux/module/build.log)"
+    fi
+    if grep -q 'warning:' "$MODULE_DIR/build.log"; then
+        grep 'warning:' "$MODULE_DIR/build.log" >&2
+        rm -f "$MODULE_DIR/portal.ko"
+        die "the module built with warnings"
+    fi
+fi
+
+# --- the mapper (a static user program of the guest) -------------------------------
+
+MAPPER=$CACHE/portal-mapper
+if newer_than "$MAPPER" "$GUEST_SRC/mapper.c"; then
+    say "building portal-mapper"
+    gcc -static -O2 -Wall -Wextra -Werror -o "$MAPPER.new" "$GUEST_SRC/mapper.c" \
+        || die "portal-mapper did not build (is libc6-dev installed?)"
+    mv "$MAPPER.new" "$MAPPER"
+fi
+
+# --- the initramfs ----------------------------------------------------------------
+
+INITRAMFS_INPUTS=("$MODULE_DIR/portal.ko" "$ROOT/bin/busybox" "$GUEST_SRC/mkcpio.py" "$MAPPER")
+while IFS= read -r -d '' f; do INITRAMFS_INPUTS+=("$f"); done \
+    < <(find "$GUEST_SRC/initramfs" -type f -print0)
+if newer_than "$INITRAMFS" "${INITRAMFS_INPUTS[@]}"; then
+    say "writing the initramfs"
+    python3 "$GUEST_SRC/mkcpio.py" --busybox "$ROOT/bin/busybox" --module "$MODULE_DIR/portal.ko" \
+        --mapper "$MAPPER" --tree "$GUEST_SRC/initramfs" --output "$INITRAMFS.new" || die "mkcpio.py failed"
+    mv "$INITRAMFS.new" "$INITRAMFS"
+fi
+
+say "kernel $RELEASE, .cache/linux/vmlinuz, .cache/linux/initramfs.cpio ready ($((SECONDS - START)) s)"
