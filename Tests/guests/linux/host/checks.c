@@ -1,0 +1,594 @@
+/*
+ * checks.c - the host side of the Linux guest test: C step functions on top
+ * of libportal.so (include/portal/portal.h) that exercise every operation
+ * the guest module serves, against a real Linux kernel, and print what they
+ * got as "host: ..." lines on standard error. Tests/guests/linux/test.sh
+ * compares those lines with the guest's own view ("view: ..." lines on its
+ * console).
+ *
+ * Entry point: portal_analysis_init(args), the signature of an analysis
+ * module loaded with libportal.so's load= argument. Until that exists,
+ * qemu-wrapper.c makes this a second QEMU plugin that calls it.
+ *
+ * What runs where:
+ *   - 0x1338 (syscall enter; execve, openat, sethostname): every event reads
+ *     its struct syscall_event and counts the vCPU it came on. The first
+ *     openat of the probe path by portal-mapper (guest mapper.c) runs the
+ *     whole check sequence in that process's context, where its user memory
+ *     is the current task's; it ends by writing /tmp/portal-done, which lets
+ *     the guest power off. execve and sethostname events print their
+ *     arguments; sethostname prints the vCPU counts.
+ *   - 0x133c (process exit): prints pid, name and wait status.
+ *   - the "whoami" interrupt, queued by the check sequence: prints the task
+ *     it ran in (OSI_PROC of the current task).
+ *
+ * Every check prints its values; a check that cannot go on prints
+ * "host: FAIL <what>" and the sequence still ends by writing
+ * /tmp/portal-done, so that the guest does not wait for its timeout.
+ */
+#include <portal/portal.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define PROBE_PATH "/tmp/portal-probe-path-across-a-page"
+#define HOST_FILE "/tmp/portal-host-file"
+#define HOST_TEXT "written by the host\n"
+#define DONE_FILE "/tmp/portal-done"
+#define DONE_TEXT "checks finished"
+#define PAGE 4096u
+#define MAX_VCPUS 8
+
+/* Op numbers, from the op table in use (portal_op), resolved once at init. */
+static struct {
+    uint32_t read, write, read_str, read_ptr_array, exec, osi_proc, osi_proc_handles,
+        osi_proc_all, osi_mappings, osi_proc_mem, osi_proc_exe, read_procargs,
+        read_procenv, read_fds, read_time, read_file, write_file, kallsyms_lookup,
+        vfs_open, vfs_read, vfs_close;
+} op;
+
+static atomic_uint events_on_vcpu[MAX_VCPUS];
+static atomic_bool checks_started;
+static atomic_uint interrupt_runs;
+
+/* Little-endian fields of a reply. */
+static uint64_t u64_at(const uint8_t *data, size_t offset)
+{
+    uint64_t value;
+    memcpy(&value, data + offset, 8);
+    return value;
+}
+
+static uint32_t u32_at(const uint8_t *data, size_t offset)
+{
+    uint32_t value;
+    memcpy(&value, data + offset, 4);
+    return value;
+}
+
+/* A NUL-terminated string at offset of a reply of size bytes, bounded. */
+static void string_at(const portal_response *response, size_t offset, char *out, size_t limit)
+{
+    size_t length = 0;
+    while (offset + length < response->size && length + 1 < limit && response->data[offset + length])
+        length++;
+    memcpy(out, response->data + offset, length);
+    out[length] = '\0';
+}
+
+static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
+#include <stdarg.h>
+static void say(const char *format, ...)
+{
+    va_list arguments;
+    char line[1024];
+    va_start(arguments, format);
+    vsnprintf(line, sizeof(line), format, arguments);
+    va_end(arguments);
+    fprintf(stderr, "host: %s\n", line);
+    fflush(stderr);
+}
+
+static const char *code_name(uint32_t code)
+{
+    switch (code) {
+    case PORTAL_RESP_NONE: return "NONE";
+    case PORTAL_RESP_READ_OK: return "READ_OK";
+    case PORTAL_RESP_READ_FAIL: return "READ_FAIL";
+    case PORTAL_RESP_READ_PARTIAL: return "READ_PARTIAL";
+    case PORTAL_RESP_WRITE_OK: return "WRITE_OK";
+    case PORTAL_RESP_WRITE_FAIL: return "WRITE_FAIL";
+    case PORTAL_RESP_READ_NUM: return "READ_NUM";
+    default: return "?";
+    }
+}
+
+static void ask(portal_command *command, uint32_t operation, uint32_t pid, uint64_t addr,
+                int64_t size, const void *data, size_t data_length)
+{
+    command->op = operation;
+    command->pid = pid;
+    command->addr = addr;
+    command->size = size;
+    command->data = data;
+    command->data_length = data_length;
+}
+
+/* ---- the check sequence, in portal-mapper's context ---- */
+
+/* What the sequence remembers between its steps (one sequence at a time). */
+static struct {
+    uint64_t probe, mapper_pid, start_stack, daemon_pid, cursor, seen;
+    uint32_t handle;
+    char passwd_head[80];
+    uint8_t exec_payload[128];
+    size_t exec_length;
+    uint8_t write_payload[128];
+    size_t write_length;
+} sequence;
+
+enum {
+    S_READ_STR_ACROSS = 10, S_READ_UNMAPPED, S_READ_INTO_UNMAPPED, S_WRITE_USER,
+    S_READ_BACK, S_TIME, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
+    S_PROC_MEM, S_PROC_EXE, S_PROCARGS, S_PTR_ARRAY, S_PROCENV, S_FDS, S_CWD,
+    S_READ_FILE, S_WRITE_FILE, S_READ_FILE_BACK, S_VFS_OPEN, S_VFS_READ, S_VFS_CLOSE,
+    S_EXEC, S_UNSERVED_OP, S_DONE, S_FINISHED,
+};
+
+/* A conversation's own state (PORTAL_STATE_SIZE bytes): events on one vCPU can interleave. */
+struct event_state {
+    int step;
+    char name[16];
+    uint64_t arg1, arg2, pid;
+};
+_Static_assert(sizeof(struct event_state) <= PORTAL_STATE_SIZE, "event state too big");
+
+static void build_payloads(void)
+{
+    static const char exec_strings[] = "/bin/busybox\0sh\0-c\0exit 3\0\0PATH=/bin\0\0";
+    memcpy(sequence.exec_payload, exec_strings, sizeof(exec_strings) - 1);
+    sequence.exec_length = sizeof(exec_strings) - 1;
+    size_t path_length = strlen(HOST_FILE) + 1;
+    memcpy(sequence.write_payload, HOST_FILE, path_length);
+    memcpy(sequence.write_payload + path_length, HOST_TEXT, strlen(HOST_TEXT));
+    sequence.write_length = path_length + strlen(HOST_TEXT);
+}
+
+static uint8_t done_payload[64];
+static size_t done_length;
+
+/* Runs one step of the check sequence: handles the answer to step - 1's command, asks the next. */
+static portal_step check_sequence(struct event_state *state, const portal_response *response,
+                                  portal_command *command, uint64_t *result)
+{
+    char text[600];
+    int step = state->step;
+    state->step++;
+    switch (step) {
+    case S_READ_STR_ACROSS: {
+        uint64_t page_end = (sequence.probe | (PAGE - 1)) + 1;
+        string_at(response, 0, text, sizeof(text));
+        say("read_str across a page: %s, %llu bytes, %llu of them before the page end: %s",
+            code_name(response->code), (unsigned long long)response->size,
+            (unsigned long long)(page_end - sequence.probe), text);
+        /* The page after the one the string ends in is unmapped. */
+        ask(command, op.read, 0, page_end + PAGE, 64, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_READ_UNMAPPED: {
+        uint64_t unmapped = ((sequence.probe | (PAGE - 1)) + 1) + PAGE;
+        say("read unmapped user page: %s, %llu bytes", code_name(response->code),
+            (unsigned long long)response->size);
+        ask(command, op.read, 0, unmapped - 100, 256, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_READ_INTO_UNMAPPED: {
+        size_t ps = 0;
+        for (size_t i = 0; i < response->size; i++)
+            ps += response->data[i] == 'p';
+        say("read running into the unmapped page: %s, %llu bytes, %zu of them 'p'",
+            code_name(response->code), (unsigned long long)response->size, ps);
+        ask(command, op.write, 0, sequence.probe - 16, 4, "HOST", 4);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_WRITE_USER:
+        say("write user memory: %s", code_name(response->code));
+        ask(command, op.read, 0, sequence.probe - 16, 4, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_READ_BACK:
+        say("read back: %s, %.*s", code_name(response->code), (int)(response->size > 4 ? 4 : response->size),
+            (const char *)response->data);
+        ask(command, op.read_time, 0, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_TIME:
+        say("read_time: %s, %s", code_name(response->code), response->size > 0 ? "nonzero" : "zero");
+        ask(command, op.kallsyms_lookup, 0, 0, 0, "linux_banner", sizeof("linux_banner"));
+        return PORTAL_STEP_COMMAND;
+    case S_KALLSYMS:
+        say("kallsyms_lookup linux_banner: %s, %016llx", code_name(response->code),
+            (unsigned long long)response->size);
+        ask(command, op.read_str, 0, response->size, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_BANNER: {
+        string_at(response, 0, text, sizeof(text));
+        char *newline = strchr(text, '\n');
+        if (newline)
+            *newline = '\0';
+        say("banner: %s", text);
+        sequence.cursor = 0;
+        sequence.seen = 0;
+        ask(command, op.osi_proc_all, 0, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_PROC_ALL: {
+        if (response->code != PORTAL_RESP_READ_OK || response->size < 16) {
+            say("FAIL osi_proc_all: %s", code_name(response->code));
+            state->step = S_DONE;
+            break;
+        }
+        uint64_t count = u64_at(response->data, 0), total = u64_at(response->data, 8);
+        say("proc_all page at %llu: %llu of %llu", (unsigned long long)sequence.cursor,
+            (unsigned long long)count, (unsigned long long)total);
+        for (uint64_t i = 0; i < count && 16 + (i + 1) * 56 <= response->size; i++) {
+            const uint8_t *record = response->data + 16 + i * 56;
+            char comm[17] = {0};
+            memcpy(comm, record + 40, 16);
+            say("ps %llu %llu %u %s", (unsigned long long)u64_at(record, 0),
+                (unsigned long long)u64_at(record, 8), u32_at(record, 24), comm);
+            if (!strcmp(comm, "nc"))
+                sequence.daemon_pid = u64_at(record, 0);
+        }
+        sequence.cursor += count;
+        if (count > 0 && sequence.cursor < total) {
+            state->step = S_PROC_ALL;
+            ask(command, op.osi_proc_all, 0, sequence.cursor, 0, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        ask(command, op.osi_proc, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_PROC:
+        if (response->code != PORTAL_RESP_READ_OK || response->size < 208) {
+            say("FAIL osi_proc: %s", code_name(response->code));
+            state->step = S_DONE;
+            break;
+        }
+        string_at(response, 208, text, 17);
+        sequence.start_stack = u64_at(response->data, 9 * 8);
+        say("proc %llu ppid %llu uid %llu name %s map_count %llu", (unsigned long long)u64_at(response->data, 16),
+            (unsigned long long)u64_at(response->data, 24), (unsigned long long)u64_at(response->data, 21 * 8),
+            text, (unsigned long long)u64_at(response->data, 48));
+        sequence.cursor = 0;
+        ask(command, op.osi_mappings, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_MAPPINGS: {
+        if (response->code != PORTAL_RESP_READ_OK || response->size < 16) {
+            say("FAIL osi_mappings: %s", code_name(response->code));
+            state->step = S_DONE;
+            break;
+        }
+        uint64_t count = u64_at(response->data, 0), total = u64_at(response->data, 8);
+        say("mappings page at %llu: %llu of %llu", (unsigned long long)sequence.cursor,
+            (unsigned long long)count, (unsigned long long)total);
+        for (uint64_t i = 0; i < count && 16 + (i + 1) * 72 <= response->size; i++) {
+            const uint8_t *record = response->data + 16 + i * 72;
+            uint64_t base = u64_at(record, 0), size = u64_at(record, 8), flags = u64_at(record, 40);
+            /* As /proc/PID/maps: the file offset of file mappings (inode != 0), 0 for the rest. */
+            uint64_t offset = u64_at(record, 64) ? u64_at(record, 32) : 0;
+            char name[256];
+            string_at(response, u64_at(record, 24), name, sizeof(name));
+            say("maps %08llx-%08llx %c%c%c%c %08llx%s%s", (unsigned long long)base,
+                (unsigned long long)(base + size), flags & 1 ? 'r' : '-', flags & 2 ? 'w' : '-',
+                flags & 4 ? 'x' : '-', flags & 0x80 ? 's' : 'p', (unsigned long long)offset, name[0] ? " " : "", name);
+        }
+        sequence.cursor += count;
+        if (count > 0 && sequence.cursor < total) {
+            state->step = S_MAPPINGS;
+            ask(command, op.osi_mappings, (uint32_t)sequence.mapper_pid, sequence.cursor, 0, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        ask(command, op.osi_proc_mem, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_PROC_MEM:
+        if (response->code == PORTAL_RESP_READ_OK && response->size == 16)
+            say("proc_mem start_brk %08llx brk %08llx", (unsigned long long)u64_at(response->data, 0),
+                (unsigned long long)u64_at(response->data, 8));
+        else
+            say("FAIL osi_proc_mem: %s", code_name(response->code));
+        ask(command, op.osi_proc_exe, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_PROC_EXE:
+        string_at(response, 0, text, sizeof(text));
+        say("exe %s (%s, %llu bytes)", text, code_name(response->code), (unsigned long long)response->size);
+        ask(command, op.read_procargs, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_PROCARGS:
+        string_at(response, 0, text, sizeof(text));
+        say("procargs %s", text);
+        /* argv[] follows argc at the initial stack pointer. */
+        ask(command, op.read_ptr_array, 0, sequence.start_stack + 8, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_PTR_ARRAY: {
+        size_t offset = 0;
+        size_t used = 0;
+        text[0] = '\0';
+        while (offset < response->size) {
+            char argument[200];
+            string_at(response, offset, argument, sizeof(argument));
+            used += snprintf(text + used, sizeof(text) - used, "%s|", argument);
+            offset += strlen(argument) + 1;
+            if (used >= sizeof(text))
+                break;
+        }
+        say("argv %s", text);
+        ask(command, op.read_procenv, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_PROCENV: {
+        size_t offset = 0;
+        while (offset < response->size) {
+            string_at(response, offset, text, sizeof(text));
+            size_t length = strlen(text);
+            if (length == 0)
+                break;
+            /* Split at the first '=': values may contain more. */
+            char *equals = strchr(text, '=');
+            if (equals) {
+                *equals = '\0';
+                say("environ %s=%s (name %s, value %s)", text, equals + 1, text, equals + 1);
+            } else {
+                say("environ %s (no '=')", text);
+            }
+            offset += length + 1;
+        }
+        sequence.cursor = 0;
+        ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_FDS: {
+        if (response->code != PORTAL_RESP_READ_OK || response->size < 16) {
+            say("FAIL read_fds: %s", code_name(response->code));
+            state->step = S_DONE;
+            break;
+        }
+        uint64_t count = u64_at(response->data, 0);
+        for (uint64_t i = 0; i < count && 16 + (i + 1) * 16 <= response->size; i++) {
+            const uint8_t *record = response->data + 16 + i * 16;
+            string_at(response, u64_at(record, 8), text, sizeof(text));
+            say("fd %lld %s", (long long)u64_at(record, 0), text);
+        }
+        if (response->addr != 0) {
+            state->step = S_FDS;
+            ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, response->addr, 0, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, (uint64_t)-100, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_CWD:
+        if (response->code == PORTAL_RESP_READ_OK && response->size >= 32) {
+            string_at(response, u64_at(response->data, 24), text, sizeof(text));
+            say("cwd %lld %s", (long long)u64_at(response->data, 16), text);
+        } else {
+            say("FAIL cwd: %s", code_name(response->code));
+        }
+        ask(command, op.read_file, 0, 0, 0, "/etc/passwd", sizeof("/etc/passwd"));
+        return PORTAL_STEP_COMMAND;
+    case S_READ_FILE: {
+        string_at(response, 0, text, sizeof(text));
+        memcpy(sequence.passwd_head, text, sizeof(sequence.passwd_head) - 1);
+        char *line = text;
+        for (int i = 0; i < 3 && line && *line; i++) {
+            char *end = strchr(line, '\n');
+            if (end)
+                *end = '\0';
+            say("passwd %s", line);
+            line = end ? end + 1 : NULL;
+        }
+        ask(command, op.write_file, 0, 0, (int64_t)strlen(HOST_TEXT), sequence.write_payload,
+            sequence.write_length);
+        return PORTAL_STEP_COMMAND;
+    }
+    case S_WRITE_FILE:
+        say("write_file %s: %s %llu", HOST_FILE, code_name(response->code), (unsigned long long)response->size);
+        ask(command, op.read_file, 0, 0, 0, HOST_FILE, sizeof(HOST_FILE));
+        return PORTAL_STEP_COMMAND;
+    case S_READ_FILE_BACK:
+        string_at(response, 0, text, sizeof(text));
+        say("read_file back: %s %llu bytes, %s", code_name(response->code), (unsigned long long)response->size,
+            strcmp(text, HOST_TEXT) ? "different" : "the same");
+        ask(command, op.vfs_open, 0, 0, 0, "/etc/passwd", sizeof("/etc/passwd"));
+        return PORTAL_STEP_COMMAND;
+    case S_VFS_OPEN:
+        if (response->code != PORTAL_RESP_READ_OK || response->size != 16) {
+            say("FAIL vfs_open: %s", code_name(response->code));
+            state->step = S_EXEC;
+            ask(command, op.exec, 0, 1, 0, sequence.exec_payload, sequence.exec_length);
+            return PORTAL_STEP_COMMAND;
+        }
+        sequence.handle = u32_at(response->data, 4);
+        say("vfs_open /etc/passwd: error %d, handle slot %u, fs magic 0x%llx", (int)u32_at(response->data, 0),
+            sequence.handle & 0xff, (unsigned long long)u64_at(response->data, 8));
+        ask(command, op.vfs_read, 0, sequence.handle, 16, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_VFS_READ:
+        if (response->code == PORTAL_RESP_READ_OK && response->size >= 16) {
+            uint32_t got = u32_at(response->data, 4);
+            say("vfs_read: error %d, %u bytes, eof %u, %s", (int)u32_at(response->data, 0), got,
+                response->data[8],
+                got == 16 && response->size == 32 && !memcmp(response->data + 16, sequence.passwd_head, 16)
+                    ? "the same as read_file's" : "different from read_file's");
+        } else {
+            say("FAIL vfs_read: %s", code_name(response->code));
+        }
+        ask(command, op.vfs_close, 0, sequence.handle, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_VFS_CLOSE:
+        say("vfs_close: %s, error %d", code_name(response->code),
+            response->size >= 4 ? (int)u32_at(response->data, 0) : 1);
+        ask(command, op.exec, 0, 1, 0, sequence.exec_payload, sequence.exec_length);
+        return PORTAL_STEP_COMMAND;
+    case S_EXEC:
+        say("exec /bin/busybox sh -c 'exit 3': %s, status %lld", code_name(response->code),
+            (long long)response->size);
+        portal_queue_interrupt("whoami");
+        ask(command, op.osi_proc_handles, 0, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_UNSERVED_OP:
+        say("osi_proc_handles (not served by this module): %s", code_name(response->code));
+        break;
+    case S_DONE:
+        say("done");
+        ask(command, op.write_file, 0, 0, (int64_t)strlen(DONE_TEXT), done_payload, done_length);
+        return PORTAL_STEP_COMMAND;
+    default:
+        *result = 0;
+        return PORTAL_STEP_FINISH;
+    }
+    /* A failed check: say done. */
+    state->step = S_DONE + 1;
+    ask(command, op.write_file, 0, 0, (int64_t)strlen(DONE_TEXT), done_payload, done_length);
+    return PORTAL_STEP_COMMAND;
+}
+
+/* ---- events ---- */
+
+enum { E_READ_EVENT = 0, E_READ_NAME = 1 };
+
+static portal_step syscall_enter(void *userdata, portal_conversation *conversation,
+                                 const portal_response *response, portal_command *command,
+                                 uint64_t *result)
+{
+    (void)userdata;
+    struct event_state *state = conversation->state;
+    uint32_t vcpu = conversation->call.vcpu < MAX_VCPUS ? conversation->call.vcpu : MAX_VCPUS - 1;
+    *result = 0;
+    if (state->step >= S_READ_STR_ACROSS)
+        return check_sequence(state, response, command, result);
+    switch (state->step) {
+    case E_READ_EVENT:
+        state->step = E_READ_NAME;
+        ask(command, op.read, 0, conversation->call.args[0], 160, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case E_READ_NAME: {
+        if (response->code != PORTAL_RESP_READ_OK || response->size != 160) {
+            conversation->error = "the syscall event could not be read";
+            return PORTAL_STEP_FAIL;
+        }
+        atomic_fetch_add(&events_on_vcpu[vcpu], 1);
+        state->arg1 = u64_at(response->data, 0);
+        state->arg2 = u64_at(response->data, 8);
+        state->pid = u64_at(response->data, 88);
+        memcpy(state->name, response->data + 109, sizeof(state->name) - 1);
+        state->name[sizeof(state->name) - 1] = '\0';
+        state->step = 2;
+        if (!strcmp(state->name, "openat")) {
+            ask(command, op.read_str, 0, state->arg2, 0, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        if (!strcmp(state->name, "execve")) {
+            ask(command, op.read_str, 0, state->arg1, 0, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        if (!strcmp(state->name, "sethostname")) {
+            ask(command, op.read_str, 0, state->arg1, (int64_t)state->arg2, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        return PORTAL_STEP_FINISH;
+    }
+    default: {
+        char text[300];
+        const char *name = state->name;
+        string_at(response, 0, text, sizeof(text));
+        if (!strcmp(name, "execve")) {
+            say("execve %s", text);
+        } else if (!strcmp(name, "sethostname")) {
+            say("sethostname %s", text);
+            say("syscall events on vCPU 0: %s, on vCPU 1: %s",
+                atomic_load(&events_on_vcpu[0]) ? "some" : "none",
+                atomic_load(&events_on_vcpu[1]) ? "some" : "none");
+        } else if (!strcmp(text, PROBE_PATH) && !atomic_exchange(&checks_started, true)) {
+            sequence.probe = state->arg2;
+            sequence.mapper_pid = state->pid;
+            state->step = S_READ_STR_ACROSS;
+            ask(command, op.read_str, 0, sequence.probe, 0, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        return PORTAL_STEP_FINISH;
+    }
+    }
+}
+
+static portal_step process_exit(void *userdata, portal_conversation *conversation,
+                                const portal_response *response, portal_command *command,
+                                uint64_t *result)
+{
+    (void)userdata;
+    *result = 0;
+    if (!response) {
+        ask(command, op.read, 0, conversation->call.args[0], 48, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    if (response->code != PORTAL_RESP_READ_OK || response->size != 48) {
+        conversation->error = "the exit event could not be read";
+        return PORTAL_STEP_FAIL;
+    }
+    char comm[17] = {0};
+    memcpy(comm, response->data + 32, 16);
+    if (!strcmp(comm, "sh") || !strcmp(comm, "busybox"))
+        say("exit %s status %lld", comm, (long long)u64_at(response->data, 24));
+    return PORTAL_STEP_FINISH;
+}
+
+/* Interrupt work: which task is current when the guest noticed the flag. */
+static portal_step whoami(void *userdata, portal_conversation *conversation,
+                          const portal_response *response, portal_command *command, uint64_t *result)
+{
+    (void)userdata;
+    (void)conversation;
+    *result = 0;
+    if (!response) {
+        ask(command, op.osi_proc, PORTAL_CURRENT_PID, 0, 0, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    }
+    if (response->code == PORTAL_RESP_READ_OK && response->size >= 208) {
+        char name[17];
+        string_at(response, 208, name, sizeof(name));
+        say("interrupt ran in a task: %s", name[0] ? "yes" : "no");
+        if (atomic_fetch_add(&interrupt_runs, 1) == 0)
+            say("first interrupt ran in %s (the module's load)", name);
+    } else {
+        say("interrupt ran: OSI_PROC of the current task answered %s", code_name(response->code));
+    }
+    return PORTAL_STEP_FINISH;
+}
+
+/* The entry point of an analysis module (libportal.so's load= calls it). */
+__attribute__((visibility("default"))) int portal_analysis_init(const char *args)
+{
+    (void)args;
+#define RESOLVE(field, name) \
+    if ((op.field = portal_op(name)) == 0) { fprintf(stderr, "host: no op %s in the table\n", name); return -1; }
+    RESOLVE(read, "READ") RESOLVE(write, "WRITE") RESOLVE(read_str, "READ_STR")
+    RESOLVE(read_ptr_array, "READ_PTR_ARRAY") RESOLVE(exec, "EXEC") RESOLVE(osi_proc, "OSI_PROC")
+    RESOLVE(osi_proc_handles, "OSI_PROC_HANDLES") RESOLVE(osi_proc_all, "OSI_PROC_ALL")
+    RESOLVE(osi_mappings, "OSI_MAPPINGS") RESOLVE(osi_proc_mem, "OSI_PROC_MEM")
+    RESOLVE(osi_proc_exe, "OSI_PROC_EXE") RESOLVE(read_procargs, "READ_PROCARGS")
+    RESOLVE(read_procenv, "READ_PROCENV") RESOLVE(read_fds, "READ_FDS") RESOLVE(read_time, "READ_TIME")
+    RESOLVE(read_file, "READ_FILE") RESOLVE(write_file, "WRITE_FILE")
+    RESOLVE(kallsyms_lookup, "KALLSYMS_LOOKUP") RESOLVE(vfs_open, "VFS_OPEN")
+    RESOLVE(vfs_read, "VFS_READ") RESOLVE(vfs_close, "VFS_CLOSE")
+#undef RESOLVE
+    build_payloads();
+    memcpy(done_payload, DONE_FILE, sizeof(DONE_FILE));
+    memcpy(done_payload + sizeof(DONE_FILE), DONE_TEXT, strlen(DONE_TEXT));
+    done_length = sizeof(DONE_FILE) + strlen(DONE_TEXT);
+    if (portal_attach(0x1338, syscall_enter, NULL) || portal_attach(0x133c, process_exit, NULL) ||
+        portal_register_interrupt("whoami", whoami, NULL))
+        return -1;
+    /* Queued before the guest is up: runs in the module's first interrupt conversation. */
+    portal_queue_interrupt("whoami");
+    return 0;
+}

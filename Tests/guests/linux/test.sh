@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# test.sh - boot the Linux test guest with libportal.so and the host-side
+# checks (host/checks.c), and compare what the host read through the portal
+# with what the guest printed about itself, exactly.
+#
+#   Tests/guests/linux/test.sh PATH/TO/libportal.so
+#
+# Needs scripts/fetch-linux.sh and scripts/fetch-qemu.sh to have run (make
+# test-linux runs them). The guest prints "view: ..." lines on its console
+# (its own ps, /proc/PID/maps, fds, cmdline, environ, /etc/passwd, ...); the
+# checks print "host: ..." lines on standard error. Prints one PASS/FAIL line
+# per check and "N passed, M failed"; exits non-zero if any failed. The
+# console and the host's lines are kept in Tests/guests/linux/build/.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+ROOT=$(cd "$HERE/../../.." && pwd -P)
+LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so}")
+BUILD=$HERE/build
+CHECKS=$BUILD/liblinux-checks.so
+CONSOLE=$BUILD/console.log
+HOST=$BUILD/host.log
+mkdir -p "$BUILD"
+
+# The checks, as a second QEMU plugin linked to the library QEMU loads.
+${CC:-gcc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -fvisibility=hidden \
+    -I"$ROOT/include" $(pkg-config --cflags glib-2.0) "$HERE/host/checks.c" "$HERE/host/qemu-wrapper.c" -o "$CHECKS" \
+    -L"$(dirname "$LIBRARY")" -l:libportal.so -Wl,-rpath,"$(dirname "$LIBRARY")" \
+    || { echo "FAIL build of host/checks.c"; exit 1; }
+
+START=$SECONDS
+"$HERE/run.sh" -plugin "$LIBRARY,log=info" -plugin "$CHECKS" > "$CONSOLE.raw" 2> "$HOST.raw"
+STATUS=$?
+tr -d '\r' < "$CONSOLE.raw" > "$CONSOLE"
+tr -d '\r' < "$HOST.raw" > "$HOST"
+rm -f "$CONSOLE.raw" "$HOST.raw"
+echo "booted and checked in $((SECONDS - START)) s (console: ${CONSOLE#"$ROOT"/}, host: ${HOST#"$ROOT"/})"
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+view() { sed -n "s/^view: $1 //p" "$CONSOLE"; }      # KEY -> the guest's values
+host() { sed -n "s/^host: $1 //p" "$HOST"; }         # KEY -> the host's values
+view1() { view "$1" | head -n 1; }
+host1() { host "$1" | head -n 1; }
+
+# NAME EXPECTED ACTUAL: one check, the two texts must be equal.
+same() {
+    if [[ -z $2 ]]; then
+        fail "$1" "nothing to compare with (expected value is empty)"
+    elif [[ $2 == "$3" ]]; then
+        pass "$1"
+    else
+        fail "$1" "expected [$(printf '%s' "$2" | head -c 400 | tr '\n' '|')] got [$(printf '%s' "$3" | head -c 400 | tr '\n' '|')]"
+    fi
+}
+# NAME LINE: the host printed exactly this line.
+has() {
+    if grep -qxF "host: $2" "$HOST"; then pass "$1"; else fail "$1" "no line 'host: $2'"; fi
+}
+
+if (( STATUS == 0 )); then pass "guest ran and powered off when the host was done"
+else fail "guest run" "run.sh exited $STATUS: $(tail -n 3 "$CONSOLE" | tr '\n' '|')"; fi
+same "guest: module loaded" "guest: module loaded" "$(grep -x 'guest: module loaded' "$CONSOLE")"
+same "guest: heard from the host" "guest: the host is done: checks finished" \
+    "$(grep '^guest: the host is done' "$CONSOLE")"
+if grep -q '^portal: \(error\|warn\):' "$HOST"; then
+    fail "plugin log" "$(grep '^portal: \(error\|warn\):' "$HOST" | head -5 | tr '\n' '|')"
+else
+    pass "plugin log: no error or warning"
+fi
+grep -qx "portal: info: hypercall 0xbebebebe on vCPU [01]: the guest's regions carry 4072 payload bytes" "$HOST" \
+    && pass "region size registered (PAGE_SIZE - 24)" || fail "region registration" "no 0xbebebebe line with 4072"
+grep -q "^portal: info: hypercall 0x7901 on vCPU [01]: interrupt flag at 0xff" "$HOST" \
+    && pass "interrupt flag registered (a kernel address)" || fail "interrupt flag" "no 0x7901 line"
+
+# Kernel banner (KALLSYMS_LOOKUP + READ_STR of a kernel address).
+release=$(sed -n 's/.*guest: kernel //p' "$CONSOLE")   # the first line follows the BIOS's escapes
+same "kallsyms_lookup linux_banner = /proc/kallsyms" "READ_NUM, $(view1 linux_banner)" "$(host1 'kallsyms_lookup linux_banner:')"
+banner=$(host1 banner:)
+same "banner names the guest's uname -r" "Linux version $release " "${banner:0:$((15 + ${#release}))}"
+
+# User memory in portal-mapper's context.
+probe=$(sed -n 's/^guest: mapper pid=[0-9]* probe=\(0x[0-9a-f]*\) .*/\1/p' "$CONSOLE")
+before_end=$(( ((probe | 4095) + 1) - probe ))
+same "read_str across a page" \
+    "READ_OK, 36 bytes, $before_end of them before the page end: /tmp/portal-probe-path-across-a-page" \
+    "$(host1 'read_str across a page:')"
+(( before_end < 36 )) && pass "the probe string crosses a page" || fail "probe string" "does not cross a page"
+same "read of an unmapped user page" "READ_PARTIAL, 0 bytes" "$(host1 'read unmapped user page:')"
+same "read running into an unmapped page" "READ_PARTIAL, 100 bytes, 100 of them 'p'" \
+    "$(host1 'read running into the unmapped page:')"
+same "write to user memory" "WRITE_OK" "$(host1 'write user memory:')"
+same "read back what was written" "READ_OK, HOST" "$(host1 'read back:')"
+same "read_time" "READ_NUM, nonzero" "$(host1 'read_time:')"
+
+# Processes: OSI_PROC_ALL in two pages against the guest's ps.
+same "osi_proc_all = the guest's ps (pid ppid uid name)" "$(view ps | sort -n)" "$(host ps | sort -n)"
+total=$(view ps | wc -l)
+(( total > 72 )) && pass "more than 72 processes ($total)" || fail "process count" "only $total processes"
+same "osi_proc_all pages" "page at 0: 72 of $total|page at 72: $((total - 72)) of $total|" \
+    "$(host proc_all | tr '\n' '|')"
+mapper=$(view1 mapper)
+maps=$(view1 mapper-maps)
+same "osi_proc of portal-mapper" "$mapper ppid 1 uid 0 name portal-mapper map_count $maps" "$(host1 proc)"
+
+# Mappings: OSI_MAPPINGS in pages against /proc/PID/maps.
+same "osi_mappings = /proc/PID/maps (range perms offset name)" \
+    "$(view maps | awk '{ name = ""; for (i = 6; i <= NF; i++) name = name (i > 6 ? " " : "") $i; line = $1 " " $2 " " $3; if (name != "") line = line " " name; print line }')" \
+    "$(host maps)"
+(( maps > 28 )) && pass "more than 28 mappings ($maps)" || fail "mapping count" "only $maps mappings"
+same "osi_mappings pages" "page at 0: 28 of $maps|page at 28: $((maps - 28)) of $maps|" \
+    "$(host mappings | tr '\n' '|')"
+heap=$(view maps | awk '$NF == "[heap]" { split($1, r, "-"); print "start_brk " r[1] " brk " r[2] }')
+same "osi_proc_mem = the [heap] mapping" "$heap" "$(host1 proc_mem)"
+same "osi_proc_exe = readlink /proc/PID/exe" "$(view1 mapper-exe) (READ_OK, $(view1 mapper-exe | tr -d '\n' | wc -c) bytes)" "$(host1 exe)"
+
+# Arguments and environment.
+cmdline=$(view1 mapper-cmdline)
+same "read_procargs (NULs as spaces)" "$(printf '%s' "${cmdline%|}" | tr '|' ' ')" "$(host1 procargs)"
+same "read_ptr_array of argv (an argument with spaces)" "$cmdline" "$(host1 argv)"
+same "read_procenv = /proc/PID/environ" "$(view environ)" "$(host environ | sed 's/ (name .*//')"
+same "environment value with '=' split at the first '='" \
+    "PORTAL_TEST=key=value=more (name PORTAL_TEST, value key=value=more)" \
+    "$(host environ | grep '^PORTAL_TEST=')"
+
+# Files of the daemon (fd numbers with gaps, a socket) and its cwd.
+same "read_fds = /proc/PID/fd (gaps, socket)" "$(view fd)" "$(host fd)"
+same "read_fds cwd (-100)" "-100 $(view1 daemon-cwd)" "$(host1 cwd)"
+
+# Files and programs.
+same "read_file /etc/passwd (first lines)" "$(view passwd)" "$(host passwd)"
+same "write_file" "/tmp/portal-host-file: READ_NUM 20" "$(host1 write_file)"
+same "read_file of the written file" "READ_OK 20 bytes, the same" "$(host1 'read_file back:')"
+same "vfs_open" "/etc/passwd: error 0, handle slot 1, fs magic 0x1021994" "$(host1 vfs_open)"
+same "vfs_read" "error 0, 16 bytes, eof 0, the same as read_file's" "$(host1 vfs_read:)"
+same "vfs_close" "READ_OK, error 0" "$(host1 vfs_close:)"
+same "exec (wait status of sh -c 'exit 3')" "/bin/busybox sh -c 'exit 3': READ_NUM, status 768" "$(host1 exec)"
+same "exit event of the exec'd program" "busybox status 768" "$(host1 exit)"
+same "an op the module does not serve" "(not served by this module): WRITE_FAIL" "$(host1 osi_proc_handles)"
+
+# Events and interrupts.
+same "execve event of portal-mapper" "/bin/portal-mapper" "$(host execve | grep -x /bin/portal-mapper | head -n 1)"
+same "sethostname event" "portal-guest" "$(host1 sethostname)"
+same "interrupt queued before the module loaded ran at its load" "insmod (the module's load)" \
+    "$(host1 'first interrupt ran in')"
+same "interrupt queued by the checks ran in a task" "yes|yes|" "$(host 'interrupt ran in a task:' | tr '\n' '|')"
+same "conversations on both vCPUs" "vCPU 0: some, on vCPU 1: some" "$(host1 'syscall events on')"
+
+echo "$passed passed, $failed failed"
+(( failed == 0 ))
