@@ -12,7 +12,7 @@ DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 DEMO_ARCH   ?= x86_64
 
-.PHONY: all setup build debug release qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: all setup build debug release qemu linux guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -33,6 +33,11 @@ qemu:
 guests:
 	@Tests/guests/build.sh
 
+# The Linux test guest: Debian's kernel and headers, busybox, the portal
+# guest module and an initramfs, in .cache/linux (Tests/guests/linux/).
+linux:
+	@scripts/fetch-linux.sh
+
 harness:
 	@$(MAKE) --no-print-directory -C Tests/harness harness
 
@@ -44,7 +49,7 @@ demo: release qemu guests
 	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),demo=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-swift test-tsan test-harness test-guests test-linux test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
@@ -66,6 +71,11 @@ test-harness: debug harness
 test-guests: debug qemu guests
 	Tests/guests/test.sh $(DEBUG_LIB)
 
+# A real Linux guest (Debian's 6.1 kernel, 2 vCPUs) with the portal module:
+# every op the module serves, checked against the guest's own view.
+test-linux: debug qemu linux
+	Tests/guests/linux/test.sh $(DEBUG_LIB)
+
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings
 # are `make bench`'s business).
@@ -78,7 +88,7 @@ test-bench-build: debug
 	@grep -q '"failures": 0' bench/build/check.log || { tail -5 bench/build/check.log; exit 1; }
 
 clean: fuzz-clean
-	rm -rf .build .build-tsan Tests/guests/build Tests/harness/build bench/build
+	rm -rf .build .build-tsan Tests/guests/build Tests/guests/linux/build Tests/harness/build bench/build
 
 # Benchmarks (not part of `make test`): the engine through the real release
 # library in a mock emulator, callgrind instruction counts, and QEMU guest

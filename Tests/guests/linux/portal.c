@@ -317,6 +317,12 @@ static int path_of(const struct path *path, char *buffer)
 
 /* ---- memory ---- */
 
+/*
+ * Kernel addresses: S clamped to CHUNK, all or nothing. User addresses: a
+ * short copy answers READ_PARTIAL with the bytes copied (0 for an unmapped
+ * page). The real module does not clamp S for user addresses (the host must
+ * keep it <= CHUNK); this one clamps too rather than run past its page.
+ */
 static void op_read(struct portal_region *region)
 {
 	u64 size = min_t(u64, region->size, CHUNK);

@@ -146,7 +146,8 @@ same "execve event of portal-mapper" "/bin/portal-mapper" "$(host execve | grep 
 same "sethostname event" "portal-guest" "$(host1 sethostname)"
 same "interrupt queued before the module loaded ran at its load" "insmod (the module's load)" \
     "$(host1 'first interrupt ran in')"
-same "interrupt queued by the checks ran in a task" "yes|yes|" "$(host 'interrupt ran in a task:' | tr '\n' '|')"
+same "interrupts ran in user tasks (module load, then a syscall's return)" "yes|yes|" \
+    "$(host 'interrupt ran in a user task:' | tr '\n' '|')"
 same "conversations on both vCPUs" "vCPU 0: some, on vCPU 1: some" "$(host1 'syscall events on')"
 
 echo "$passed passed, $failed failed"

@@ -19,8 +19,10 @@
  *     the guest power off. execve and sethostname events print their
  *     arguments; sethostname prints the vCPU counts.
  *   - 0x133c (process exit): prints pid, name and wait status.
- *   - the "whoami" interrupt, queued by the check sequence: prints the task
- *     it ran in (OSI_PROC of the current task).
+ *   - the "whoami" interrupt, queued at init (it runs in the module's first
+ *     interrupt conversation, in insmod) and by the check sequence (it runs
+ *     when a user task next enters or leaves a syscall): prints whether it
+ *     ran in a user task (OSI_PROC of the current task).
  *
  * Every check prints its values; a check that cannot go on prints
  * "host: FAIL <what>" and the sequence still ends by writing
@@ -556,7 +558,8 @@ static portal_step whoami(void *userdata, portal_conversation *conversation,
     if (response->code == PORTAL_RESP_READ_OK && response->size >= 208) {
         char name[17];
         string_at(response, 208, name, sizeof(name));
-        say("interrupt ran in a task: %s", name[0] ? "yes" : "no");
+        /* A user task has mappings; the module's polling thread has none. */
+        say("interrupt ran in a user task: %s", u64_at(response->data, 48) > 0 ? "yes" : "no");
         if (atomic_fetch_add(&interrupt_runs, 1) == 0)
             say("first interrupt ran in %s (the module's load)", name);
     } else {
