@@ -143,7 +143,11 @@ same "an op the module does not serve" "(not served by this module): WRITE_FAIL"
 
 # Events and interrupts.
 same "execve event of portal-mapper" "/bin/portal-mapper" "$(host execve | grep -x /bin/portal-mapper | head -n 1)"
-same "sethostname event" "portal-guest" "$(host1 sethostname)"
+same "sethostname events" "portal-guest|skip-me|" "$(host sethostname | tr '\n' '|')"
+same "syscall event: the host rewrote an argument" "length rewritten to 6: WRITE_OK" "$(host1 'sethostname:')"
+same "syscall event: the host skipped the call" "skipped with retval 0: WRITE_OK" "$(host 'sethostname:' | sed -n 2p)"
+same "the guest saw the rewritten and the skipped call" "guest: hostname now portal|guest: hostname now portal|" \
+    "$(grep '^guest: hostname now' "$CONSOLE" | tr '\n' '|')"
 same "interrupt queued before the module loaded ran at its load" "insmod (the module's load)" \
     "$(host1 'first interrupt ran in')"
 same "interrupts ran in user tasks (module load, then a syscall's return)" "yes|yes|" \

@@ -17,7 +17,9 @@
  *     whole check sequence in that process's context, where its user memory
  *     is the current task's; it ends by writing /tmp/portal-done, which lets
  *     the guest power off. execve and sethostname events print their
- *     arguments; sethostname prints the vCPU counts.
+ *     arguments; sethostname prints the vCPU counts, cuts "portal-guest" to
+ *     "portal" (rewrites the length argument) and skips "skip-me" (skip = 1,
+ *     retval = 0).
  *   - 0x133c (process exit): prints pid, name and wait status.
  *   - the "whoami" interrupt, queued at init (it runs in the module's first
  *     interrupt conversation, in insmod) and by the check sequence (it runs
@@ -457,7 +459,12 @@ static portal_step check_sequence(struct event_state *state, const portal_respon
 
 /* ---- events ---- */
 
-enum { E_READ_EVENT = 0, E_READ_NAME = 1 };
+enum { E_READ_EVENT = 0, E_READ_NAME = 1, E_READ_ARGUMENT = 2, E_REWRITTEN, E_RETVAL_WRITTEN, E_SKIP_WRITTEN };
+
+/* What the sethostname events get written back (syscall_event.args[1], retval, skip). */
+static const uint64_t rewritten_length = 6;
+static const int64_t skipped_retval = 0;
+static const uint8_t skip_true = 1;
 
 static portal_step syscall_enter(void *userdata, portal_conversation *conversation,
                                  const portal_response *response, portal_command *command,
@@ -485,7 +492,7 @@ static portal_step syscall_enter(void *userdata, portal_conversation *conversati
         state->pid = u64_at(response->data, 88);
         memcpy(state->name, response->data + 109, sizeof(state->name) - 1);
         state->name[sizeof(state->name) - 1] = '\0';
-        state->step = 2;
+        state->step = E_READ_ARGUMENT;
         if (!strcmp(state->name, "openat")) {
             ask(command, op.read_str, 0, state->arg2, 0, NULL, 0);
             return PORTAL_STEP_COMMAND;
@@ -500,6 +507,16 @@ static portal_step syscall_enter(void *userdata, portal_conversation *conversati
         }
         return PORTAL_STEP_FINISH;
     }
+    case E_REWRITTEN:
+        say("sethostname: length rewritten to 6: %s", code_name(response->code));
+        return PORTAL_STEP_FINISH;
+    case E_RETVAL_WRITTEN:
+        state->step = E_SKIP_WRITTEN;
+        ask(command, op.write, 0, conversation->call.args[0] + 108, 1, &skip_true, 1);
+        return PORTAL_STEP_COMMAND;
+    case E_SKIP_WRITTEN:
+        say("sethostname: skipped with retval 0: %s", code_name(response->code));
+        return PORTAL_STEP_FINISH;
     default: {
         char text[300];
         const char *name = state->name;
@@ -511,6 +528,17 @@ static portal_step syscall_enter(void *userdata, portal_conversation *conversati
             say("syscall events on vCPU 0: %s, on vCPU 1: %s",
                 atomic_load(&events_on_vcpu[0]) ? "some" : "none",
                 atomic_load(&events_on_vcpu[1]) ? "some" : "none");
+            /* The event's arguments and result go back to the guest. */
+            if (!strcmp(text, "portal-guest")) {
+                state->step = E_REWRITTEN;
+                ask(command, op.write, 0, conversation->call.args[0] + 8, 8, &rewritten_length, 8);
+                return PORTAL_STEP_COMMAND;
+            }
+            if (!strcmp(text, "skip-me")) {
+                state->step = E_RETVAL_WRITTEN;
+                ask(command, op.write, 0, conversation->call.args[0] + 80, 8, &skipped_retval, 8);
+                return PORTAL_STEP_COMMAND;
+            }
         } else if (!strcmp(text, PROBE_PATH) && !atomic_exchange(&checks_started, true)) {
             sequence.probe = state->arg2;
             sequence.mapper_pid = state->pid;
