@@ -165,7 +165,6 @@ static_assert(sizeof(struct list_header) + FDS_PER_PAGE * sizeof(struct fd_recor
 static u64 *interrupt_flag;
 /* jiffies when a task was last given the interrupt work, 0 if none is pending. */
 static atomic_long_t interrupt_work_queued_at;
-static struct task_struct *poll_thread;
 
 static unsigned long hypercall(unsigned long number, unsigned long arg1, unsigned long arg2,
 			       unsigned long arg3, unsigned long arg4)
@@ -1158,7 +1157,7 @@ static int poll_flag(void *unused)
 {
 	bool seen_set = false;
 
-	while (!kthread_should_stop()) {
+	for (;;) {
 		msleep_interruptible(PORTAL_POLL_MS);
 		if (!READ_ONCE(*interrupt_flag)) {
 			seen_set = false;
@@ -1348,6 +1347,7 @@ static void remove_tracepoints(void)
 
 static int __init portal_init(void)
 {
+	struct task_struct *poller;
 	int error, i;
 
 	error = find_lookup_name();
@@ -1382,10 +1382,9 @@ static int __init portal_init(void)
 		if (error)
 			goto fail;
 	}
-	poll_thread = kthread_run(poll_flag, NULL, "portal-poll");
-	if (IS_ERR(poll_thread)) {
-		error = PTR_ERR(poll_thread);
-		poll_thread = NULL;
+	poller = kthread_run(poll_flag, NULL, "portal-poll");
+	if (IS_ERR(poller)) {
+		error = PTR_ERR(poller);
 		goto fail;
 	}
 	pr_info("portal: loaded: region %lu bytes, flag at 0x%lx\n", CHUNK, (unsigned long)interrupt_flag);
@@ -1394,23 +1393,13 @@ static int __init portal_init(void)
 fail:
 	remove_hooks();
 	remove_tracepoints();
-	kfree(interrupt_flag);
+	/* interrupt_flag stays allocated: the host has its address and may write it. */
 	return error;
 }
 
-static void __exit portal_exit(void)
-{
-	int slot;
-
-	kthread_stop(poll_thread);
-	remove_hooks();
-	remove_tracepoints();
-	for (slot = 0; slot < VFS_SLOTS; slot++)
-		if (vfs_slots[slot].file)
-			filp_close(vfs_slots[slot].file, NULL);
-	/* The host keeps the flag's address: leave the memory to it. */
-	WRITE_ONCE(*interrupt_flag, 0);
-}
-
+/*
+ * No module_exit, so the kernel refuses to unload the module: tasks may hold
+ * its interrupt task work, and syscalls may be inside its wrappers, at any
+ * time, and the host keeps the flag's address for the rest of the run.
+ */
 module_init(portal_init);
-module_exit(portal_exit);
