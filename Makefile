@@ -12,7 +12,7 @@ DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 DEMO_ARCH   ?= x86_64
 
-.PHONY: all setup build debug release qemu linux guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: all setup build debug release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -38,6 +38,11 @@ guests:
 linux:
 	@scripts/fetch-linux.sh
 
+# The same for Debian's arm64 kernel, in .cache/linux-arm64 (installs the
+# aarch64 cross compilers with apt-get if they are missing).
+linux-arm64:
+	@LINUX_ARCH=arm64 scripts/fetch-linux.sh
+
 harness:
 	@$(MAKE) --no-print-directory -C Tests/harness harness
 
@@ -49,7 +54,7 @@ demo: release qemu guests
 	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),demo=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-linux test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-swift test-tsan test-harness test-guests test-linux test-linux-arm64 test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
@@ -75,6 +80,10 @@ test-guests: debug qemu guests
 # every op the module serves, checked against the guest's own view.
 test-linux: debug qemu linux
 	Tests/guests/linux/test.sh $(DEBUG_LIB)
+
+# The same module cross-built for Debian's arm64 kernel, in qemu-system-aarch64 -M virt.
+test-linux-arm64: debug qemu linux-arm64
+	LINUX_ARCH=arm64 Tests/guests/linux/test.sh $(DEBUG_LIB)
 
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings

@@ -12,9 +12,10 @@
 #   .cache/linux/portal-mapper    a static user program of the guest (mapper.c)
 #   .cache/linux/initramfs.cpio   /init, busybox, portal.ko, portal-mapper (newc)
 #
-# Debian bookworm's amd64 kernel (linux-image-amd64 names the current ABI),
-# its headers, their -common half, the matching linux-kbuild and
-# busybox-static, from the mirror the machine's apt sources name for bookworm
+# Debian bookworm's kernel (linux-image-amd64 or linux-image-arm64 names the
+# current ABI), its headers, their -common half, the matching linux-kbuild
+# (always the amd64 one: its host tools run here, and they build modules for
+# either architecture) and busybox-static, from the mirror the machine's apt sources name for bookworm
 # (LINUX_DEBIAN_MIRROR=http://host/debian for another one), with apt's own
 # tools and a private configuration: the machine's apt state is not touched
 # and nothing is installed. The headers' Makefile names /usr/src/... by
@@ -27,6 +28,11 @@
 # owners and device nodes are set in the archive, not on disk).
 #
 # A second run with nothing changed does nothing.
+# LINUX_ARCH=arm64 fetches and builds the arm64 guest into .cache/linux-arm64/
+# instead (same layout), with the cross compilers of gcc-aarch64-linux-gnu
+# and libc6-dev-arm64-cross, which it installs with apt-get if they are
+# missing.
+#
 # Usage: scripts/fetch-linux.sh [--force]   (--force downloads and unpacks again)
 set -euo pipefail
 
@@ -39,13 +45,28 @@ DEFAULT_MIRROR=http://deb.debian.org/debian
 DEFAULT_SECURITY=http://deb.debian.org/debian-security
 STAMP_FORMAT=1
 
+ARCH=${LINUX_ARCH:-amd64}
+case $ARCH in
+    amd64)
+        CACHE_NAME=linux
+        MODULE_MAKE=(CC=gcc-12)
+        MODULE_CC=gcc-12
+        MAPPER_CC=gcc ;;
+    arm64)
+        CACHE_NAME=linux-arm64
+        MODULE_MAKE=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- CC=aarch64-linux-gnu-gcc-12)
+        MODULE_CC=aarch64-linux-gnu-gcc-12
+        MAPPER_CC=aarch64-linux-gnu-gcc ;;
+    *) die "LINUX_ARCH=$ARCH: expected amd64 or arm64" ;;
+esac
+
 SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)
 PROJECT_ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
 GUEST_SRC=$PROJECT_ROOT/Tests/guests/linux
 # The real path: the headers' Makefile is rewritten to name it, and .cache may
 # be a symlink shared by several checkouts.
 mkdir -p "$PROJECT_ROOT/.cache"
-CACHE=$(cd "$PROJECT_ROOT/.cache" && pwd -P)/linux
+CACHE=$(cd "$PROJECT_ROOT/.cache" && pwd -P)/$CACHE_NAME
 ROOT=$CACHE/root
 APTDIR=$CACHE/apt
 DEBS=$CACHE/debs
@@ -122,7 +143,7 @@ EOF
 #clear APT::Update::Post-Invoke-Success;
 APT::Architecture "amd64";
 #clear APT::Architectures;
-APT::Architectures { "amd64"; };
+APT::Architectures { "amd64"; "$ARCH"; };
 EOF
     local apt_opts=(
         -c "$apt_conf"
@@ -149,25 +170,25 @@ EOF
         die "could not read the package lists (network? set LINUX_DEBIAN_MIRROR)"
     fi
 
-    # linux-image-amd64 depends on the current ABI's image package.
+    # linux-image-ARCH depends on the current ABI's image package.
     local image
-    image=$(apt-cache "${apt_opts[@]}" depends linux-image-amd64 </dev/null \
-            | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n 1)
-    [[ -n $image ]] || die "linux-image-amd64 names no kernel image package in $SUITE"
+    image=$(apt-cache "${apt_opts[@]}" depends "linux-image-$ARCH:$ARCH" </dev/null \
+            | sed -n "s/^ *Depends: \(linux-image-[0-9][^ :]*-$ARCH\)\(:$ARCH\)\{0,1\}\$/\1/p" | head -n 1)
+    [[ -n $image ]] || die "linux-image-$ARCH names no kernel image package in $SUITE"
     local release=${image#linux-image-}
-    local abi=${release%-amd64}
+    local abi=${release%-"$ARCH"}
     local version
-    version=$(apt-cache "${apt_opts[@]}" policy "$image" </dev/null | sed -n 's/^  Candidate: //p')
+    version=$(apt-cache "${apt_opts[@]}" policy "$image:$ARCH" </dev/null | sed -n 's/^  Candidate: //p')
     local kbuild_series=${abi%%-*}                 # 6.1.0-NN -> 6.1.0 -> 6.1
     kbuild_series=${kbuild_series%.*}
-    local packages=("$image" "linux-headers-$release" "linux-headers-$abi-common"
-                    "linux-kbuild-$kbuild_series" busybox-static)
+    local packages=("$image:$ARCH" "linux-headers-$release:$ARCH" "linux-headers-$abi-common"
+                    "linux-kbuild-$kbuild_series:amd64" "busybox-static:$ARCH")
     say "kernel $release ($version); downloading ${packages[*]}"
     rm -rf "$DEBS"; mkdir -p "$DEBS"
     (cd "$DEBS" && apt-get "${apt_opts[@]}" download "${packages[@]}" >>"$LOG" 2>&1 </dev/null) \
         || { tail -n 20 "$LOG" >&2; die "download failed"; }
 
-    say "unpacking into .cache/linux/root"
+    say "unpacking into .cache/$CACHE_NAME/root"
     rm -f "$STAMP"
     local new=$CACHE/root.new d
     rm -rf "$new"; mkdir -p "$new"
@@ -226,16 +247,27 @@ newer_than() { # TARGET FILES... -> true if TARGET is missing or older than any 
     return 1
 }
 
+# The arm64 cross compilers, as scripts/setup.sh installs packages.
+if [[ $ARCH == arm64 ]] && ! { command -v "$MODULE_CC" && command -v "$MAPPER_CC" \
+        && [[ -f /usr/aarch64-linux-gnu/lib/libc.a ]]; } >/dev/null 2>&1; then
+    say "installing gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+    SUDO=()
+    (( EUID == 0 )) || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+        gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null || die "could not install the arm64 cross compilers"
+fi
+
 MODULE_SOURCES=("$GUEST_SRC/portal.c" "$GUEST_SRC/Kbuild" "$STAMP")
 if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}"; then
-    command -v gcc-12 >/dev/null 2>&1 || die "gcc-12 not found (apt-get install gcc-12): bookworm's kernel was built with it"
+    command -v "$MODULE_CC" >/dev/null 2>&1 || die "$MODULE_CC not found: bookworm's kernel was built with gcc-12"
     say "building portal.ko against $RELEASE"
     rm -rf "$MODULE_DIR"; mkdir -p "$MODULE_DIR"
     cp "$GUEST_SRC/portal.c" "$GUEST_SRC/Kbuild" "$MODULE_DIR/"
-    if ! make -C "$HEADERS" M="$MODULE_DIR" CC=gcc-12 modules >"$MODULE_DIR/build.log" 2>&1; then
+    if ! make -C "$HEADERS" M="$MODULE_DIR" "${MODULE_MAKE[@]}" modules >"$MODULE_DIR/build.log" 2>&1; then
         grep -E 'error|warning' "$MODULE_DIR/build.log" | head -n 30 >&2 || tail -n 30 "$MODULE_DIR/build.log" >&2
         rm -f "$MODULE_DIR/portal.ko"
-        die "the module did not build (full log: .cache/linux/module/build.log)"
+        die "the module did not build (full log: .cache/$CACHE_NAME/module/build.log)"
     fi
     if grep -q 'warning:' "$MODULE_DIR/build.log"; then
         grep 'warning:' "$MODULE_DIR/build.log" >&2
@@ -249,7 +281,7 @@ fi
 MAPPER=$CACHE/portal-mapper
 if newer_than "$MAPPER" "$GUEST_SRC/mapper.c"; then
     say "building portal-mapper"
-    gcc -static -O2 -Wall -Wextra -Werror -o "$MAPPER.new" "$GUEST_SRC/mapper.c" \
+    "$MAPPER_CC" -static -O2 -Wall -Wextra -Werror -o "$MAPPER.new" "$GUEST_SRC/mapper.c" \
         || die "portal-mapper did not build (is libc6-dev installed?)"
     mv "$MAPPER.new" "$MAPPER"
 fi
@@ -266,4 +298,4 @@ if newer_than "$INITRAMFS" "${INITRAMFS_INPUTS[@]}"; then
     mv "$INITRAMFS.new" "$INITRAMFS"
 fi
 
-say "kernel $RELEASE, .cache/linux/vmlinuz, .cache/linux/initramfs.cpio ready ($((SECONDS - START)) s)"
+say "kernel $RELEASE, .cache/$CACHE_NAME/vmlinuz, .cache/$CACHE_NAME/initramfs.cpio ready ($((SECONDS - START)) s)"

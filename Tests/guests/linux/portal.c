@@ -31,8 +31,10 @@
  * wrapper here, so the conversation runs in the syscall's own (sleepable)
  * context before the real function.
  *
- * The x86_64 hypercall is `outl %eax, $0x88` with the number in rax,
- * arg1..arg4 in rdi, rsi, rdx, r10 and the result in rax.
+ * The hypercall: on x86_64 `outl %eax, $0x88` with the number in rax,
+ * arg1..arg4 in rdi, rsi, rdx, r10 and the result in rax; on arm64
+ * `msr S0_0_c5_c0_0, xzr` with the number in x8, arg1..arg4 in x0..x3 and
+ * the result in x0 (UNDEFINED on a CPU without the plugin).
  */
 #include <linux/cred.h>
 #include <linux/io.h>
@@ -169,6 +171,7 @@ static atomic_long_t interrupt_work_queued_at;
 static unsigned long hypercall(unsigned long number, unsigned long arg1, unsigned long arg2,
 			       unsigned long arg3, unsigned long arg4)
 {
+#if defined(CONFIG_X86_64)
 	register unsigned long r10 asm("r10") = arg4;
 	unsigned long result = number;
 
@@ -177,6 +180,21 @@ static unsigned long hypercall(unsigned long number, unsigned long arg1, unsigne
 		     : "D"(arg1), "S"(arg2), "d"(arg3), "r"(r10)
 		     : "memory");
 	return result;
+#elif defined(CONFIG_ARM64)
+	register unsigned long x8 asm("x8") = number;
+	register unsigned long x0 asm("x0") = arg1;
+	register unsigned long x1 asm("x1") = arg2;
+	register unsigned long x2 asm("x2") = arg3;
+	register unsigned long x3 asm("x3") = arg4;
+
+	asm volatile("msr S0_0_c5_c0_0, xzr"
+		     : "+r"(x0)
+		     : "r"(x8), "r"(x1), "r"(x2), "r"(x3)
+		     : "memory");
+	return x0;
+#else
+#error "portal.c knows the hypercall of x86_64 and arm64 only"
+#endif
 }
 
 static void serve(struct portal_region *region);
@@ -1195,10 +1213,16 @@ static void hooked_do_exit(long code);
 
 enum { HOOK_EXECVE, HOOK_OPENAT, HOOK_SETHOSTNAME, HOOK_DO_EXIT, HOOK_COUNT };
 
+#if defined(CONFIG_X86_64)
+#define SYSCALL_SYMBOL(name) "__x64_sys_" name
+#else
+#define SYSCALL_SYMBOL(name) "__arm64_sys_" name
+#endif
+
 static struct portal_hook hooks[HOOK_COUNT] = {
-	[HOOK_EXECVE] = { "__x64_sys_execve", "execve", 3, hooked_execve },
-	[HOOK_OPENAT] = { "__x64_sys_openat", "openat", 4, hooked_openat },
-	[HOOK_SETHOSTNAME] = { "__x64_sys_sethostname", "sethostname", 2, hooked_sethostname },
+	[HOOK_EXECVE] = { SYSCALL_SYMBOL("execve"), "execve", 3, hooked_execve },
+	[HOOK_OPENAT] = { SYSCALL_SYMBOL("openat"), "openat", 4, hooked_openat },
+	[HOOK_SETHOSTNAME] = { SYSCALL_SYMBOL("sethostname"), "sethostname", 2, hooked_sethostname },
 	[HOOK_DO_EXIT] = { "do_exit", "exit", 1, hooked_do_exit },
 };
 
@@ -1207,9 +1231,28 @@ static void notrace hook_thunk(unsigned long ip, unsigned long parent_ip,
 {
 	struct portal_hook *hook = container_of(ops, struct portal_hook, ops);
 
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+
 	/* The wrapper's own call of the real function goes through. */
-	if (!within_module(parent_ip, THIS_MODULE))
-		ftrace_instruction_pointer_set(fregs, (unsigned long)hook->wrapper);
+	if (regs && !within_module(parent_ip, THIS_MODULE))
+		instruction_pointer_set(regs, (unsigned long)hook->wrapper);
+}
+
+/* Where syscall argument i (0..5) lives in the user registers the wrapper gets. */
+static unsigned long *syscall_argument_slot(struct pt_regs *regs, int i)
+{
+#if defined(CONFIG_X86_64)
+	unsigned long *slots[6] = { &regs->di, &regs->si, &regs->dx, &regs->r10, &regs->r8, &regs->r9 };
+
+	return slots[i];
+#else
+	return (unsigned long *)&regs->regs[i];
+#endif
+}
+
+static unsigned long syscall_argument(struct pt_regs *regs, int i)
+{
+	return *syscall_argument_slot(regs, i);
 }
 
 /* The syscall-enter event; the host may rewrite the arguments or skip the call. */
@@ -1219,19 +1262,16 @@ static long syscall_enter(int index, const struct pt_regs *const_regs)
 	struct pt_regs *regs = (struct pt_regs *)const_regs;
 	struct syscall_event *event;
 	long result;
+	int i;
 
 	if (current->flags & PF_KTHREAD)
 		return ((syscall_fn)hook->address)(regs);
 	event = kzalloc(sizeof(*event), GFP_KERNEL);
 	if (!event)
 		return ((syscall_fn)hook->address)(regs);
-	event->args[0] = regs->di;
-	event->args[1] = regs->si;
-	event->args[2] = regs->dx;
-	event->args[3] = regs->r10;
-	event->args[4] = regs->r8;
-	event->args[5] = regs->r9;
-	event->pc = regs->ip;
+	for (i = 0; i < 6; i++)
+		event->args[i] = syscall_argument(regs, i);
+	event->pc = instruction_pointer(regs);
 	event->hook = index + 1;
 	event->task = (u64)current;
 	event->regs = (u64)regs;
@@ -1243,12 +1283,8 @@ static long syscall_enter(int index, const struct pt_regs *const_regs)
 	if (READ_ONCE(event->skip)) {
 		result = event->retval;
 	} else {
-		regs->di = event->args[0];
-		regs->si = event->args[1];
-		regs->dx = event->args[2];
-		regs->r10 = event->args[3];
-		regs->r8 = event->args[4];
-		regs->r9 = event->args[5];
+		for (i = 0; i < 6; i++)
+			*syscall_argument_slot(regs, i) = event->args[i];
 		result = ((syscall_fn)hook->address)(regs);
 	}
 	kfree(event);

@@ -134,7 +134,7 @@ static struct {
 
 enum {
     S_READ_STR_ACROSS = 10, S_READ_UNMAPPED, S_READ_INTO_UNMAPPED, S_WRITE_USER,
-    S_READ_BACK, S_TIME, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
+    S_READ_BACK, S_TIME, S_KALLSYMS_TEXT, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
     S_PROC_MEM, S_PROC_EXE, S_PROCARGS, S_PTR_ARRAY, S_PROCENV, S_FDS, S_CWD,
     S_READ_FILE, S_WRITE_FILE, S_READ_FILE_BACK, S_VFS_OPEN, S_VFS_READ, S_VFS_CLOSE,
     S_EXEC, S_UNSERVED_OP, S_DONE, S_FINISHED,
@@ -207,12 +207,23 @@ static portal_step check_sequence(struct event_state *state, const portal_respon
         return PORTAL_STEP_COMMAND;
     case S_TIME:
         say("read_time: %s, %s", code_name(response->code), response->size > 0 ? "nonzero" : "zero");
+        ask(command, op.kallsyms_lookup, 0, 0, 0, "do_exit", sizeof("do_exit"));
+        return PORTAL_STEP_COMMAND;
+    case S_KALLSYMS_TEXT:
+        say("kallsyms_lookup do_exit: %s, %016llx", code_name(response->code), (unsigned long long)response->size);
         ask(command, op.kallsyms_lookup, 0, 0, 0, "linux_banner", sizeof("linux_banner"));
         return PORTAL_STEP_COMMAND;
     case S_KALLSYMS:
         say("kallsyms_lookup linux_banner: %s, %016llx", code_name(response->code),
             (unsigned long long)response->size);
-        ask(command, op.read_str, 0, response->size, 0, NULL, 0);
+        /* Kernels without CONFIG_KALLSYMS_ALL (Debian's arm64) list no data symbols. */
+        if (response->code == PORTAL_RESP_READ_NUM && response->size != 0) {
+            say("banner read with: READ_STR of linux_banner");
+            ask(command, op.read_str, 0, response->size, 0, NULL, 0);
+        } else {
+            say("banner read with: READ_FILE of /proc/version");
+            ask(command, op.read_file, 0, 0, 0, "/proc/version", sizeof("/proc/version"));
+        }
         return PORTAL_STEP_COMMAND;
     case S_BANNER: {
         string_at(response, 0, text, sizeof(text));
