@@ -32,6 +32,7 @@
  */
 #include <portal/portal.h>
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,9 +82,8 @@ static void string_at(const portal_response *response, size_t offset, char *out,
     out[length] = '\0';
 }
 
-static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
-#include <stdarg.h>
-static void say(const char *format, ...)
+/* One "host: ..." line on standard error (test.sh reads them). */
+static void __attribute__((format(printf, 1, 2))) say(const char *format, ...)
 {
     va_list arguments;
     char line[1024];
