@@ -15,10 +15,11 @@
 # Debian bookworm's kernel (linux-image-amd64 or linux-image-arm64 names the
 # current ABI), its headers, their -common half, the matching linux-kbuild
 # (always the amd64 one: its host tools run here, and they build modules for
-# either architecture) and busybox-static, from the mirror the machine's apt sources name for bookworm
-# (LINUX_DEBIAN_MIRROR=http://host/debian for another one), with apt's own
-# tools and a private configuration: the machine's apt state is not touched
-# and nothing is installed. The headers' Makefile names /usr/src/... by
+# either architecture) and busybox-static, from the mirror the machine's apt
+# sources name for bookworm (LINUX_DEBIAN_MIRROR=http://host/debian for
+# another one), with apt's own tools and a private configuration: the
+# machine's apt state is not touched and these packages are only unpacked,
+# never installed. The headers' Makefile names /usr/src/... by
 # absolute path; those paths are pointed at the private tree after unpacking.
 #
 # The module is built with gcc-12 (the compiler bookworm's kernel was built
