@@ -3,6 +3,8 @@
 #   make demo    the main job: boot the default guest in QEMU with the plugin's tour
 #   make test    every test (what CI runs)
 #   make build   libportal.so, debug (.build/debug) and release (.build/release)
+#   make install PREFIX=DIR   the SDK: lib/libportal.so, include/portal/*.h,
+#                lib/pkgconfig/portal.pc (release build)
 #   make clean   remove build outputs (keeps the QEMU download cache)
 
 SHELL := /bin/bash
@@ -11,8 +13,23 @@ SHELL := /bin/bash
 DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 DEMO_ARCH   ?= x86_64
+PREFIX      ?= /usr/local
 
-.PHONY: all setup build debug release qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+# Every build of libportal.so records its SONAME, libportal.so: an analysis
+# module linked with -lportal (or built by SwiftPM against this package)
+# names libportal.so as a dependency, and the dynamic linker binds that to the
+# library the emulator already loaded, whatever its path. Not in
+# Package.swift: a package with unsafe flags cannot be a versioned dependency.
+SWIFT_LINK := -Xlinker -soname=libportal.so
+# Release builds of the round-trip path (measured with `make bench`):
+# cross-module optimisation lets the plugin inline the engine's small public
+# helpers; dynamic exclusivity checks are off: they were a quarter of a C
+# round trip's instructions, and the state they guard (a conversation's, a
+# vCPU's) is only touched by the one vCPU thread holding the conversation's
+# claim. Debug builds and `swift test` keep every check.
+SWIFT_RELEASE := -Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked
+
+.PHONY: all setup build debug release install test-sdk qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -20,10 +37,18 @@ setup:
 	@scripts/setup.sh
 
 debug: setup
-	swift build
+	swift build $(SWIFT_LINK)
 
 release: setup
-	swift build -c release
+	swift build -c release $(SWIFT_LINK) $(SWIFT_RELEASE)
+
+# The SDK a C analysis module builds against (README, "Writing analysis code").
+install: release
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/portal
+	install -m 755 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/libportal.so
+	install -m 644 include/portal/portal.h include/portal/panda.h $(DESTDIR)$(PREFIX)/include/portal/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/^#define PORTAL_API_VERSION \([0-9]*\)u$$/\1/p' include/portal/portal.h)|" \
+	    portal.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/portal.pc
 
 build: debug release
 
@@ -52,7 +77,7 @@ test: $(TEST_SUITES)
 
 # The engine's unit tests (Swift Testing).
 test-swift: setup
-	swift test
+	swift test $(SWIFT_LINK)
 
 # The same tests under ThreadSanitizer, in their own build folder.
 test-tsan: setup
@@ -103,13 +128,13 @@ FUZZ_TEST_SEED ?= 1
 FUZZ_SKIP ?=
 
 asan-lib: setup
-	swift build --sanitize=address --scratch-path .build-asan
+	swift build --sanitize=address --scratch-path .build-asan $(SWIFT_LINK)
 
 tsan-lib: setup
-	swift build --sanitize=thread --scratch-path .build-tsan-lib
+	swift build --sanitize=thread --scratch-path .build-tsan-lib $(SWIFT_LINK)
 
 fuzz-lib: setup
-	swift build --sanitize=address --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
+	swift build --sanitize=address --scratch-path .build-fuzz $(SWIFT_LINK) -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 
 # libFuzzer on the real library through the plugin ABI, for FUZZ_SECONDS.
 fuzz: debug fuzz-lib

@@ -96,10 +96,10 @@ def newer(target, *sources):
 def build(args):
     os.makedirs(BUILD, exist_ok=True)
     if not args.no_swift_build:
-        log("swift build -c release")
-        run(["swift", "build", "-c", "release"])
+        log("make release")
+        run(["make", "--no-print-directory", "-C", ROOT, "release"])
     if not os.path.exists(LIB):
-        raise RuntimeError(f"{LIB} is missing (swift build -c release)")
+        raise RuntimeError(f"{LIB} is missing (make release)")
     src = os.path.join(BENCH, "engine-bench.c")
     headers = [os.path.join(ROOT, "include", "portal", h) for h in ("panda.h", "portal.h")]
     if newer(DRIVER, src, *headers, os.path.abspath(__file__)):
