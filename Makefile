@@ -14,6 +14,8 @@ DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 DEMO_ARCH   ?= x86_64
 PREFIX      ?= /usr/local
+# Which build `make install` installs (make test installs the debug one).
+INSTALL_CONFIG ?= release
 
 # Every build of libportal.so records its SONAME, libportal.so: an analysis
 # module linked with -lportal (or built by SwiftPM against this package)
@@ -43,9 +45,9 @@ release: setup
 	swift build -c release $(SWIFT_LINK) $(SWIFT_RELEASE)
 
 # The SDK a C analysis module builds against (README, "Writing analysis code").
-install: release
+install: $(INSTALL_CONFIG)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/portal
-	install -m 755 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/libportal.so
+	install -m 755 .build/$(INSTALL_CONFIG)/libportal.so $(DESTDIR)$(PREFIX)/lib/libportal.so
 	install -m 644 include/portal/portal.h include/portal/panda.h $(DESTDIR)$(PREFIX)/include/portal/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/^#define PORTAL_API_VERSION \([0-9]*\)u$$/\1/p' include/portal/portal.h)|" \
 	    portal.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/portal.pc
@@ -69,7 +71,7 @@ demo: release qemu guests
 	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),demo=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
@@ -90,6 +92,13 @@ test-harness: debug harness
 # Every bare-metal guest in real QEMU 11.1, plus the MIPS refusal.
 test-guests: debug qemu guests
 	Tests/guests/test.sh $(DEBUG_LIB)
+
+# The SDK as a user gets it: make install into a scratch prefix, the C
+# example built with pkg-config alone and the Swift one as its own SwiftPM
+# package, each run on every bare-metal guest in QEMU, and every refusal of
+# load= (Tests/sdk/test.sh).
+test-sdk: debug qemu guests
+	Tests/sdk/test.sh
 
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings

@@ -5,7 +5,7 @@
  * Build it against the installed SDK (see Makefile), then load it into QEMU
  * through libportal.so:
  *
- *     qemu-system-x86_64 ... -plugin PREFIX/lib/libportal.so,load=./libcount.so,arg=0x1338
+ *     qemu-system-x86_64 ... -plugin PREFIX/lib/libportal.so,load=./libcount.so,module_arg=0x1338
  *
  * Its argument is the hypercall number to serve (default 0x1338, Penguin's
  * syscall-enter event). On each such hypercall it asks the guest for the

@@ -22,7 +22,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     public var staleAfter: Int = 1_000_000
     /// A built-in demonstration or workload to attach at start-up.
     public var demo: String? = nil
-    /// Analysis modules to load (`load=PATH`, each followed by its `arg=`
+    /// Analysis modules to load (`load=PATH`, each followed by its `module_arg=`
     /// items), in the order given.
     public var modules: [AnalysisModuleRequest] = []
 
@@ -36,12 +36,12 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "demo", "load", "arg",
+        "max_interrupts", "stale_after", "demo", "load", "module_arg",
     ]
 
     /// Arguments that may be given more than once: each `load=` names one
-    /// more module and each `arg=` adds to the module before it.
-    static let repeatable: Set<String> = ["load", "arg"]
+    /// more module and each `module_arg=` adds to the module before it.
+    static let repeatable: Set<String> = ["load", "module_arg"]
 
     /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
     public static func parse(
@@ -101,7 +101,7 @@ public struct PortalConfiguration: Sendable, Equatable {
                     throw ArgumentError(argument: argument, message: "expected the path of an analysis module")
                 }
                 configuration.modules.append(AnalysisModuleRequest(path: value))
-            case "arg":
+            case "module_arg":
                 guard !configuration.modules.isEmpty else {
                     throw ArgumentError(argument: argument, message:
                         "an analysis module's argument must follow the load=PATH it belongs to")
@@ -127,25 +127,25 @@ public struct PortalConfiguration: Sendable, Equatable {
     }
 }
 
-/// One `load=PATH` argument: an analysis module to load and the `arg=`
+/// One `load=PATH` argument: an analysis module to load and the `module_arg=`
 /// items that followed it.
 public struct AnalysisModuleRequest: Sendable, Equatable {
     /// The module's path, as given (`dlopen` resolves a name without a slash
     /// through the library search path).
     public var path: String
-    /// The module's `arg=` items, in order.
+    /// The module's `module_arg=` items, in order.
     public var arguments: [String] = []
 
     /// A module to load with no arguments yet.
     /// - Parameters:
     ///   - path: the module's file, as given to `load=`.
-    ///   - arguments: its `arg=` items, in order.
+    ///   - arguments: its `module_arg=` items, in order.
     public init(path: String, arguments: [String] = []) {
         self.path = path
         self.arguments = arguments
     }
 
-    /// What the module's `portal_analysis_init` receives: its `arg=` items
+    /// What the module's `portal_analysis_init` receives: its `module_arg=` items
     /// joined with commas (QEMU split them at the commas), "" for none.
     public var argumentText: String { arguments.joined(separator: ",") }
 }

@@ -250,21 +250,21 @@ struct ConfigurationTests {
         #expect(configuration.demo == "tour")
     }
 
-    /// `load=` repeats and keeps its order; each `arg=` belongs to the
+    /// `load=` repeats and keeps its order; each `module_arg=` belongs to the
     /// `load=` before it, and several are joined with commas.
     @Test func analysisModules() throws {
         let configuration = try parse(
-            ["load=/m/first.so", "arg=verbose", "log=info", "arg=limit=5", "load=second.so",
-             "load=/m/third.so", "arg="])
+            ["load=/m/first.so", "module_arg=verbose", "log=info", "module_arg=limit=5", "load=second.so",
+             "load=/m/third.so", "module_arg="])
         #expect(configuration.modules == [
             AnalysisModuleRequest(path: "/m/first.so", arguments: ["verbose", "limit=5"]),
             AnalysisModuleRequest(path: "second.so"),
             AnalysisModuleRequest(path: "/m/third.so", arguments: [""]),
         ])
         #expect(configuration.modules.map(\.argumentText) == ["verbose,limit=5", "", ""])
-        #expect(throws: ArgumentError(argument: "arg=x", message:
+        #expect(throws: ArgumentError(argument: "module_arg=x", message:
             "an analysis module's argument must follow the load=PATH it belongs to")) {
-            try parse(["log=info", "arg=x", "load=/m/first.so"])
+            try parse(["log=info", "module_arg=x", "load=/m/first.so"])
         }
         #expect(throws: ArgumentError(argument: "load=", message: "expected the path of an analysis module")) {
             try parse(["load="])
@@ -273,7 +273,7 @@ struct ConfigurationTests {
 
     @Test func refusals() {
         #expect(throws: ArgumentError(argument: "colour=red", message:
-            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, demo, load, arg")) {
+            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, demo, load, module_arg")) {
             try parse(["colour=red"])
         }
         #expect(throws: ArgumentError(argument: "verbose", message: "expected key=value")) {

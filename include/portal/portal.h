@@ -52,12 +52,14 @@
  * loads itself, named by the plugin argument load=PATH (repeatable; modules
  * are loaded in the order given, after every other argument is accepted):
  *
- *     qemu-system-x86_64 ... -plugin /usr/lib/libportal.so,load=/x/libcount.so,arg=verbose
+ *     qemu-system-x86_64 ... -plugin /usr/lib/libportal.so,load=/x/libcount.so,module_arg=verbose
  *
- * QEMU splits plugin arguments at commas, so a module's own arguments are
- * given as arg=TEXT items after its load=: every arg= belongs to the load=
- * before it, and several are joined with commas, in order. Above, libcount.so
- * gets "verbose"; with arg=a,arg=b=2 it would get "a,b=2"; with none, "".
+ * QEMU splits plugin arguments at commas (and takes a key named "arg" for
+ * itself), so a module's own arguments are given as module_arg=TEXT items
+ * after its load=: every module_arg= belongs to the load= before it, and
+ * several are joined with commas, in order. Above, libcount.so gets
+ * "verbose"; with module_arg=a,module_arg=b=2 it would get "a,b=2"; with
+ * none, "".
  *
  * A module is built against this SDK (cc -shared -fPIC ... $(pkg-config
  * --cflags --libs portal)), writes PORTAL_ANALYSIS_MODULE; in one of its
@@ -101,7 +103,7 @@ extern "C" {
 
 /**
  * portal_analysis_init() - the entry point of an analysis module
- * @args: the module's arguments, the arg=TEXT items that followed its load=
+ * @args: the module's arguments, the module_arg=TEXT items that followed its load=
  *        joined with commas ("" when there are none); valid during the call
  *        only
  *

@@ -17,11 +17,12 @@ nonisolated(unsafe) var tally = Tally()
 
 /// Writes one line to standard error, where QEMU's plugin output goes.
 func say(_ line: String) {
-    fputs("swift-count: \(line)\n", stderr)
+    let text = Array("swift-count: \(line)\n".utf8)
+    _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }
 
 /// The module's entry point: libportal.so calls it once the engine is up.
-/// - Parameter arguments: the `arg=` items after this module's `load=`
+/// - Parameter arguments: the `module_arg=` items after this module's `load=`
 ///   (unused here).
 /// - Returns: 0 when the handlers are attached.
 @_cdecl("portal_analysis_init")
@@ -45,7 +46,7 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
             }
             return UInt64(bytes.count)
         } catch {
-            say("\(prefix): no string at arg2 (\(error))")
+            say("\(prefix): no string at arg2 (the guest could not read one there)")
             return 0
         }
     }
