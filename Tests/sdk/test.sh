@@ -39,6 +39,17 @@ else
     fail "install" "soname, portal.pc or headers wrong: $(readelf -d "$LIB" | grep SONAME) $(pkg-config --cflags --libs portal)"
 fi
 
+# ---- the README's samples are the examples, verbatim ----
+for example in Examples/c-count/count.c Examples/c-count/Makefile Examples/swift-count/Package.swift \
+               Examples/swift-count/Sources/SwiftCount/SwiftCount.swift; do
+    if python3 -c 'import sys; sys.exit(open(sys.argv[2]).read() not in open(sys.argv[1]).read())' \
+        "$ROOT/README.md" "$ROOT/$example"; then
+        pass "readme-shows-$(basename "$example")"
+    else
+        fail "readme-shows-$(basename "$example")" "README.md does not show $example verbatim"
+    fi
+done
+
 # ---- the examples, built from copies with their own build files only ----
 cp -r "$ROOT/Examples/c-count" "$WORK/c-count"
 rm -f "$WORK/c-count/libcount.so"
