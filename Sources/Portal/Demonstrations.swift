@@ -112,14 +112,17 @@ final class Tour: Sendable {
     }
 
     let benchAddress: UInt64
-    private let findings = Lock(Findings())
+    fileprivate let findings = Lock(Findings())
 
     init(benchAddress: UInt64) { self.benchAddress = benchAddress }
 
     func attach(to engine: PortalEngine) {
         // BENCH runs as plain step work, the API without async overhead: it
         // is the round trip `make bench` holds against the floor plugin.
-        let events = WorkFactory.async { [self] guest in try await serve(guest) }
+        // No capture lists in the handlers: a closure with one is not
+        // inferred nonisolated(nonsending), and a Guest may not cross.
+        let tour = self
+        let events = WorkFactory.async { guest in try await tour.serve(guest) }
         let readOp = engine.configuration.ops.read
         engine.attach(.syscallEnter, WorkFactory { [self] call in
             call.arg1 == Event.bench
@@ -127,18 +130,18 @@ final class Tour: Sendable {
                 : events.make(call)
         })
         for (name, value) in [("alpha", Self.alphaValue), ("beta", Self.betaValue)] {
-            engine.registerInterrupt(name) { [self] guest in
-                let slot = findings.withLock { state -> UInt64 in
+            engine.registerInterrupt(name) { guest in
+                let slot = tour.findings.withLock { state -> UInt64 in
                     defer { state.mailboxSlot += 1 }
                     return state.mailbox &+ 4 &* state.mailboxSlot
                 }
                 let reply = try await guest.send(PortalCommand(
                     op: guest.ops.write, address: slot, size: 4, payload: .bytes(guest.layout.bytes(of: value)[...])))
                 guard reply == .writeOK else {
-                    problem("interrupt \(name): WRITE to the mailbox answered \(reply), expected WRITE_OK")
+                    tour.problem("interrupt \(name): WRITE to the mailbox answered \(reply), expected WRITE_OK")
                     return
                 }
-                findings.withLock {
+                tour.findings.withLock {
                     if $0.interruptsRun.count < Self.listKept { $0.interruptsRun.append(name) }
                     $0.interruptsRunCount += 1
                 }
@@ -170,7 +173,7 @@ final class Tour: Sendable {
     static let listKept = 32
 
     /// One event of the contract; the return value goes back to the guest.
-    private func serve(_ guest: Guest) async throws -> UInt64 {
+    nonisolated(nonsending) private func serve(_ guest: Guest) async throws -> UInt64 {
         let argument = guest.call.arg2
         let ops = guest.ops
         switch guest.call.arg1 {
@@ -255,7 +258,7 @@ final class Tour: Sendable {
         }
     }
 
-    private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
+    nonisolated(nonsending) private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
                                _ expected: PortalReply) async throws -> UInt64 {
         let reply = try await guest.send(command)
         guard reply == expected else {

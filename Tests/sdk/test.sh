@@ -65,6 +65,20 @@ else
 fi
 SWIFT_MODULE=$ROOT/Examples/swift-count/.build/debug/libSwiftCount.so
 
+# A Guest is not Sendable: guest operations racing in async let do not
+# compile; the same reads awaited in turn do (against the example's modules).
+MODULES=$ROOT/Examples/swift-count/.build/debug/Modules
+swiftc -emit-sil -o /dev/null -swift-version 6 -I "$MODULES" "$HERE/async-let.swift" >"$WORK/async-let.log" 2>&1
+status=$?
+if (( status != 0 )) &&
+   grep -q "async-let.swift:7:27: error: sending 'guest' risks causing data races" "$WORK/async-let.log" &&
+   grep -q "async-let.swift:8:28: error: sending 'guest' risks causing data races" "$WORK/async-let.log" &&
+   swiftc -emit-sil -o /dev/null -swift-version 6 -I "$MODULES" "$HERE/one-at-a-time.swift" >"$WORK/in-turn.log" 2>&1; then
+    pass "async-let-on-guest-does-not-compile"
+else
+    fail "async-let-on-guest-does-not-compile" "status $status: $(grep error: "$WORK/async-let.log" "$WORK/in-turn.log" | head -4 | tr '\n' '|')"
+fi
+
 # Runs the guest of `arch` with libportal.so and `load_args`; compares the
 # plugin's output (standard error without run.sh's own line) with
 # expected/NAME.txt, @ARCH@ standing for the guest's name. The examples do
