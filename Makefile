@@ -1,6 +1,6 @@
 # portal - make targets. Every target installs or builds what it needs first.
 #
-#   make demo    the main job: boot the default guest in QEMU with the plugin's tour
+#   make demo    the main job: boot the default guest in QEMU with the tour module
 #   make test    every test (what CI runs)
 #   make build   libportal.so, debug (.build/debug) and release (.build/release)
 #   make install PREFIX=DIR   the SDK: lib/libportal.so, include/portal/*.h,
@@ -12,6 +12,10 @@ SHELL := /bin/bash
 
 DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
+# The demonstration module (Tests/demo): module_arg=tour serves the test
+# guests, module_arg=bench the benchmarks' Swift workloads.
+DEBUG_DEMO   := Tests/demo/.build/debug/libPortalDemo.so
+RELEASE_DEMO := Tests/demo/.build/release/libPortalDemo.so
 DEMO_ARCH   ?= x86_64
 PREFIX      ?= /usr/local
 # Which build `make install` installs (make test installs the debug one).
@@ -31,7 +35,7 @@ SWIFT_LINK := -Xlinker -soname=libportal.so
 # claim. Debug builds and `swift test` keep every check.
 SWIFT_RELEASE := -Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: all setup build debug release install test-sdk qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: all setup build debug release install test-sdk demo-module demo-module-release qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -43,6 +47,14 @@ debug: setup
 
 release: setup
 	swift build -c release $(SWIFT_LINK) $(SWIFT_RELEASE)
+
+# The demonstration module, a SwiftPM package of its own that depends on
+# this one (as any Swift analysis module does).
+demo-module: setup
+	swift build --package-path Tests/demo
+
+demo-module-release: setup
+	swift build -c release --package-path Tests/demo $(SWIFT_RELEASE)
 
 # The SDK a C analysis module builds against (README, "Writing analysis code").
 install: $(INSTALL_CONFIG)
@@ -66,9 +78,9 @@ harness:
 # The main job: fetch QEMU and build what is missing, boot the default guest
 # with the plugin's built-in tour, print the guest's serial output and the
 # plugin's report. Exits 0 only if the guest and the plugin both say PASS.
-demo: release qemu guests
-	@echo "== booting the $(DEMO_ARCH) test guest in QEMU with $(RELEASE_LIB),demo=tour"
-	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),demo=tour 2>&1 | tee .build/demo.log
+demo: release demo-module-release qemu guests
+	@echo "== booting the $(DEMO_ARCH) test guest in QEMU with $(RELEASE_LIB),load=$(RELEASE_DEMO),module_arg=tour"
+	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),load=$(CURDIR)/$(RELEASE_DEMO),module_arg=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
 TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-bench-build test-asan test-harness-tsan test-fuzz
@@ -93,8 +105,8 @@ test-harness: debug harness
 	Tests/harness/build/harness --lib $(DEBUG_LIB) module_load_serves module_load_refusals
 
 # Every bare-metal guest in real QEMU 11.1, plus the MIPS refusal.
-test-guests: debug qemu guests
-	Tests/guests/test.sh $(DEBUG_LIB)
+test-guests: debug demo-module qemu guests
+	Tests/guests/test.sh $(DEBUG_LIB) $(DEBUG_DEMO)
 
 # The SDK as a user gets it: make install into a scratch prefix, the C
 # example built with pkg-config alone and the Swift one as its own SwiftPM
@@ -106,16 +118,16 @@ test-sdk: debug qemu guests
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings
 # are `make bench`'s business).
-test-bench-build: debug
+test-bench-build: debug demo-module
 	bash bench/build-floor.sh
 	@mkdir -p bench/build
 	$${CC:-gcc} -O2 -Wall -Wextra -Werror -std=gnu11 -Iinclude -rdynamic bench/engine-bench.c \
 	    -o bench/build/engine-bench-check -ldl -lpthread
-	bench/build/engine-bench-check --lib $(DEBUG_LIB) --reps 1 --trips 2000 > bench/build/check.log
+	bench/build/engine-bench-check --lib $(DEBUG_LIB) --module $(DEBUG_DEMO) --reps 1 --trips 2000 > bench/build/check.log
 	@grep -q '"failures": 0' bench/build/check.log || { tail -5 bench/build/check.log; exit 1; }
 
 clean: fuzz-clean
-	rm -rf .build .build-tsan Tests/guests/build Tests/harness/build bench/build
+	rm -rf .build .build-tsan Tests/demo/.build Examples/swift-count/.build Tests/guests/build Tests/harness/build bench/build
 
 # Benchmarks (not part of `make test`): the engine through the real release
 # library in a mock emulator, callgrind instruction counts, and QEMU guest
@@ -123,7 +135,7 @@ clean: fuzz-clean
 # bench/results/<timestamp>.json and bench/results/latest.json.
 # `make bench BENCH_ARGS=--quick` for a short, noisier smoke run.
 BENCH_ARGS ?=
-bench: release qemu
+bench: release demo-module-release qemu
 	python3 bench/run.py --no-swift-build $(BENCH_ARGS)
 
 # ---- Sanitizers and fuzzing (Tests/fuzz/README.md) ----

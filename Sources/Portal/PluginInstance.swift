@@ -74,14 +74,13 @@ final class PluginInstance: Sendable {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
         let unloaded = instance.takeUnretainedValue()
         unloaded.exitModules()
-        Demonstrations.unloading(unloaded)
         unloaded.engine.shutdown()
         if !vcpusMayRun { instance.release() }
     }
 
     /// What every front end does once it knows its guest: parse the
     /// arguments, open the log they name, make the instance current and
-    /// attach the demonstration asked for. nil, after one log line naming
+    /// load the analysis modules named. nil, after one log line naming
     /// `entryPoint` and the reason, when any step refuses.
     static func load(entryPoint: String, arguments: [String], layout: GuestLayout, vcpuCount: Int,
                      qemu: @autoclosure () -> QemuFrontend? = nil) -> PluginInstance? {
@@ -122,10 +121,6 @@ final class PluginInstance: Sendable {
                 return nil
             }
         }
-        if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
-            uninstall()
-            return nil
-        }
         return instance
     }
 }
@@ -162,4 +157,8 @@ public enum PortalPlugin {
     /// The engine of the current load: nil before `init_plugin` /
     /// `qemu_plugin_install` and after unload.
     public static var engine: PortalEngine? { PluginInstance.withCurrent { $0.engine } }
+
+    /// The QEMU target the current load serves (`"riscv64"`, `"x86_64"`,
+    /// ...); nil under a PANDA-style emulator, before init and after unload.
+    public static var qemuTarget: String? { PluginInstance.withCurrent { $0.qemu?.target.name } ?? nil }
 }

@@ -20,8 +20,6 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// A waiting conversation is taken as abandoned once this many others
     /// have started waiting since the guest last trapped on it.
     public var staleAfter: Int = 1_000_000
-    /// A built-in demonstration or workload to attach at start-up.
-    public var demo: String? = nil
     /// Analysis modules to load (`load=PATH`, each followed by its `module_arg=`
     /// items), in the order given.
     public var modules: [AnalysisModuleRequest] = []
@@ -36,7 +34,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "demo", "load", "module_arg",
+        "max_interrupts", "stale_after", "load", "module_arg",
     ]
 
     /// Arguments that may be given more than once: each `load=` names one
@@ -91,11 +89,6 @@ public struct PortalConfiguration: Sendable, Equatable {
                 configuration.maxInterrupts = try integer(1...1_000_000)
             case "stale_after":
                 configuration.staleAfter = try integer(1...1_000_000_000)
-            case "demo":
-                guard !value.isEmpty else {
-                    throw ArgumentError(argument: argument, message: "expected a demonstration name")
-                }
-                configuration.demo = value
             case "load":
                 guard !value.isEmpty else {
                     throw ArgumentError(argument: argument, message: "expected the path of an analysis module")

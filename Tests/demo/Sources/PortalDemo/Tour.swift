@@ -1,40 +1,51 @@
 import PortalEngine
+import Portal
 
-/// Built-in work selected with `demo=NAME`.
+/// The demonstration module (`load=libPortalDemo.so,module_arg=NAME`):
 ///
-/// `tour` is the host side of the bare-metal test guests' contract
-/// (Tests/guests/contract.h): it attaches one Swift handler to
-/// IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and two
-/// named interrupts, and prints a report when the emulator exits.
-enum Demonstrations {
+/// - `tour` is the host side of the bare-metal test guests' contract
+///   (Tests/guests/contract.h): it attaches one Swift handler to
+///   IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and
+///   two named interrupts, and prints a report when the plugin unloads;
+/// - `bench` attaches the Swift workloads of the benchmarks (bench/).
+///
+/// Out of libportal.so so that production loads never carry it.
+enum Demonstration {
     static let names = ["tour", "bench"]
 
-    private static let active = Lock<Tour?>(nil)
+    /// The tour of the current load and the logger its report goes to.
+    static let active = Lock<(tour: Tour, logger: PortalLogger)?>(nil)
+}
 
-    /// Attaches demonstration `name`; false (logged) if there is none.
-    static func install(_ name: String, on instance: PluginInstance) -> Bool {
-        if name == "bench" {
-            Bench.attach(to: instance.engine)
-            return true
-        }
-        guard name == "tour" else {
-            instance.logger.error("argument 'demo=\(name)': no such demonstration; known: \(names.joined(separator: ", "))")
-            return false
-        }
-        let tour = Tour(benchAddress: Tour.benchAddress(target: instance.qemu?.target.name))
-        tour.attach(to: instance.engine)
-        active.withLock { $0 = tour }
-        return true
+/// Attaches the demonstration named by the module's argument.
+/// - Parameter arguments: `tour` or `bench` (the module's `module_arg=`).
+/// - Returns: 0, or 1 (logged) for an unknown name or no loaded engine.
+@_cdecl("portal_analysis_init")
+public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
+    guard let engine = PortalPlugin.engine else { return 1 }
+    let name = String(cString: arguments)
+    switch name {
+    case "tour":
+        let tour = Tour(benchAddress: Tour.benchAddress(target: PortalPlugin.qemuTarget))
+        tour.attach(to: engine)
+        Demonstration.active.withLock { $0 = (tour, engine.logger) }
+    case "bench":
+        Bench.attach(to: engine)
+    default:
+        engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
+        return 1
     }
+    return 0
+}
 
-    /// The plugin is being unloaded: a demonstration prints its report.
-    static func unloading(_ instance: PluginInstance) {
-        guard let tour = active.withLock({ state -> Tour? in
-            defer { state = nil }
-            return state
-        }) else { return }
-        for line in tour.report() { instance.sink.write(line) }
-    }
+/// The plugin is being unloaded: the tour prints its report.
+@_cdecl("portal_analysis_exit")
+public func portalAnalysisExit() {
+    guard let (tour, logger) = Demonstration.active.withLock({ state -> (Tour, PortalLogger)? in
+        defer { state = nil }
+        return state
+    }) else { return }
+    for line in tour.report() { logger.sink(line) }
 }
 
 /// The tour's host side: event numbers and expected answers from
