@@ -161,15 +161,15 @@ fuzz-lib: setup
 	swift build --sanitize=address --scratch-path .build-fuzz $(SWIFT_LINK) -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 
 # libFuzzer on the real library through the plugin ABI, for FUZZ_SECONDS.
-fuzz: debug fuzz-lib
-	$(MAKE) -C Tests/fuzz run BUDGET=$(FUZZ_SECONDS) SKIP=$(FUZZ_SKIP) \
+fuzz: debug demo-module fuzz-lib
+	$(MAKE) -C Tests/fuzz run BUDGET=$(FUZZ_SECONDS) SKIP=$(FUZZ_SKIP) DEMO=$(CURDIR)/$(DEBUG_DEMO) \
 	    LIB=$(CURDIR)/$(FUZZ_LIB) SEED_LIB=$(CURDIR)/$(DEBUG_LIB)
 
 # 60 s from a fixed seed and the seeds alone, the start CI has (not input
 # for input: Tests/fuzz/README.md). Fails on any crash, sanitizer report,
 # leak, out-of-memory, timeout or heap growth.
-test-fuzz: debug fuzz-lib
-	$(MAKE) -C Tests/fuzz run BUDGET=60@$(FUZZ_TEST_SEED) SKIP=$(FUZZ_SKIP) \
+test-fuzz: debug demo-module fuzz-lib
+	$(MAKE) -C Tests/fuzz run BUDGET=60@$(FUZZ_TEST_SEED) SKIP=$(FUZZ_SKIP) DEMO=$(CURDIR)/$(DEBUG_DEMO) \
 	    LIB=$(CURDIR)/$(FUZZ_LIB) SEED_LIB=$(CURDIR)/$(DEBUG_LIB)
 
 # The engine's unit tests (with the multi-threaded stress test) and every
