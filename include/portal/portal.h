@@ -98,8 +98,14 @@ extern "C" {
  * portal_analysis_api_version that libportal.so checks before calling the
  * module's entry point. Write it at file scope, followed by a semicolon.
  */
+#ifdef __cplusplus
+/* extern "C": a const at namespace scope would otherwise not be exported. */
+#define PORTAL_ANALYSIS_MODULE extern "C" \
+    __attribute__((visibility("default"))) const uint32_t portal_analysis_api_version = PORTAL_API_VERSION
+#else
 #define PORTAL_ANALYSIS_MODULE \
     __attribute__((visibility("default"))) const uint32_t portal_analysis_api_version = PORTAL_API_VERSION
+#endif
 
 /**
  * portal_analysis_init() - the entry point of an analysis module
@@ -125,9 +131,10 @@ int portal_analysis_init(const char *args);
  * Defined by the module if it needs it, called by libportal.so when the
  * plugin is unloaded (uninit_plugin, or QEMU's exit), in the reverse order of
  * loading, before the conversations still waiting are ended; also when a
- * later module refuses to load. Under QEMU it runs from the exit of the
- * process, and vCPU threads may still be inside a step function: it may
- * print a report but must not free what steps use.
+ * later module refuses to load. The plugin is no longer current then: the
+ * portal_*() functions refuse (with a log line). Under QEMU it runs from the
+ * exit of the process, and vCPU threads may still be inside a step
+ * function: it may print a report but must not free what steps use.
  */
 void portal_analysis_exit(void);
 
