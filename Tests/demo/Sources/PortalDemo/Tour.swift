@@ -1,5 +1,6 @@
 import PortalEngine
 import Portal
+import Synchronization
 
 /// The demonstration module (`load=libPortalDemo.so,module_arg=NAME`):
 ///
@@ -14,7 +15,7 @@ enum Demonstration {
     static let names = ["tour", "bench"]
 
     /// The tour of the current load and the logger its report goes to.
-    static let active = Lock<(tour: Tour, logger: PortalLogger)?>(nil)
+    static let active = Mutex<(tour: Tour, logger: PortalLogger)?>(nil)
 }
 
 /// Attaches the demonstration named by the module's argument.
@@ -123,7 +124,7 @@ final class Tour: Sendable {
     }
 
     let benchAddress: UInt64
-    fileprivate let findings = Lock(Findings())
+    fileprivate let findings = Mutex(Findings())
 
     init(benchAddress: UInt64) { self.benchAddress = benchAddress }
 
