@@ -1,8 +1,10 @@
 # portal - make targets. Every target installs or builds what it needs first.
 #
-#   make demo    the main job: boot the default guest in QEMU with the plugin's tour
+#   make demo    the main job: boot the default guest in QEMU with the tour module
 #   make test    every test (what CI runs)
 #   make build   libportal.so, debug (.build/debug) and release (.build/release)
+#   make install PREFIX=DIR   the SDK: lib/libportal.so, include/portal/*.h,
+#                lib/pkgconfig/portal.pc (release build)
 #   make clean   remove build outputs (keeps the QEMU download cache)
 
 SHELL := /bin/bash
@@ -10,9 +12,30 @@ SHELL := /bin/bash
 
 DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
+# The demonstration module (Tests/demo): module_arg=tour serves the test
+# guests, module_arg=bench the benchmarks' Swift workloads.
+DEBUG_DEMO   := Tests/demo/.build/debug/libPortalDemo.so
+RELEASE_DEMO := Tests/demo/.build/release/libPortalDemo.so
 DEMO_ARCH   ?= x86_64
+PREFIX      ?= /usr/local
+# Which build `make install` installs (make test installs the debug one).
+INSTALL_CONFIG ?= release
 
-.PHONY: all setup build debug release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+# Every build of libportal.so records its SONAME, libportal.so: an analysis
+# module linked with -lportal (or built by SwiftPM against this package)
+# names libportal.so as a dependency, and the dynamic linker binds that to the
+# library the emulator already loaded, whatever its path. Not in
+# Package.swift: a package with unsafe flags cannot be a versioned dependency.
+SWIFT_LINK := -Xlinker -soname=libportal.so
+# Release builds of the round-trip path (measured with `make bench`):
+# cross-module optimisation lets the plugin inline the engine's small public
+# helpers; dynamic exclusivity checks are off: they were a quarter of a C
+# round trip's instructions, and the state they guard (a conversation's, a
+# vCPU's) is only touched by the one vCPU thread holding the conversation's
+# claim. Debug builds and `swift test` keep every check.
+SWIFT_RELEASE := -Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked
+
+.PHONY: all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -20,10 +43,26 @@ setup:
 	@scripts/setup.sh
 
 debug: setup
-	swift build
+	swift build $(SWIFT_LINK)
 
 release: setup
-	swift build -c release
+	swift build -c release $(SWIFT_LINK) $(SWIFT_RELEASE)
+
+# The demonstration module, a SwiftPM package of its own that depends on
+# this one (as any Swift analysis module does).
+demo-module: setup
+	swift build --package-path Tests/demo
+
+demo-module-release: setup
+	swift build -c release --package-path Tests/demo $(SWIFT_RELEASE)
+
+# The SDK a C analysis module builds against (README, "Writing analysis code").
+install: $(INSTALL_CONFIG)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/portal
+	install -m 755 .build/$(INSTALL_CONFIG)/libportal.so $(DESTDIR)$(PREFIX)/lib/libportal.so
+	install -m 644 include/portal/portal.h include/portal/panda.h $(DESTDIR)$(PREFIX)/include/portal/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/^#define PORTAL_API_VERSION \([0-9]*\)u$$/\1/p' include/portal/portal.h)|" \
+	    portal.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/portal.pc
 
 build: debug release
 
@@ -49,12 +88,12 @@ harness:
 # The main job: fetch QEMU and build what is missing, boot the default guest
 # with the plugin's built-in tour, print the guest's serial output and the
 # plugin's report. Exits 0 only if the guest and the plugin both say PASS.
-demo: release qemu guests
-	@echo "== booting the $(DEMO_ARCH) test guest in QEMU with $(RELEASE_LIB),demo=tour"
-	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),demo=tour 2>&1 | tee .build/demo.log
+demo: release demo-module-release qemu guests
+	@echo "== booting the $(DEMO_ARCH) test guest in QEMU with $(RELEASE_LIB),load=$(RELEASE_DEMO),module_arg=tour"
+	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),load=$(CURDIR)/$(RELEASE_DEMO),module_arg=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-linux test-linux-arm64 test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
@@ -62,19 +101,29 @@ test: $(TEST_SUITES)
 
 # The engine's unit tests (Swift Testing).
 test-swift: setup
-	swift test
+	swift test $(SWIFT_LINK)
 
 # The same tests under ThreadSanitizer, in their own build folder.
 test-tsan: setup
 	swift test --sanitize=thread --scratch-path .build-tsan
 
 # The C harness: a mock emulator and guest that dlopen the built library.
+# The module_* scenarios (load= under the PANDA-style front end) need
+# Tests/harness/build/module.so, so they run only when named.
 test-harness: debug harness
 	Tests/harness/build/harness --lib $(DEBUG_LIB)
+	Tests/harness/build/harness --lib $(DEBUG_LIB) module_load_serves module_load_refusals
 
 # Every bare-metal guest in real QEMU 11.1, plus the MIPS refusal.
-test-guests: debug qemu guests
-	Tests/guests/test.sh $(DEBUG_LIB)
+test-guests: debug demo-module qemu guests
+	Tests/guests/test.sh $(DEBUG_LIB) $(DEBUG_DEMO)
+
+# The SDK as a user gets it: make install into a scratch prefix, the C
+# example built with pkg-config alone and the Swift one as its own SwiftPM
+# package, each run on every bare-metal guest in QEMU, and every refusal of
+# load= (Tests/sdk/test.sh).
+test-sdk: debug qemu guests
+	Tests/sdk/test.sh
 
 # A real Linux guest (Debian's 6.1 kernel, 2 vCPUs) with the portal module:
 # every op the module serves, checked against the guest's own view.
@@ -88,16 +137,16 @@ test-linux-arm64: debug qemu linux-arm64
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings
 # are `make bench`'s business).
-test-bench-build: debug
+test-bench-build: debug demo-module
 	bash bench/build-floor.sh
 	@mkdir -p bench/build
 	$${CC:-gcc} -O2 -Wall -Wextra -Werror -std=gnu11 -Iinclude -rdynamic bench/engine-bench.c \
 	    -o bench/build/engine-bench-check -ldl -lpthread
-	bench/build/engine-bench-check --lib $(DEBUG_LIB) --reps 1 --trips 2000 > bench/build/check.log
+	bench/build/engine-bench-check --lib $(DEBUG_LIB) --module $(DEBUG_DEMO) --reps 1 --trips 2000 > bench/build/check.log
 	@grep -q '"failures": 0' bench/build/check.log || { tail -5 bench/build/check.log; exit 1; }
 
 clean: fuzz-clean
-	rm -rf .build .build-tsan Tests/guests/build Tests/guests/linux/build Tests/harness/build bench/build
+	rm -rf .build .build-tsan Tests/demo/.build Examples/swift-count/.build Tests/guests/build Tests/guests/linux/build Tests/harness/build bench/build
 
 # Benchmarks (not part of `make test`): the engine through the real release
 # library in a mock emulator, callgrind instruction counts, and QEMU guest
@@ -105,7 +154,7 @@ clean: fuzz-clean
 # bench/results/<timestamp>.json and bench/results/latest.json.
 # `make bench BENCH_ARGS=--quick` for a short, noisier smoke run.
 BENCH_ARGS ?=
-bench: release qemu
+bench: release demo-module-release qemu
 	python3 bench/run.py --no-swift-build $(BENCH_ARGS)
 
 # ---- Sanitizers and fuzzing (Tests/fuzz/README.md) ----
@@ -122,24 +171,24 @@ FUZZ_TEST_SEED ?= 1
 FUZZ_SKIP ?=
 
 asan-lib: setup
-	swift build --sanitize=address --scratch-path .build-asan
+	swift build --sanitize=address --scratch-path .build-asan $(SWIFT_LINK)
 
 tsan-lib: setup
-	swift build --sanitize=thread --scratch-path .build-tsan-lib
+	swift build --sanitize=thread --scratch-path .build-tsan-lib $(SWIFT_LINK)
 
 fuzz-lib: setup
-	swift build --sanitize=address --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
+	swift build --sanitize=address --scratch-path .build-fuzz $(SWIFT_LINK) -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 
 # libFuzzer on the real library through the plugin ABI, for FUZZ_SECONDS.
-fuzz: debug fuzz-lib
-	$(MAKE) -C Tests/fuzz run BUDGET=$(FUZZ_SECONDS) SKIP=$(FUZZ_SKIP) \
+fuzz: debug demo-module fuzz-lib
+	$(MAKE) -C Tests/fuzz run BUDGET=$(FUZZ_SECONDS) SKIP=$(FUZZ_SKIP) DEMO=$(CURDIR)/$(DEBUG_DEMO) \
 	    LIB=$(CURDIR)/$(FUZZ_LIB) SEED_LIB=$(CURDIR)/$(DEBUG_LIB)
 
 # 60 s from a fixed seed and the seeds alone, the start CI has (not input
 # for input: Tests/fuzz/README.md). Fails on any crash, sanitizer report,
 # leak, out-of-memory, timeout or heap growth.
-test-fuzz: debug fuzz-lib
-	$(MAKE) -C Tests/fuzz run BUDGET=60@$(FUZZ_TEST_SEED) SKIP=$(FUZZ_SKIP) \
+test-fuzz: debug demo-module fuzz-lib
+	$(MAKE) -C Tests/fuzz run BUDGET=60@$(FUZZ_TEST_SEED) SKIP=$(FUZZ_SKIP) DEMO=$(CURDIR)/$(DEBUG_DEMO) \
 	    LIB=$(CURDIR)/$(FUZZ_LIB) SEED_LIB=$(CURDIR)/$(DEBUG_LIB)
 
 # The engine's unit tests (with the multi-threaded stress test) and every

@@ -1,28 +1,19 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// Release builds of the round-trip path (measured with `make bench`):
-/// - cross-module optimisation lets the plugin inline the engine's small
-///   public helpers;
-/// - dynamic exclusivity checks are off: they were a quarter of a C round
-///   trip's instructions, and the state they guard (a conversation's, a
-///   vCPU's) is only touched by the one vCPU thread holding the
-///   conversation's claim. Debug builds and `swift test` keep every check.
-let hotPath: [SwiftSetting] = [
-    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"],
-                 .when(configuration: .release)),
-]
-
 let package = Package(
     name: "portal",
     products: [
         // libportal.so: the plugin an emulator loads (PANDA-style or QEMU TCG).
         .library(name: "portal", type: .dynamic, targets: ["Portal"]),
         .library(name: "PortalEngine", targets: ["PortalEngine"]),
+        // For a Swift analysis module (a .dynamic library loaded with
+        // load=PATH): declares the API version the module is built for.
+        .library(name: "PortalAnalysisModule", targets: ["PortalAnalysisModule"]),
     ],
     targets: [
         // The protocol and the conversation engine: pure Swift, no emulator, no C.
-        .target(name: "PortalEngine", swiftSettings: hotPath),
+        .target(name: "PortalEngine"),
         // The C side: emulator ABIs declared from their documentation, the
         // exported `qemu_plugin_version`, and calls that must be made from C.
         .target(
@@ -35,7 +26,9 @@ let package = Package(
         .systemLibrary(name: "CGLib", pkgConfig: "glib-2.0",
                        providers: [.apt(["libglib2.0-dev"])]),
         // The plugin: adapts each emulator ABI to the engine, and the C API.
-        .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"], swiftSettings: hotPath),
+        .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"]),
+        // The exported portal_analysis_api_version of a Swift analysis module.
+        .target(name: "PortalAnalysisModule"),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
     ]
 )

@@ -5,7 +5,8 @@
  * This program is a tiny emulator of its own: it exports the emulator side
  * of panda.h (link with -rdynamic), keeps a flat, little-endian, 64-bit
  * guest memory in one array, dlopen()s the libportal.so named by --lib,
- * calls init_plugin(demo=bench, log=error, max_conversations=10000), and
+ * calls init_plugin(load=MODULE, module_arg=bench, log=error,
+ * max_conversations=10000) with the demonstration module named by --module, and
  * plays the guest kernel module of PROTOCOL.md §4 itself: trap with
  * (num, a1, a2, region, arg4) -> serve the READ/WRITE the host left in the
  * region header -> trap again with the response code -> ... until op 0.
@@ -25,12 +26,12 @@
  * so the plugin's share is (c or swift) - floor.
  *
  * Workloads:
- *   swift  demo=bench READ_LOOP (hypercall 0x1338, arg1 0xbe0c0001, arg2 =
+ *   swift  the demo module's bench READ_LOOP (hypercall 0x1338, arg1 0xbe0c0001, arg2 =
  *          guest address of {u64 count, u64 address}): one Swift async
  *          handler doing `count` 8-byte READs (+2 READs of its parameters).
  *   c      a C step function (portal_attach) on hypercall 0x133c doing
  *          arg1 8-byte READs of arg2, its state in conv->state.
- *   bulk   demo=bench BULK_READ/BULK_WRITE and a C step bulk read of 1 MiB.
+ *   bulk   the demo module's bench BULK_READ/BULK_WRITE and a C step bulk read of 1 MiB.
  *
  * Output: one JSON object per line on stdout (bench/run.py reads them);
  * progress and problems on stderr. Exit status 0 only if every check held.
@@ -211,7 +212,7 @@ void swift_release(void *object)
 #define OP_WRITE  2u
 #define OP_MAX    56
 
-#define HC_SWIFT        0x1338u       /* demo=bench */
+#define HC_SWIFT        0x1338u       /* the demo module's bench */
 #define HC_C            0x133cu       /* C step: arg1 READs of arg2 */
 #define HC_C_BULK       0x133bu       /* C step: read arg1 bytes at arg2 */
 #define HC_FLOOR        0x5eed0001u   /* the in-harness floor host (not the plugin's) */
@@ -239,7 +240,8 @@ struct CPUState {
     int index;
 };
 
-static const char *plugin_argv[] = {"demo=bench", "log=error", "max_conversations=10000"};
+/* plugin_argv[0] becomes load=MODULE (--module) in main. */
+static const char *plugin_argv[] = {"load=", "module_arg=bench", "log=error", "max_conversations=10000"};
 static panda_hypercall_cb plugin_cb;
 static int self_handle;
 
@@ -901,11 +903,12 @@ static enum kind parse_kind(const char *s)
 
 int main(int argc, char **argv)
 {
-    const char *lib = NULL, *only = NULL, *cg = NULL, *trace = NULL, *rc_kind = NULL;
+    const char *lib = NULL, *module = NULL, *only = NULL, *cg = NULL, *trace = NULL, *rc_kind = NULL;
     int reps = 7;
     uint64_t trips = 2000000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--lib") && i + 1 < argc) lib = argv[++i];
+        else if (!strcmp(argv[i], "--module") && i + 1 < argc) module = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--trips") && i + 1 < argc) trips = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
@@ -913,15 +916,18 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--trace-allocs") && i + 1 < argc) trace = argv[++i];
         else if (!strcmp(argv[i], "--trace-retains") && i + 1 < argc) rc_kind = argv[++i];
         else {
-            fprintf(stderr, "usage: %s --lib libportal.so [--reps N] [--trips N] [--only LIST] [--callgrind KIND]\n",
+            fprintf(stderr, "usage: %s --lib libportal.so --module libPortalDemo.so [--reps N] [--trips N] [--only LIST] [--callgrind KIND]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (!lib || reps < 1 || reps > 64 || trips < 100) {
-        fprintf(stderr, "engine-bench: --lib is required; --reps 1..64; --trips >= 100\n");
+    if (!lib || !module || reps < 1 || reps > 64 || trips < 100) {
+        fprintf(stderr, "engine-bench: --lib and --module are required; --reps 1..64; --trips >= 100\n");
         return 2;
     }
+    static char load_arg[4200];
+    snprintf(load_arg, sizeof load_arg, "load=%s", module);
+    plugin_argv[0] = load_arg;
 
     gmem = aligned_alloc(PAGE, GUEST_SIZE);
     memset(gmem, 0, GUEST_SIZE);

@@ -12,7 +12,7 @@ minimum and maximum.
 What is measured (see bench/engine-bench.c for the engine figures):
   engine   the real .build/release/libportal.so in a mock emulator of its own
            (bench/engine-bench): one 8-byte READ round trip driven by a Swift
-           async handler (demo=bench) and by a C step function, next to two
+           async handler (the demo module's bench) and by a C step function, next to two
            floors run through the same mock guest (the guest alone, and a
            hand-written C host); 1, 64 and 4096 live conversations driven
            round-robin; 2 vCPU threads at once; 1 MiB bulk READ/WRITE (MB/s);
@@ -28,7 +28,7 @@ What is measured (see bench/engine-bench.c for the engine figures):
   qemu     QEMU 11.1, i386 and riscv64 bare-metal guests (Tests/guests,
            guest-bench / guest-noplugin-bench): ns per round trip seen by the
            guest loop = (wall time with N round trips - wall time with a few)
-           / the difference, for libportal.so (demo=tour), the floor plugin
+           / the difference, for libportal.so (the demo module's tour), the floor plugin
            bench/floor-plugin.c, and no plugin at all.
 
 Exit status: 0 when every measurement ran and checked out (a MISS against a
@@ -51,6 +51,9 @@ BENCH = os.path.join(ROOT, "bench")
 BUILD = os.path.join(BENCH, "build")
 RESULTS = os.path.join(BENCH, "results")
 LIB = os.path.join(ROOT, ".build", "release", "libportal.so")
+# The demonstration module (Tests/demo): module_arg=bench for the engine
+# bench, module_arg=tour for the QEMU guest loops.
+DEMO = os.path.join(ROOT, "Tests", "demo", ".build", "release", "libPortalDemo.so")
 DRIVER = os.path.join(BUILD, "engine-bench")
 FLOOR = os.path.join(BUILD, "libfloor.so")
 TOOLBIN = os.environ.get("SWIFT_TOOLCHAIN_BIN", "/opt/swift/usr/bin")
@@ -96,10 +99,11 @@ def newer(target, *sources):
 def build(args):
     os.makedirs(BUILD, exist_ok=True)
     if not args.no_swift_build:
-        log("swift build -c release")
-        run(["swift", "build", "-c", "release"])
-    if not os.path.exists(LIB):
-        raise RuntimeError(f"{LIB} is missing (swift build -c release)")
+        log("make release demo-module-release")
+        run(["make", "--no-print-directory", "-C", ROOT, "release", "demo-module-release"])
+    for path in (LIB, DEMO):
+        if not os.path.exists(path):
+            raise RuntimeError(f"{path} is missing (make release demo-module-release)")
     src = os.path.join(BENCH, "engine-bench.c")
     headers = [os.path.join(ROOT, "include", "portal", h) for h in ("panda.h", "portal.h")]
     if newer(DRIVER, src, *headers, os.path.abspath(__file__)):
@@ -126,7 +130,7 @@ def guest_dir(n):
 # ---- engine (mock emulator) -------------------------------------------------
 
 def engine(args):
-    cmd = [DRIVER, "--lib", LIB, "--reps", str(args.reps), "--trips", str(args.trips)]
+    cmd = [DRIVER, "--lib", LIB, "--module", DEMO, "--reps", str(args.reps), "--trips", str(args.trips)]
     log(f"engine: {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)}")
     started = time.monotonic()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -151,7 +155,7 @@ def alloc_traces(outdir):
     """Backtraces of the allocations of one whole conversation, symbolized."""
     traces = {}
     for kind in ("c", "swift"):
-        result = subprocess.run([DRIVER, "--lib", LIB, "--trace-allocs", kind], cwd=ROOT,
+        result = subprocess.run([DRIVER, "--lib", LIB, "--module", DEMO, "--trace-allocs", kind], cwd=ROOT,
                                 capture_output=True, text=True)
         text = symbolize(result.stderr)
         path = os.path.join(outdir, f"alloc-trace-{kind}.txt")
@@ -165,7 +169,7 @@ def retain_traces():
     """The objects whose reference counts change on every steady-state round trip."""
     out = {}
     for kind in ("c", "swift"):
-        result = subprocess.run([DRIVER + "-trace", "--lib", LIB, "--trace-retains", kind], cwd=ROOT,
+        result = subprocess.run([DRIVER + "-trace", "--lib", LIB, "--module", DEMO, "--trace-retains", kind], cwd=ROOT,
                                 capture_output=True, text=True)
         if result.returncode != 0:
             errors.append(f"engine-bench-trace --trace-retains {kind}: exit {result.returncode}: {result.stderr[-800:]}")
@@ -300,7 +304,7 @@ def callgrind(args, outdir):
     short, long_ = args.cg_trips
     out = {}
     for kind in ("null", "floor", "c", "swift"):
-        runs = [profile(["--toggle-collect=cg_measured", DRIVER, "--lib", lib, "--callgrind", kind,
+        runs = [profile(["--toggle-collect=cg_measured", DRIVER, "--lib", lib, "--module", DEMO, "--callgrind", kind,
                          "--trips", str(n)], os.path.join(outdir, f"callgrind.{kind}.{n}.out"))
                 for n in (short, long_)]
         if None in runs:
@@ -352,7 +356,7 @@ def callgrind_qemu(args, outdir):
             runs = []
             for n in (short, long_):
                 binary = "guest-noplugin-bench" if variant == "noplugin" else "guest-bench"
-                plugin = {"noplugin": None, "floor": FLOOR, "libportal": f"{lib},demo=tour,log=error"}[variant]
+                plugin = {"noplugin": None, "floor": FLOOR, "libportal": f"{lib},load={DEMO},module_arg=tour,log=error"}[variant]
                 # Now and then a run pays for extra work the guest did not
                 # ask for (flushes of QEMU's translated code and
                 # re-translation, billions of instructions; twice in a row
@@ -440,7 +444,7 @@ def qemu_run(arch, variant, n):
     elif variant == "floor":
         spec, extra = f"{arch}/guest-bench", ["-plugin", FLOOR, "-d", "plugin"]
     else:
-        spec, extra = f"{arch}/guest-bench", ["-plugin", f"{LIB},demo=tour,log=error"]
+        spec, extra = f"{arch}/guest-bench", ["-plugin", f"{LIB},load={DEMO},module_arg=tour,log=error"]
     env = dict(os.environ, BUILD_DIR=guest_dir(n), TIMEOUT="300")
     started = time.perf_counter()
     result = subprocess.run([os.path.join(ROOT, "Tests", "guests", "run.sh"), spec, *extra], cwd=ROOT, env=env,
@@ -592,7 +596,7 @@ def build_rows(m, cg, q, cgq):
         sec = "Instructions per guest round trip in QEMU (callgrind Ir, vCPU thread; i386 with -icount)"
         for arch, res in cgq.items():
             for variant, name in (("noplugin", "no plugin (emulator alone)"), ("floor", "floor plugin"),
-                                  ("libportal", "libportal.so (demo=tour)")):
+                                  ("libportal", "libportal.so (the demo module's tour)")):
                 if variant in res:
                     v = res[variant]["ir_per_round_trip"]
                     add(sec, f"{arch}: {name}", {"median": v, "min": v, "max": v}, "Ir",
@@ -606,7 +610,7 @@ def build_rows(m, cg, q, cgq):
         sec = "Real QEMU 11.1: round trips seen by the guest loop"
         for arch, res in q.items():
             for variant, name in (("noplugin", "no plugin (emulator alone)"), ("floor", "floor plugin"),
-                                  ("libportal", "libportal.so (demo=tour)")):
+                                  ("libportal", "libportal.so (the demo module's tour)")):
                 if variant in res:
                     add(sec, f"{arch}: {name}", res[variant]["round_trips_per_s"], "rt/s",
                         key=f"qemu.{arch}.{variant}.rt_per_s")

@@ -1,5 +1,15 @@
+import CPortalShim
 import PortalEngine
 import Synchronization
+
+/// An analysis module whose `portal_analysis_init` succeeded: what is
+/// needed to call its exit hook at unload.
+struct LoadedModule: @unchecked Sendable {
+    /// As given to `load=`, for log lines.
+    let path: String
+    /// Its entry points; the library handle stays open (modules.c says why).
+    let module: portal_module
+}
 
 /// Everything one load of the plugin owns: the engine, its vCPUs and its log.
 /// Exactly one instance is current between init and uninit, whichever
@@ -12,6 +22,8 @@ final class PluginInstance: Sendable {
     let sink: LogSink
     /// Register handles and the target, when QEMU loaded the plugin.
     let qemu: QemuFrontend?
+    /// The analysis modules initialised so far, in load order.
+    let modules = Lock<[LoadedModule]>([])
 
     init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink,
          qemu: QemuFrontend? = nil) {
@@ -61,14 +73,14 @@ final class PluginInstance: Sendable {
     static func uninstall(vcpusMayRun: Bool = false) {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
         let unloaded = instance.takeUnretainedValue()
-        Demonstrations.unloading(unloaded)
+        unloaded.exitModules()
         unloaded.engine.shutdown()
         if !vcpusMayRun { instance.release() }
     }
 
     /// What every front end does once it knows its guest: parse the
     /// arguments, open the log they name, make the instance current and
-    /// attach the demonstration asked for. nil, after one log line naming
+    /// load the analysis modules named. nil, after one log line naming
     /// `entryPoint` and the reason, when any step refuses.
     static func load(entryPoint: String, arguments: [String], layout: GuestLayout, vcpuCount: Int,
                      qemu: @autoclosure () -> QemuFrontend? = nil) -> PluginInstance? {
@@ -97,14 +109,45 @@ final class PluginInstance: Sendable {
         let instance = PluginInstance(configuration: configuration, layout: layout, vcpuCount: vcpuCount,
                                       sink: sink, qemu: qemu())
         guard install(instance) else {
-            early.error("\(entryPoint): the plugin is already loaded; unload it first")
+            early.error("\(entryPoint): the plugin is already loaded: libportal.so (or an analysis module linked with it) was given to the emulator twice; give analysis modules to libportal.so with load=PATH")
             return nil
         }
-        if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
-            uninstall()
-            return nil
+        // Modules attach through the C and Swift APIs, which reach the
+        // engine through `current`: they are initialised once it is set.
+        for request in configuration.modules {
+            if let reason = instance.loadModule(request) {
+                instance.logger.error("\(entryPoint): load=\(request.path): \(reason)")
+                uninstall()
+                return nil
+            }
         }
         return instance
+    }
+}
+
+extension PluginInstance {
+    /// Opens, checks and initialises one analysis module; nil on success,
+    /// else why it was refused.
+    fileprivate func loadModule(_ request: AnalysisModuleRequest) -> String? {
+        var module = portal_module()
+        var reason = [CChar](repeating: 0, count: 1024)
+        guard portal_module_open(request.path, &module, &reason, reason.count), let initialise = module.analysis_init else {
+            return String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        let status = initialise(request.argumentText)
+        guard status == 0 else { return "its portal_analysis_init(\"\(request.argumentText)\") returned \(status)" }
+        modules.withLock { $0.append(LoadedModule(path: request.path, module: module)) }
+        return nil
+    }
+
+    /// Calls every initialised module's exit hook, the last loaded first,
+    /// once: the list is emptied.
+    fileprivate func exitModules() {
+        let loaded = modules.withLock { list -> [LoadedModule] in
+            defer { list.removeAll() }
+            return list
+        }
+        for entry in loaded.reversed() { entry.module.analysis_exit?() }
     }
 }
 
@@ -114,4 +157,8 @@ public enum PortalPlugin {
     /// The engine of the current load: nil before `init_plugin` /
     /// `qemu_plugin_install` and after unload.
     public static var engine: PortalEngine? { PluginInstance.withCurrent { $0.engine } }
+
+    /// The QEMU target the current load serves (`"riscv64"`, `"x86_64"`,
+    /// ...); nil under a PANDA-style emulator, before init and after unload.
+    public static var qemuTarget: String? { PluginInstance.withCurrent { $0.qemu?.target.name } ?? nil }
 }

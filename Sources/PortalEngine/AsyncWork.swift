@@ -23,6 +23,14 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     private let body: Body
     /// The task's next job, waiting to run on the trapping thread.
     private var job: UnownedJob?
+    /// Jobs that arrived while `job` was still waiting: the handler runs
+    /// more than one task on this conversation (`async let` or a task group
+    /// over guest operations, which `Guest` not being `Sendable` normally
+    /// refuses at compile time). They all run, none is dropped, and the
+    /// conversation fails with `GuestError.concurrentOperation`.
+    private var extraJobs: [UnownedJob] = []
+    /// Set when a second job arrived while one was pending.
+    private var concurrent = false
     /// The handler's pending guest operation.
     private var continuation: UnsafeContinuation<PortalResponse, any Error>?
     /// What the handler did since it was last resumed.
@@ -39,15 +47,24 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
         let job = UnownedJob(job)
         if detached.load(ordering: .acquiring) {
             job.runSynchronously(on: asUnownedTaskExecutor())
-        } else {
+        } else if self.job == nil {
             self.job = job
+        } else {
+            concurrent = true
+            extraJobs.append(job)
         }
     }
 
     private func runUntilSuspended() {
-        while let next = job {
-            job = nil
-            next.runSynchronously(on: asUnownedTaskExecutor())
+        while true {
+            if let next = job {
+                job = nil
+                next.runSynchronously(on: asUnownedTaskExecutor())
+            } else if !extraJobs.isEmpty {
+                extraJobs.removeFirst().runSynchronously(on: asUnownedTaskExecutor())
+            } else {
+                return
+            }
         }
     }
 
@@ -84,10 +101,25 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     }
 
     private func takeStep() -> WorkStep {
+        if concurrent { return refuseConcurrency() }
         if let step = step.take() { return step }
         ended = true
         detached.store(true, ordering: .releasing)
         return .failed(PortalError.suspendedOutsideGuest)
+    }
+
+    /// The handler ran guest operations from more than one task: the
+    /// operation still waiting is ended with the error, every task runs to
+    /// its end (none is left suspended), and the conversation fails.
+    private func refuseConcurrency() -> WorkStep {
+        ended = true
+        if let pending = continuation {
+            continuation = nil
+            pending.resume(throwing: GuestError.concurrentOperation)
+        }
+        runUntilSuspended()
+        step = nil
+        return .failed(GuestError.concurrentOperation)
     }
 
     /// Sends `command` and suspends the handler until the guest answers.

@@ -20,8 +20,9 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// A waiting conversation is taken as abandoned once this many others
     /// have started waiting since the guest last trapped on it.
     public var staleAfter: Int = 1_000_000
-    /// A built-in demonstration or workload to attach at start-up.
-    public var demo: String? = nil
+    /// Analysis modules to load (`load=PATH`, each followed by its `module_arg=`
+    /// items), in the order given.
+    public var modules: [AnalysisModuleRequest] = []
 
     public init() {}
 
@@ -33,8 +34,12 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "demo",
+        "max_interrupts", "stale_after", "load", "module_arg",
     ]
+
+    /// Arguments that may be given more than once: each `load=` names one
+    /// more module and each `module_arg=` adds to the module before it.
+    static let repeatable: Set<String> = ["load", "module_arg"]
 
     /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
     public static func parse(
@@ -52,7 +57,7 @@ public struct PortalConfiguration: Sendable, Equatable {
                 throw ArgumentError(argument: argument, message:
                     "unknown argument '\(key)'; known: \(argumentNames.joined(separator: ", "))")
             }
-            guard seen.insert(key).inserted else {
+            guard repeatable.contains(key) || seen.insert(key).inserted else {
                 throw ArgumentError(argument: argument, message: "'\(key)' is given twice")
             }
             func integer(_ range: ClosedRange<Int>) throws(ArgumentError) -> Int {
@@ -84,11 +89,17 @@ public struct PortalConfiguration: Sendable, Equatable {
                 configuration.maxInterrupts = try integer(1...1_000_000)
             case "stale_after":
                 configuration.staleAfter = try integer(1...1_000_000_000)
-            case "demo":
+            case "load":
                 guard !value.isEmpty else {
-                    throw ArgumentError(argument: argument, message: "expected a demonstration name")
+                    throw ArgumentError(argument: argument, message: "expected the path of an analysis module")
                 }
-                configuration.demo = value
+                configuration.modules.append(AnalysisModuleRequest(path: value))
+            case "module_arg":
+                guard !configuration.modules.isEmpty else {
+                    throw ArgumentError(argument: argument, message:
+                        "an analysis module's argument must follow the load=PATH it belongs to")
+                }
+                configuration.modules[configuration.modules.count - 1].arguments.append(value)
             case "ops":
                 let text: String
                 do {
@@ -107,6 +118,29 @@ public struct PortalConfiguration: Sendable, Equatable {
         }
         return configuration
     }
+}
+
+/// One `load=PATH` argument: an analysis module to load and the `module_arg=`
+/// items that followed it.
+public struct AnalysisModuleRequest: Sendable, Equatable {
+    /// The module's path, as given (`dlopen` resolves a name without a slash
+    /// through the library search path).
+    public var path: String
+    /// The module's `module_arg=` items, in order.
+    public var arguments: [String] = []
+
+    /// A module to load with no arguments yet.
+    /// - Parameters:
+    ///   - path: the module's file, as given to `load=`.
+    ///   - arguments: its `module_arg=` items, in order.
+    public init(path: String, arguments: [String] = []) {
+        self.path = path
+        self.arguments = arguments
+    }
+
+    /// What the module's `portal_analysis_init` receives: its `module_arg=` items
+    /// joined with commas (QEMU split them at the commas), "" for none.
+    public var argumentText: String { arguments.joined(separator: ",") }
 }
 
 extension PortalConfiguration {

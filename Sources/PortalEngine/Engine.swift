@@ -25,7 +25,7 @@ public final class PortalEngine: @unchecked Sendable {
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
 
-    public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
+    package init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
         self.configuration = configuration
         self.layout = layout
         self.logger = logger
@@ -40,7 +40,7 @@ public final class PortalEngine: @unchecked Sendable {
     /// Conversations waiting for the guest's next trap.
     public var liveConversations: Int { waiting.withLock { $0.count } }
 
-    public func makeVCPU(index: Int) -> VCPU { VCPU(index: index) }
+    package func makeVCPU(index: Int) -> VCPU { VCPU(index: index) }
 
     // MARK: Analysis API
 
@@ -109,7 +109,7 @@ public final class PortalEngine: @unchecked Sendable {
     /// protocol's own or one with work attached. Front ends that pay for
     /// every register they read (QEMU) ask this after reading only the number.
     @inline(__always)
-    public func serves(_ rawNumber: UInt64) -> Bool {
+    package func serves(_ rawNumber: UInt64) -> Bool {
         let number = HypercallNumber(register: rawNumber)
         return number.isReservedByProtocol || handlers.contains(number.rawValue)
     }
@@ -119,15 +119,14 @@ public final class PortalEngine: @unchecked Sendable {
     /// continuing conversation needs just the region (arg3) and the answer
     /// (arg4). Front ends may pass 0 for arg1 and arg2 otherwise.
     @inline(__always)
-    public static func needsArguments(number rawNumber: UInt64, answer: UInt64) -> Bool {
+    package static func needsArguments(number rawNumber: UInt64, answer: UInt64) -> Bool {
         let number = HypercallNumber(register: rawNumber)
         return UInt32(truncatingIfNeeded: answer) == 0 || number == .registerMemRegion
             || number == .enablePortalInterrupt
     }
 
     /// Serves one trapped hypercall on `vcpu`'s thread.
-    public func hypercall(_ call: Hypercall, vcpu: VCPU,
-                                               memory: GuestMemory) -> HypercallOutcome {
+    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
         let number = call.number
         switch number {
         case .registerMemRegion:
@@ -459,7 +458,7 @@ public final class PortalEngine: @unchecked Sendable {
     /// Ends every waiting conversation (each is logged, its work cancelled)
     /// and drops pending interrupts (logged). A conversation a running vCPU
     /// holds at that moment is left to that vCPU.
-    public func shutdown() {
+    package func shutdown() {
         let live = waiting.withLock { table -> [Conversation] in
             let live = table.values.sorted { $0.regionAddress < $1.regionAddress }
             table.removeAll()

@@ -7,7 +7,11 @@
 /// methods are `nonisolated(nonsending)`: they run where their caller runs,
 /// so awaiting one costs no executor switch (a switch to the task's preferred
 /// executor takes a lock in the concurrency runtime: an eighth of a round trip).
-public struct Guest: @unchecked Sendable {
+///
+/// Not `Sendable`: a `Guest` belongs to its handler's task, so handing it to
+/// another task (`async let`, a task group, `Task { }`) is a compile error
+/// rather than two operations racing for the one region.
+public struct Guest {
     let work: AsyncWork
     public let conversation: Conversation
 
@@ -227,3 +231,7 @@ public struct Guest: @unchecked Sendable {
         conversation.engine.queueInterrupt(name)
     }
 }
+
+/// Spelled out so that no later extension can make `Guest` `Sendable`.
+@available(*, unavailable, message: "a Guest belongs to its handler's task: await its operations one at a time")
+extension Guest: Sendable {}

@@ -9,23 +9,23 @@
 /// protocol, the hot path was either unspecialised or specialised in the
 /// plugin module without the engine's internals inlined: 10% more
 /// instructions per round trip either way.)
-public struct GuestMemory: @unchecked Sendable {
+package struct GuestMemory: @unchecked Sendable {
     /// Fills `length` bytes at `buffer` from guest `address`; false if any
     /// byte is not mapped.
-    public typealias Read = @convention(c) (
+    package typealias Read = @convention(c) (
         _ context: UnsafeMutableRawPointer?, _ address: UInt64, _ buffer: UnsafeMutableRawPointer?, _ length: Int
     ) -> Bool
     /// Copies `length` bytes from `buffer` to guest `address`; false if any
     /// byte is not mapped.
-    public typealias Write = @convention(c) (
+    package typealias Write = @convention(c) (
         _ context: UnsafeMutableRawPointer?, _ address: UInt64, _ buffer: UnsafeRawPointer?, _ length: Int
     ) -> Bool
 
-    public let context: UnsafeMutableRawPointer?
+    package let context: UnsafeMutableRawPointer?
     private let readFunction: Read
     private let writeFunction: Write
 
-    public init(context: UnsafeMutableRawPointer?, read: Read, write: Write) {
+    package init(context: UnsafeMutableRawPointer?, read: Read, write: Write) {
         self.context = context
         self.readFunction = read
         self.writeFunction = write
@@ -43,7 +43,7 @@ public struct GuestMemory: @unchecked Sendable {
 }
 
 /// What the emulator does with a hypercall after the engine saw it.
-public enum HypercallOutcome: Equatable, Sendable {
+package enum HypercallOutcome: Equatable, Sendable {
     /// Not a portal hypercall (or nobody attached work to it).
     case notMine
     /// Handled; leave the return register alone.

@@ -1,14 +1,14 @@
 /// The 24-byte header every region starts with (PROTOCOL.md §3), in guest
 /// byte order on every architecture.
-public struct RegionHeader: Equatable, Sendable {
-    public static let size = 24
+package struct RegionHeader: Equatable, Sendable {
+    package static let size = 24
 
-    public var op: UInt32
-    public var pid: UInt32
-    public var address: UInt64
-    public var size: UInt64
+    package var op: UInt32
+    package var pid: UInt32
+    package var address: UInt64
+    package var size: UInt64
 
-    public init(op: UInt32, pid: UInt32, address: UInt64, size: UInt64) {
+    package init(op: UInt32, pid: UInt32, address: UInt64, size: UInt64) {
         self.op = op
         self.pid = pid
         self.address = address
@@ -16,7 +16,7 @@ public struct RegionHeader: Equatable, Sendable {
     }
 
     @inline(__always)
-    public init(decoding bytes: UnsafeRawPointer, layout: GuestLayout) {
+    package init(decoding bytes: UnsafeRawPointer, layout: GuestLayout) {
         op = layout.load(UInt32.self, from: bytes)
         pid = layout.load(UInt32.self, from: bytes + 4)
         address = layout.load(UInt64.self, from: bytes + 8)
@@ -24,7 +24,7 @@ public struct RegionHeader: Equatable, Sendable {
     }
 
     @inline(__always)
-    public func encode(to bytes: UnsafeMutableRawPointer, layout: GuestLayout) {
+    package func encode(to bytes: UnsafeMutableRawPointer, layout: GuestLayout) {
         layout.store(op, to: bytes)
         layout.store(pid, to: bytes + 4)
         layout.store(address, to: bytes + 8)
@@ -65,8 +65,8 @@ public struct PortalCommand: Sendable {
     /// write rules of PROTOCOL.md §4, and returns how many bytes to copy into
     /// the region. `buffer` holds at least a header and `payloadSize` bytes.
     @inline(__always)
-    public func encode(into buffer: UnsafeMutableRawBufferPointer, payloadSize: Int,
-                       layout: GuestLayout) -> Int {
+    package func encode(into buffer: UnsafeMutableRawBufferPointer, payloadSize: Int,
+                        layout: GuestLayout) -> Int {
         let clampedSize = UInt64(Swift.min(Swift.max(size, 0), Int64(payloadSize)))
         let effectivePID = pid == 0 ? currentProcessID : pid
         let header = RegionHeader(op: op, pid: effectivePID,

@@ -1,6 +1,6 @@
 /// Per-vCPU state, touched only by that vCPU's thread.
-public final class VCPU: @unchecked Sendable {
-    public let index: Int
+package final class VCPU: @unchecked Sendable {
+    package let index: Int
     /// Header and payload of the region being written or read: every round
     /// trip goes through it, so none allocates.
     private var scratch: UnsafeMutableRawBufferPointer

@@ -237,7 +237,7 @@ struct ConfigurationTests {
     @Test func everyArgument() throws {
         let configuration = try parse(
             ["log=debug", "log_file=/tmp/x.log", "region_size=0x3fe8", "install_budget=5", "ops=/t",
-             "max_conversations=10", "max_interrupts=3", "stale_after=77", "demo=tour"],
+             "max_conversations=10", "max_interrupts=3", "stale_after=77"],
             files: ["/t": "READ\nWRITE\n"])
         #expect(configuration.logLevel == .debug)
         #expect(configuration.logFile == "/tmp/x.log")
@@ -247,12 +247,32 @@ struct ConfigurationTests {
         #expect(configuration.maxConversations == 10)
         #expect(configuration.maxInterrupts == 3)
         #expect(configuration.staleAfter == 77)
-        #expect(configuration.demo == "tour")
+    }
+
+    /// `load=` repeats and keeps its order; each `module_arg=` belongs to the
+    /// `load=` before it, and several are joined with commas.
+    @Test func analysisModules() throws {
+        let configuration = try parse(
+            ["load=/m/first.so", "module_arg=verbose", "log=info", "module_arg=limit=5", "load=second.so",
+             "load=/m/third.so", "module_arg="])
+        #expect(configuration.modules == [
+            AnalysisModuleRequest(path: "/m/first.so", arguments: ["verbose", "limit=5"]),
+            AnalysisModuleRequest(path: "second.so"),
+            AnalysisModuleRequest(path: "/m/third.so", arguments: [""]),
+        ])
+        #expect(configuration.modules.map(\.argumentText) == ["verbose,limit=5", "", ""])
+        #expect(throws: ArgumentError(argument: "module_arg=x", message:
+            "an analysis module's argument must follow the load=PATH it belongs to")) {
+            try parse(["log=info", "module_arg=x", "load=/m/first.so"])
+        }
+        #expect(throws: ArgumentError(argument: "load=", message: "expected the path of an analysis module")) {
+            try parse(["load="])
+        }
     }
 
     @Test func refusals() {
         #expect(throws: ArgumentError(argument: "colour=red", message:
-            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, demo")) {
+            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, load, module_arg")) {
             try parse(["colour=red"])
         }
         #expect(throws: ArgumentError(argument: "verbose", message: "expected key=value")) {

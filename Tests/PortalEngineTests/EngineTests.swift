@@ -368,6 +368,37 @@ struct FailureTests {
         #expect(after.withLock { $0 } == "the conversation has ended")
     }
 
+    /// `async let` over guest operations: `Guest` is not `Sendable`, so
+    /// this only compiles through an unchecked box. The second task's job is
+    /// not dropped: the conversation fails with `concurrentOperation`, and
+    /// every task (both children, the handler) runs to its end.
+    @Test func concurrentGuestOperationsAreRefusedAndNoTaskIsLeft() async throws {
+        struct UncheckedGuest: @unchecked Sendable { let guest: Guest }
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        let ended = Lock<[String]>([])
+        engine.attach(.syscallEnter) { g in
+            let box = UncheckedGuest(guest: g)
+            async let first = box.guest.read(UInt8.self, at: 0x4000)
+            async let second = box.guest.read(UInt8.self, at: 0x4001)
+            do {
+                _ = try await (first, second)
+                ended.withLock { $0.append("both read") }
+            } catch {
+                ended.withLock { $0.append("\(error)") }
+            }
+            return 1
+        }
+        #expect(guest.portal(engine, vcpu: vcpu, number: event) == UInt64(event))
+        #expect(log.matching("error") == [
+            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the work failed: a guest operation was started while another one was waiting for the guest",
+        ])
+        #expect(engine.liveConversations == 0)
+        // The handler finished before the hypercall returned: nothing waits.
+        #expect(ended.withLock { $0 } == ["a guest operation was started while another one was waiting for the guest"])
+    }
+
     @Test func conversationLimitIsReportedNotFatal() {
         let log = LogRecorder()
         var configuration = PortalConfiguration()

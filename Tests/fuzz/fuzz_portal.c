@@ -35,6 +35,10 @@
  * Environment:
  *   PORTAL_FUZZ_LIB    path of libportal.so (default: the .build-fuzz build
  *                      relative to this executable)
+ *   PORTAL_FUZZ_DEMO   path of the demonstration module libPortalDemo.so
+ *                      (Tests/demo), loaded with load= for the tour and the
+ *                      bench (default: its debug build, relative to this
+ *                      executable)
  *   PORTAL_FUZZ_TRACE  1: print every action of every input (for reading a
  *                      crashing input; use with a single input file)
  *   PORTAL_FUZZ_SKIP   comma-separated known findings to steer around while
@@ -113,10 +117,14 @@ static const uint64_t bench_selectors[] = {0xbe0c0001, 0xbe0c0002, 0xbe0c0003, 0
 static const int odd_cpu_indices[] = {-1, INT_MIN, INT_MAX, 16, 4096, 4097, 1 << 20, -4096};
 
 /* The plugin's arguments, by FZ_CFG_VARIANT. "@OPS" is replaced by the
- * path of an op table of the older module release (MAX 53). Every variant
+ * path of an op table of the older module release (MAX 53); "demo=NAME"
+ * stands for load=PORTAL_FUZZ_DEMO,module_arg=NAME (the demonstration
+ * module, out of libportal.so). Every variant
  * logs to /dev/null: demo=tour writes its report at every uninit_plugin,
  * whatever the log level, and log=debug formats every line. */
 #define MAX_VARIANT_ARGS 10
+/* load=PATH of the demonstration module (main). */
+static char demo_load[8200];
 static const char *const variant_args[8][MAX_VARIANT_ARGS] = {
     {"log=off", "log_file=/dev/null", "demo=tour", "max_conversations=64", "max_interrupts=8",
      "stale_after=16"},
@@ -811,7 +819,7 @@ static void attach_work(void)
 /* init_plugin with the input's argument set (byte 0), the guest as it is. */
 static void plugin_up(void)
 {
-    const char *args[MAX_VARIANT_ARGS];
+    const char *args[MAX_VARIANT_ARGS + 1];
     int n = 0;
     unsigned variant = fz.variant;
     if (variant == 4 && fz.skip_bench)
@@ -822,6 +830,9 @@ static void plugin_up(void)
         if (strcmp(a, "ops=@OPS") == 0) {
             snprintf(ops_arg, sizeof ops_arg, "ops=%s", fz.ops_path);
             a = ops_arg;
+        } else if (strcmp(a, "demo=tour") == 0 || strcmp(a, "demo=bench") == 0) {
+            args[n++] = demo_load;
+            a = strcmp(a, "demo=tour") == 0 ? "module_arg=tour" : "module_arg=bench";
         }
         args[n++] = a;
     }
@@ -848,7 +859,7 @@ static void plugin_up_custom(reader *r)
     static const char *const levels[6] = {"off", "error", "warn", "info", "debug", "loud"};
     char text[8][64];
     char ops_arg[4200];
-    const char *args[12];
+    const char *args[14];
     int n = 0;
     uint8_t mask = r8(r);
     uint8_t lie = r8(r) % 8;
@@ -866,7 +877,8 @@ static void plugin_up_custom(reader *r)
         args[n++] = text[k];
     }
     if (mask & 0x20) {
-        snprintf(text[5], sizeof text[5], "demo=%s", demos[r8(r) % 4]);
+        args[n++] = demo_load;
+        snprintf(text[5], sizeof text[5], "module_arg=%s", demos[r8(r) % 4]);
         args[n++] = text[5];
     }
     if (mask & 0x40) {
@@ -1359,6 +1371,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         snprintf(lib, sizeof lib, "%s", env);
     else
         snprintf(lib, sizeof lib, "%s/../../../.build-fuzz/debug/libportal.so", dir);
+    const char *demo = getenv("PORTAL_FUZZ_DEMO");
+    if (demo && *demo)
+        snprintf(demo_load, sizeof demo_load, "load=%s", demo);
+    else
+        snprintf(demo_load, sizeof demo_load, "load=%s/../../../Tests/demo/.build/debug/libPortalDemo.so", dir);
     char error[4096];
     if (!emu_open(lib, error, sizeof error))
         die("%s", error);

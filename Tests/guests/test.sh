@@ -2,11 +2,12 @@
 # test.sh - boot every test guest under its QEMU with libportal.so and check
 # what happened, exactly.
 #
-#   Tests/guests/test.sh PATH/TO/libportal.so
+#   Tests/guests/test.sh PATH/TO/libportal.so PATH/TO/libPortalDemo.so
 #
 # For each of i386 x86_64 riscv64 aarch64 arm: the guest's serial output must
 # equal expected/ARCH.serial byte for byte, run.sh must report a pass (the
-# guest's own exit status), and the plugin's tour report must end in PASS
+# guest's own exit status), and the tour's report (the demonstration module
+# Tests/demo, loaded with load=) must end in PASS
 # with no error logged. Then loading the plugin into qemu-system-mips must
 # print the refusal and leave QEMU standing. Prints one line per test and
 # "N passed, M failed"; exits non-zero if any failed.
@@ -14,7 +15,8 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../.." && pwd -P)
-LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so}")
+LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so PATH/TO/libPortalDemo.so}")
+DEMO=$(realpath "${2:?usage: test.sh PATH/TO/libportal.so PATH/TO/libPortalDemo.so}")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 passed=0
@@ -27,7 +29,7 @@ for arch in i386 x86_64 riscv64 aarch64 arm; do
     serial=$WORK/$arch.serial
     log=$WORK/$arch.log
     # A normal run takes well under a second; 60 s means "hung", not "slow".
-    TIMEOUT=60 "$HERE/run.sh" "$arch" -plugin "$LIBRARY,demo=tour,log=warn" >"$serial" 2>"$log"
+    TIMEOUT=60 "$HERE/run.sh" "$arch" -plugin "$LIBRARY,load=$DEMO,module_arg=tour,log=warn" >"$serial" 2>"$log"
     status=$?
     if (( status != 0 )); then
         fail "guest-$arch" "run.sh exited $status; plugin log: $(tr '\n' '|' < "$log")"

@@ -5,6 +5,8 @@
  */
 #include "steps.h"
 
+#include <dlfcn.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,77 @@ static void reload_dlclose(T *t)
     CHECK_EQ(ret, 3);
 }
 
+/* build/module.so, beside the harness executable (Makefile). */
+static void module_path(char *path, size_t size)
+{
+    char exe[512];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[len > 0 ? len : 0] = 0;
+    snprintf(path, size, "%s/module.so", dirname(exe));
+}
+
+/* An exported counter of the loaded module.so. */
+static int module_counter(const char *path, const char *name)
+{
+    void *handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (!handle)
+        return -1;
+    const int *counter = dlsym(handle, name);
+    int value = counter ? *counter : -1;
+    dlclose(handle);
+    return value;
+}
+
+/* load= under the PANDA-style front end: the module's step serves its
+ * hypercall with the argument it was given (module_arg=), through the one
+ * engine; uninit_plugin calls its exit hook; a second life loads it again.
+ * Only when named (make test-harness names it): it needs build/module.so. */
+static void module_load_serves(T *t)
+{
+    char path[600], load[700];
+    module_path(path, sizeof path);
+    snprintf(load, sizeof load, "load=%s", path);
+    guest *g = t_guest(t, 64, false, 1);
+    CHECK(t_init(t, load, "module_arg=0x100", NULL), "init_plugin refused %s,module_arg=0x100", load);
+    guest_boot(g, 0);
+    CHECK_EQ(module_counter(path, "harness_module_inits"), 1);
+    CHECK_EQ(igloo_portal(g, 0, 0x4242, 0, 0), 0x100);
+    CHECK_EQ(igloo_portal(g, 0, 0x4242, 0, 0), 0x101);
+    t_uninit(t);
+    CHECK_EQ(module_counter(path, "harness_module_exits"), 1);
+    CHECK(t_init(t, load, "module_arg=7", NULL), "init_plugin refused the module in a second life");
+    CHECK_EQ(igloo_portal(g, 0, 0x4242, 0, 0), 7);
+    CHECK_EQ(module_counter(path, "harness_module_inits"), 2);
+    t_uninit(t);
+    CHECK_EQ(module_counter(path, "harness_module_exits"), 2);
+}
+
+/* Refusals under the PANDA-style front end: one line each, in the log, and
+ * the plugin is not loaded. A module refused after another was initialised
+ * has the other's exit hook called. */
+static void module_load_refusals(T *t)
+{
+    char path[600], load[700], missing[700], line[1400];
+    module_path(path, sizeof path);
+    snprintf(load, sizeof load, "load=%s", path);
+    t_guest(t, 64, false, 1);
+    CHECK(!t_init(t, load, "module_arg=fail", NULL), "init_plugin accepted a module whose init failed");
+    snprintf(line, sizeof line, "init_plugin: load=%s: its portal_analysis_init(\"fail\") returned 5", path);
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, line) == 1, "no line \"%s\"", line);
+    CHECK(!emu_initialized(), "the harness thinks the plugin is loaded");
+
+    int exits = module_counter(path, "harness_module_exits");
+    snprintf(missing, sizeof missing, "load=%s.missing", path);
+    CHECK(!t_init(t, load, missing, NULL), "init_plugin accepted a missing second module");
+    snprintf(line, sizeof line, "init_plugin: load=%s.missing: cannot open the module: %s.missing: cannot open shared object file: No such file or directory", path, path);
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, line) == 1, "no line \"%s\"", line);
+    CHECK_EQ(module_counter(path, "harness_module_exits"), exits + 1);
+    CHECK(!t_init(t, "module_arg=x", load, NULL), "init_plugin accepted module_arg= before any load=");
+    CHECK(t_log_count(t, LOG_REFUSED_ARG_LEVEL, "init_plugin: argument 'module_arg=x': an analysis module's argument must follow the load=PATH it belongs to") == 1,
+          "no line refusing module_arg= before load=");
+    CHECK(t_init(t, NULL), "init_plugin without arguments failed after the refusals");
+}
+
 const scenario scenarios_plugin[] = {
     {"args_unknown_refused", args_unknown_refused, false},
     {"args_malformed_refused", args_malformed_refused, false},
@@ -225,5 +298,7 @@ const scenario scenarios_plugin[] = {
     {"log_levels", log_levels, false},
     {"foreign_hypercall_declined", foreign_hypercall_declined, false},
     {"reload_dlclose", reload_dlclose, true},
+    {"module_load_serves", module_load_serves, true},
+    {"module_load_refusals", module_load_refusals, true},
     {NULL, NULL, false},
 };

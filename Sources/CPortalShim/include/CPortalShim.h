@@ -87,4 +87,36 @@ PORTAL_SHIM bool portal_qemu_write_register(void *buffer, void *reg, bool big_en
 PORTAL_SHIM bool portal_qemu_read_memory(void *buffer, uint64_t address, void *destination, size_t length);
 PORTAL_SHIM bool portal_qemu_write_memory(void *buffer, uint64_t address, const void *source, size_t length);
 
+/* ---- Analysis modules (Sources/CPortalShim/modules.c) ---- */
+
+/**
+ * struct portal_module - an analysis module opened by portal_module_open()
+ * @library: the dlopen handle (never closed: see modules.c)
+ * @analysis_init: the module's portal_analysis_init
+ * @analysis_exit: the module's portal_analysis_exit, or NULL when it has none
+ */
+typedef struct portal_module {
+    void *library;
+    int (*analysis_init)(const char *args);
+    void (*analysis_exit)(void);
+} portal_module;
+
+/**
+ * portal_module_open() - open an analysis module and check it may be called
+ * @path: the module's file, as given to load=
+ * @module: filled in on success
+ * @reason: on failure, why the module is refused (one line, NUL-terminated)
+ * @reason_size: bytes at @reason
+ *
+ * Opens @path with dlopen(RTLD_NOW | RTLD_LOCAL), then checks that it exports
+ * portal_analysis_init, that its portal_analysis_api_version equals
+ * PORTAL_API_VERSION, and that the portal_attach it reaches (itself or
+ * through its dependencies) is this library's own: a module bound to another
+ * copy of libportal would talk to an engine that was never initialised.
+ * Called from the thread loading the plugin; dlerror's state is per thread.
+ *
+ * Return: true when @module may be initialised; false with @reason set.
+ */
+PORTAL_SHIM bool portal_module_open(const char *path, portal_module *module, char *reason, size_t reason_size);
+
 #endif

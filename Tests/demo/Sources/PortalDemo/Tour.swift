@@ -1,40 +1,52 @@
 import PortalEngine
+import Portal
+import Synchronization
 
-/// Built-in work selected with `demo=NAME`.
+/// The demonstration module (`load=libPortalDemo.so,module_arg=NAME`):
 ///
-/// `tour` is the host side of the bare-metal test guests' contract
-/// (Tests/guests/contract.h): it attaches one Swift handler to
-/// IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and two
-/// named interrupts, and prints a report when the emulator exits.
-enum Demonstrations {
+/// - `tour` is the host side of the bare-metal test guests' contract
+///   (Tests/guests/contract.h): it attaches one Swift handler to
+///   IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and
+///   two named interrupts, and prints a report when the plugin unloads;
+/// - `bench` attaches the Swift workloads of the benchmarks (bench/).
+///
+/// Out of libportal.so so that production loads never carry it.
+enum Demonstration {
     static let names = ["tour", "bench"]
 
-    private static let active = Lock<Tour?>(nil)
+    /// The tour of the current load and the logger its report goes to.
+    static let active = Mutex<(tour: Tour, logger: PortalLogger)?>(nil)
+}
 
-    /// Attaches demonstration `name`; false (logged) if there is none.
-    static func install(_ name: String, on instance: PluginInstance) -> Bool {
-        if name == "bench" {
-            Bench.attach(to: instance.engine)
-            return true
-        }
-        guard name == "tour" else {
-            instance.logger.error("argument 'demo=\(name)': no such demonstration; known: \(names.joined(separator: ", "))")
-            return false
-        }
-        let tour = Tour(benchAddress: Tour.benchAddress(target: instance.qemu?.target.name))
-        tour.attach(to: instance.engine)
-        active.withLock { $0 = tour }
-        return true
+/// Attaches the demonstration named by the module's argument.
+/// - Parameter arguments: `tour` or `bench` (the module's `module_arg=`).
+/// - Returns: 0, or 1 (logged) for an unknown name or no loaded engine.
+@_cdecl("portal_analysis_init")
+public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
+    guard let engine = PortalPlugin.engine else { return 1 }
+    let name = String(cString: arguments)
+    switch name {
+    case "tour":
+        let tour = Tour(benchAddress: Tour.benchAddress(target: PortalPlugin.qemuTarget))
+        tour.attach(to: engine)
+        Demonstration.active.withLock { $0 = (tour, engine.logger) }
+    case "bench":
+        Bench.attach(to: engine)
+    default:
+        engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
+        return 1
     }
+    return 0
+}
 
-    /// The plugin is being unloaded: a demonstration prints its report.
-    static func unloading(_ instance: PluginInstance) {
-        guard let tour = active.withLock({ state -> Tour? in
-            defer { state = nil }
-            return state
-        }) else { return }
-        for line in tour.report() { instance.sink.write(line) }
-    }
+/// The plugin is being unloaded: the tour prints its report.
+@_cdecl("portal_analysis_exit")
+public func portalAnalysisExit() {
+    guard let (tour, logger) = Demonstration.active.withLock({ state -> (Tour, PortalLogger)? in
+        defer { state = nil }
+        return state
+    }) else { return }
+    for line in tour.report() { logger.sink(line) }
 }
 
 /// The tour's host side: event numbers and expected answers from
@@ -112,14 +124,17 @@ final class Tour: Sendable {
     }
 
     let benchAddress: UInt64
-    private let findings = Lock(Findings())
+    fileprivate let findings = Mutex(Findings())
 
     init(benchAddress: UInt64) { self.benchAddress = benchAddress }
 
     func attach(to engine: PortalEngine) {
         // BENCH runs as plain step work, the API without async overhead: it
         // is the round trip `make bench` holds against the floor plugin.
-        let events = WorkFactory.async { [self] guest in try await serve(guest) }
+        // No capture lists in the handlers: a closure with one is not
+        // inferred nonisolated(nonsending), and a Guest may not cross.
+        let tour = self
+        let events = WorkFactory.async { guest in try await tour.serve(guest) }
         let readOp = engine.configuration.ops.read
         engine.attach(.syscallEnter, WorkFactory { [self] call in
             call.arg1 == Event.bench
@@ -127,18 +142,18 @@ final class Tour: Sendable {
                 : events.make(call)
         })
         for (name, value) in [("alpha", Self.alphaValue), ("beta", Self.betaValue)] {
-            engine.registerInterrupt(name) { [self] guest in
-                let slot = findings.withLock { state -> UInt64 in
+            engine.registerInterrupt(name) { guest in
+                let slot = tour.findings.withLock { state -> UInt64 in
                     defer { state.mailboxSlot += 1 }
                     return state.mailbox &+ 4 &* state.mailboxSlot
                 }
                 let reply = try await guest.send(PortalCommand(
                     op: guest.ops.write, address: slot, size: 4, payload: .bytes(guest.layout.bytes(of: value)[...])))
                 guard reply == .writeOK else {
-                    problem("interrupt \(name): WRITE to the mailbox answered \(reply), expected WRITE_OK")
+                    tour.problem("interrupt \(name): WRITE to the mailbox answered \(reply), expected WRITE_OK")
                     return
                 }
-                findings.withLock {
+                tour.findings.withLock {
                     if $0.interruptsRun.count < Self.listKept { $0.interruptsRun.append(name) }
                     $0.interruptsRunCount += 1
                 }
@@ -170,7 +185,7 @@ final class Tour: Sendable {
     static let listKept = 32
 
     /// One event of the contract; the return value goes back to the guest.
-    private func serve(_ guest: Guest) async throws -> UInt64 {
+    nonisolated(nonsending) private func serve(_ guest: Guest) async throws -> UInt64 {
         let argument = guest.call.arg2
         let ops = guest.ops
         switch guest.call.arg1 {
@@ -255,7 +270,7 @@ final class Tour: Sendable {
         }
     }
 
-    private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
+    nonisolated(nonsending) private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
                                _ expected: PortalReply) async throws -> UInt64 {
         let reply = try await guest.send(command)
         guard reply == expected else {
