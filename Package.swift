@@ -19,6 +19,7 @@ let package = Package(
         // libportal.so: the plugin an emulator loads (PANDA-style or QEMU TCG).
         .library(name: "portal", type: .dynamic, targets: ["Portal"]),
         .library(name: "PortalEngine", targets: ["PortalEngine"]),
+        .library(name: "PortalOperations", targets: ["PortalOperations"]),
     ],
     targets: [
         // The protocol and the conversation engine: pure Swift, no emulator, no C.
@@ -37,5 +38,9 @@ let package = Package(
         // The plugin: adapts each emulator ABI to the engine, and the C API.
         .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"], swiftSettings: hotPath),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
+        // Typed guest operations (processes, mappings, fds, files, programs,
+        // symbols) on top of the engine's raw commands: pure Swift, no C.
+        .target(name: "PortalOperations", dependencies: ["PortalEngine"]),
+        .testTarget(name: "PortalOperationsTests", dependencies: ["PortalOperations"]),
     ]
 )
