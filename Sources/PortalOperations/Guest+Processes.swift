@@ -123,26 +123,21 @@ extension Guest {
         let subject = Self.subject(pid: pid)
         let op = try resolveOp(name, subject: subject)
         var descriptors: [FileDescriptor] = []
-        var start: Int32 = 0
+        var paging = ResumeFDPaging(limit: PagingLimits.maxFileDescriptors)
         while true {
             let (page, resume) = try await readReply(
-                name, PortalCommand(op: op, pid: pid ?? 0, address: UInt64(bitPattern: Int64(start))),
+                name, PortalCommand(op: op, pid: pid ?? 0, address: paging.nextAddress),
                 subject: subject, refusal: "no such task") { answer throws(ReplyFormatError) in
                 (try ReplyDecoder.fileDescriptorPage(answer.payload, layout: layout),
                  Int32(truncatingIfNeeded: answer.address))
             }
             descriptors += page.records
-            guard resume != 0 else { return descriptors }
-            func stuck(_ why: String) -> GuestOperationError {
-                GuestOperationError(.pagingDidNotEnd, op: name, subject: subject, detail:
-                    "\(why) (page from fd \(start), \(descriptors.count) fds so far)")
+            do {
+                if try paging.accept(count: page.records.count, resume: resume) { return descriptors }
+            } catch {
+                throw GuestOperationError(.pagingDidNotEnd, op: name, subject: subject, response: .readOK,
+                                          detail: error.message)
             }
-            guard !page.records.isEmpty else { throw stuck("a page with no fds asks to resume at fd \(resume)") }
-            guard resume > start else { throw stuck("the reply's resume fd \(resume) does not move past \(start)") }
-            guard descriptors.count < PagingLimits.maxFileDescriptors else {
-                throw stuck("more than \(PagingLimits.maxFileDescriptors) fds and the list has not ended")
-            }
-            start = resume
         }
     }
 
@@ -235,21 +230,16 @@ extension Guest {
         page fetch: (_ skip: UInt64) async throws -> ReplyDecoder.Page<Record>
     ) async throws -> [Record] {
         var records: [Record] = []
-        var total: UInt64? = nil
+        var paging = SkipCountPaging(limit: limit)
         while true {
-            let page = try await fetch(UInt64(records.count))
-            if let known = total, page.totalCount > known {
-                throw GuestOperationError(.pagingDidNotEnd, op: name, subject: subject, response: .readOK, detail:
-                    "total_count grew from \(known) to \(page.totalCount) while paging (at record \(records.count))")
-            }
-            guard page.totalCount <= limit else {
-                throw GuestOperationError(.pagingDidNotEnd, op: name, subject: subject, response: .readOK, detail:
-                    "total_count \(page.totalCount) is more than the \(limit) a guest can have")
-            }
-            total = page.totalCount
-            if page.records.isEmpty { return records }
+            let page = try await fetch(paging.nextAddress)
             records += page.records
-            if UInt64(records.count) >= page.totalCount { return records }
+            do {
+                if try paging.accept(count: page.records.count, totalCount: page.totalCount) { return records }
+            } catch {
+                throw GuestOperationError(.pagingDidNotEnd, op: name, subject: subject, response: .readOK,
+                                          detail: error.message)
+            }
         }
     }
 }
