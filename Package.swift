@@ -36,7 +36,7 @@ let package = Package(
         .systemLibrary(name: "CGLib", pkgConfig: "glib-2.0",
                        providers: [.apt(["libglib2.0-dev"])]),
         // The plugin: adapts each emulator ABI to the engine, and the C API.
-        .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"], swiftSettings: hotPath),
+        .target(name: "Portal", dependencies: ["PortalEngine", "PortalOperations", "CPortalShim"], swiftSettings: hotPath),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
         // Typed guest operations (processes, mappings, fds, files, programs,
         // symbols) on top of the engine's raw commands: pure Swift, no C.

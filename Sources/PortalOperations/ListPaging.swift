@@ -31,6 +31,17 @@ public struct SkipCountPaging: Sendable, Equatable {
     /// - Parameter limit: The most records a guest can have in this list.
     public init(limit: UInt64) { self.limit = limit }
 
+    /// Resumes paging from a saved state (C keeps it in a `portal_list_cursor`).
+    /// - Parameters:
+    ///   - limit: The most records a guest can have in this list.
+    ///   - collected: Records collected so far.
+    ///   - total: The last page's total, nil before the first page.
+    public init(limit: UInt64, collected: UInt64, total: UInt64?) {
+        self.limit = limit
+        self.collected = collected
+        self.total = total
+    }
+
     /// The next command's A (the skip count).
     public var nextAddress: UInt64 { collected }
 
@@ -71,6 +82,17 @@ public struct ResumeFDPaging: Sendable, Equatable {
 
     /// - Parameter limit: The most fds a task can have.
     public init(limit: Int) { self.limit = limit }
+
+    /// Resumes paging from a saved state (C keeps it in a `portal_list_cursor`).
+    /// - Parameters:
+    ///   - limit: The most fds a task can have.
+    ///   - start: The fd the next page starts from.
+    ///   - collected: fds collected so far.
+    public init(limit: Int, start: Int32, collected: Int) {
+        self.limit = limit
+        self.start = start
+        self.collected = collected
+    }
 
     /// The next command's A: `start`, sign-extended.
     public var nextAddress: UInt64 { UInt64(bitPattern: Int64(start)) }
