@@ -52,6 +52,9 @@ public struct SkipCountPaging: Sendable, Equatable {
     /// - Returns: true when the list is complete.
     /// - Throws: ``PagingError`` for a total that grows or exceeds the limit.
     public mutating func accept(count: Int, totalCount: UInt64) throws(PagingError) -> Bool {
+        guard collected <= limit, count >= 0 else {
+            throw PagingError("the paging state says \(collected) records were collected, more than the \(limit) a guest can have")
+        }
         if let known = total, totalCount > known {
             throw PagingError("total_count grew from \(known) to \(totalCount) while paging (at record \(collected))")
         }
@@ -105,6 +108,9 @@ public struct ResumeFDPaging: Sendable, Equatable {
     /// - Throws: ``PagingError`` for a resume fd that does not move forward,
     ///   a page without fds that does not end the list, or too many fds.
     public mutating func accept(count: Int, resume: Int32) throws(PagingError) -> Bool {
+        guard collected <= limit, count >= 0 else {
+            throw PagingError("the paging state says \(collected) fds were collected, more than the \(limit) a task can have")
+        }
         collected += count
         if resume == 0 {
             isDone = true

@@ -226,3 +226,37 @@ struct OperationTests {
         #expect(guest.served.isEmpty)
     }
 }
+
+@Suite("The op table follows the guest module")
+struct OpListHeaderTests {
+    /// The guest module's op list header, with an op inserted before the
+    /// OSI ops so that every number after it shifts by one.
+    static let header = """
+        #define HYPER_OP_LIST(X) \\
+            X(read, READ) \\
+            X(write, WRITE) \\
+            X(read_str, READ_STR) \\
+            X(new_thing, NEW_THING) \\
+            X(osi_proc, OSI_PROC) \\
+            X(osi_proc_all, OSI_PROC_ALL) \\
+            X(read_fds, READ_FDS)
+
+        """
+
+    @Test func theModulesOwnHeaderIsAnOpTable() throws {
+        let table = try OpTable(parsing: Self.header)
+        #expect(table.names == ["READ", "WRITE", "READ_STR", "NEW_THING", "OSI_PROC", "OSI_PROC_ALL", "READ_FDS"])
+        #expect(table.number(of: "OSI_PROC_ALL") == 6)
+    }
+
+    @Test(arguments: allLayouts)
+    func typedOperationsFindRenumberedOpsByName(layout: GuestLayout) throws {
+        let table = try OpTable(parsing: Self.header)
+        let guest = OperationsGuest(layout: layout, world: processWorld(count: 73), ops: table)
+        let listed = try converse(guest, ops: table) { try await $0.processes() }.get()
+        #expect(listed.count == 73)
+        #expect(guest.served == ["OSI_PROC_ALL pid=-1 addr=0 size=0", "OSI_PROC_ALL pid=-1 addr=72 size=0"])
+        #expect(failure(converse(guest, ops: table) { try await $0.mappings() })
+                == "OSI_MAPPINGS for the current task: the op table has no op OSI_MAPPINGS; give the guest module's op list with ops=")
+    }
+}
