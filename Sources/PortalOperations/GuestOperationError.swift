@@ -36,6 +36,7 @@ public struct GuestOperationError: Error, Sendable, Equatable, CustomStringConve
         /// A memory read or write the operation needed failed.
         public static let memoryAccessFailed = Code("memory-access-failed")
 
+        /// The message, as logs print it.
         public var description: String { name }
     }
 

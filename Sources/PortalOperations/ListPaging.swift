@@ -4,11 +4,13 @@
 
 /// Paging did not converge; the message says how.
 public struct PagingError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, in words.
     public var message: String
 
     /// - Parameter message: What went wrong, with the numbers involved.
     public init(_ message: String) { self.message = message }
 
+    /// The message, as logs print it.
     public var description: String { message }
 }
 

@@ -3,13 +3,19 @@
 
 /// One user process as OSI_PROC_ALL lists it (kernel threads are left out).
 public struct ProcessSummary: Sendable, Equatable, Codable {
+    /// The process id (the thread-group id, as `ps` shows it).
     public var pid: UInt64
+    /// The parent's pid (`real_parent`), 0 for the first task.
     public var parentPID: UInt64
     /// The task's start time in the guest's clock (nanoseconds since boot).
     public var createTime: UInt64
+    /// The real user id.
     public var uid: UInt32
+    /// The real group id.
     public var gid: UInt32
+    /// The effective user id.
     public var effectiveUID: UInt32
+    /// The effective group id.
     public var effectiveGID: UInt32
     /// The task's `comm`: at most 15 bytes, the executable's base name cut short.
     public var name: String
@@ -35,10 +41,13 @@ public struct ProcessDetails: Sendable, Equatable, Codable {
     public var taskStructAddress: UInt64
     /// The guest address of its page directory (`mm->pgd`), 0 without an mm.
     public var pageDirectoryAddress: UInt64
+    /// The process id (the thread-group id, as `ps` shows it).
     public var pid: UInt64
+    /// The parent's pid (`real_parent`), 0 for the first task.
     public var parentPID: UInt64
     /// Where the name starts in the reply (208 in every release so far).
     public var nameOffset: UInt64
+    /// The task's start time in the guest's clock (nanoseconds since boot).
     public var createTime: UInt64
     /// How many memory mappings (VMAs) the task has.
     public var mappingCount: UInt64
@@ -46,26 +55,39 @@ public struct ProcessDetails: Sendable, Equatable, Codable {
     public var heapStart: UInt64
     /// `brk`: the heap's current end.
     public var heapEnd: UInt64
+    /// `start_stack`: the initial stack pointer region.
     public var stackStart: UInt64
+    /// `start_code`: where the text segment begins.
     public var codeStart: UInt64
+    /// `end_code`: one past the text segment.
     public var codeEnd: UInt64
+    /// `start_data`: where the data segment begins.
     public var dataStart: UInt64
+    /// `end_data`: one past the data segment.
     public var dataEnd: UInt64
     /// `arg_start ..< arg_end`: the argument strings, NUL-separated, in the task's memory.
     public var argumentsStart: UInt64
+    /// `arg_end`: one past the argv area.
     public var argumentsEnd: UInt64
     /// `env_start ..< env_end`: the environment strings, in the task's memory.
     public var environmentStart: UInt64
+    /// `env_end`: one past the environment area.
     public var environmentEnd: UInt64
     /// Always 0: the guest module does not report it.
     public var savedAuxiliaryVector: UInt64
+    /// `mmap_base`: where mmap allocations start.
     public var mmapBase: UInt64
     /// The size of the task's user address space.
     public var taskSize: UInt64
+    /// The real user id.
     public var uid: UInt64
+    /// The real group id.
     public var gid: UInt64
+    /// The effective user id.
     public var effectiveUID: UInt64
+    /// The effective group id.
     public var effectiveGID: UInt64
+    /// `start_time` of the task (nanoseconds since boot, monotonic).
     public var startTime: UInt64
     /// The task's `comm`.
     public var name: String
@@ -125,6 +147,7 @@ public struct MemoryMapping: Sendable, Equatable, Codable {
     public var permissions: String
     /// The file's device, split as the guest packs it (`major << 20 | minor`).
     public var deviceMajor: UInt32
+    /// The file's device, minor number.
     public var deviceMinor: UInt32
     /// The file's inode number, 0 for anonymous memory.
     public var inode: UInt64
@@ -132,10 +155,13 @@ public struct MemoryMapping: Sendable, Equatable, Codable {
     /// `[anonymous]` (depending on the module release) for anonymous memory.
     public var name: String
 
-    /// `vm_flags` bits, as the guest module passes them through.
+    /// `VM_READ`, as the guest module passes `vm_flags` through.
     public static let readFlag: UInt64 = 0x1
+    /// `VM_WRITE`.
     public static let writeFlag: UInt64 = 0x2
+    /// `VM_EXEC`.
     public static let executeFlag: UInt64 = 0x4
+    /// `VM_SHARED`.
     public static let sharedFlag: UInt64 = 0x8
 
     /// Builds a mapping from the reply's fields.
@@ -165,10 +191,15 @@ public struct MemoryMapping: Sendable, Equatable, Codable {
         self.name = name
     }
 
+    /// The mapping's length in bytes.
     public var size: UInt64 { end &- start }
+    /// Whether the mapping is readable (`VM_READ`).
     public var isReadable: Bool { flags & Self.readFlag != 0 }
+    /// Whether the mapping is writable (`VM_WRITE`).
     public var isWritable: Bool { flags & Self.writeFlag != 0 }
+    /// Whether the mapping is executable (`VM_EXEC`).
     public var isExecutable: Bool { flags & Self.executeFlag != 0 }
+    /// Whether the mapping is shared (`VM_SHARED`).
     public var isShared: Bool { flags & Self.sharedFlag != 0 }
 
     /// Whether `address` lies in `start ..< end`.
@@ -192,6 +223,7 @@ extension Array where Element == MemoryMapping {
 public struct FileDescriptor: Sendable, Equatable, Codable {
     /// The fd number (-100 for the working directory record).
     public var number: Int32
+    /// The path the fd refers to.
     public var path: String
 
     /// - Parameters:
@@ -205,6 +237,7 @@ public struct FileDescriptor: Sendable, Equatable, Codable {
 
 /// One environment entry, split at its first `=` (values may contain `=`).
 public struct EnvironmentVariable: Sendable, Equatable, Codable {
+    /// The text before the first `=`.
     public var name: String
     /// Everything after the first `=`; empty for an entry without one.
     public var value: String

@@ -3,11 +3,13 @@ import PortalEngine
 /// A reply's bytes break its op's format. The message says which count,
 /// offset or string was wrong and what the bytes allowed.
 public struct ReplyFormatError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, in words.
     public var message: String
 
     /// - Parameter message: What is wrong with the reply.
     public init(_ message: String) { self.message = message }
 
+    /// The message, as logs print it.
     public var description: String { message }
 }
 
@@ -216,6 +218,7 @@ public enum ReplyDecoder {
     public struct OpenedFile: Sendable, Equatable {
         /// 0 on success, else the positive errno.
         public var errno: Int32
+        /// The handle for VFS_READ and VFS_CLOSE (`generation << 8 | slot + 1`).
         public var handle: UInt32
         /// The file system's magic number (`0x9fa0` for procfs, ...).
         public var fileSystemMagic: UInt64
@@ -225,7 +228,9 @@ public enum ReplyDecoder {
     public struct FileChunk: Sendable, Equatable {
         /// 0 on success, else the positive errno.
         public var errno: Int32
+        /// The bytes read.
         public var bytes: [UInt8]
+        /// Whether the guest reached the end of the file with this read.
         public var isEndOfFile: Bool
     }
 
