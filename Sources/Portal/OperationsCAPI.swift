@@ -211,3 +211,55 @@ public func portalDecodeProcess(_ conversation: UnsafeMutablePointer<portal_conv
     withUnsafeMutableBytes(of: &details.pointee.name) { copyName(process.name, into: $0.baseAddress!, capacity: $0.count) }
     return 0
 }
+
+@_cdecl("portal_decode_heap")
+public func portalDecodeHeap(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                             _ response: UnsafePointer<portal_response>?,
+                             _ start: UnsafeMutablePointer<UInt64>?, _ end: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    let op = "OSI_PROC_MEM"
+    guard let start, let end else { return fail(conversation, "\(op): the start or end pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    do {
+        let heap = try ReplyDecoder.heapBounds(payload, layout: layout)
+        start.pointee = heap.start
+        end.pointee = heap.end
+        return 0
+    } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+}
+
+@_cdecl("portal_decode_vfs_open")
+public func portalDecodeVFSOpen(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                _ response: UnsafePointer<portal_response>?,
+                                _ opened: UnsafeMutablePointer<portal_vfs_open>?) -> Int32 {
+    let op = "VFS_OPEN"
+    guard let opened else { return fail(conversation, "\(op): the result pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    do {
+        let file = try ReplyDecoder.openedFile(payload, layout: layout)
+        opened.pointee = portal_vfs_open(error: file.errno, handle: file.handle, fs_magic: file.fileSystemMagic)
+        return 0
+    } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+}
+
+@_cdecl("portal_decode_vfs_read")
+public func portalDecodeVFSRead(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                _ response: UnsafePointer<portal_response>?, _ wanted: UInt32,
+                                _ chunk: UnsafeMutablePointer<portal_vfs_chunk>?) -> Int32 {
+    let op = "VFS_READ"
+    guard let chunk else { return fail(conversation, "\(op): the result pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    do {
+        let decoded = try ReplyDecoder.fileChunk(payload, layout: layout, wanted: Int(wanted))
+        // The bytes in place, after the 16-byte status the decoder checked.
+        chunk.pointee = portal_vfs_chunk(
+            error: decoded.errno, length: UInt32(decoded.bytes.count), end_of_file: decoded.isEndOfFile ? 1 : 0,
+            bytes: (payload.baseAddress! + 16).assumingMemoryBound(to: UInt8.self))
+        return 0
+    } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+}

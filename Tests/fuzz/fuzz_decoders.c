@@ -1,12 +1,14 @@
 /*
  * fuzz_decoders.c - libFuzzer on the reply decoders of portal/operations.h
  * (the same Swift decoders PortalOperations uses), through the real library.
+ * VFS_READ is decoded with `wanted` = the cursor's next_addr bytes.
  *
  * An input is one reply and the state it arrives in:
  *
- *   byte 0      bits 0-1 the decoder (processes, mappings, fds, process),
- *               bit 2 a 32-bit guest, bit 3 big-endian, bit 4 a cursor
- *               with a known total, bit 5 a READ_FAIL answer instead of READ_OK
+ *   byte 0      bits 0-2 the decoder (processes, mappings, fds, process,
+ *               heap, vfs_open, vfs_read; 7 is vfs_read too), bit 3 a 32-bit
+ *               guest, bit 4 big-endian, bit 5 a cursor with a known total,
+ *               bit 6 a READ_FAIL answer instead of READ_OK
  *   bytes 1-8   the reply's header addr (READ_FDS: the resume fd), LE
  *   bytes 9-16  cursor.collected, LE
  *   bytes 17-24 cursor.total, LE
@@ -46,6 +48,9 @@ static int (*decode_mappings)(portal_conversation *, const portal_response *, po
 static int (*decode_fds)(portal_conversation *, const portal_response *, portal_list_cursor *,
                          portal_fd_record *, size_t);
 static int (*decode_process)(portal_conversation *, const portal_response *, portal_process_details *);
+static int (*decode_heap)(portal_conversation *, const portal_response *, uint64_t *, uint64_t *);
+static int (*decode_vfs_open)(portal_conversation *, const portal_response *, portal_vfs_open *);
+static int (*decode_vfs_read)(portal_conversation *, const portal_response *, uint32_t, portal_vfs_chunk *);
 
 static portal_process_record processes[PORTAL_MAX_PROCESS_RECORDS];
 static portal_mapping_record mappings[PORTAL_MAX_MAPPING_RECORDS];
@@ -91,11 +96,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t state[PORTAL_STATE_SIZE] = {0};
     portal_conversation conv = {0};
     conv.region_size = REGION_SIZE;
-    conv.word_bits = data[0] & 4 ? 32 : 64;
-    conv.big_endian = (data[0] >> 3) & 1;
+    conv.word_bits = data[0] & 8 ? 32 : 64;
+    conv.big_endian = (data[0] >> 4) & 1;
     conv.state = state;
     portal_response response = {
-        .code = data[0] & 0x20 ? 0xf0000002u : 0xf0000001u,
+        .code = data[0] & 0x40 ? 0xf0000002u : 0xf0000001u,
         .addr = le(data + 1, 8),
         .size = length,
         .data = payload,
@@ -103,12 +108,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     portal_list_cursor cursor = {0};
     cursor.collected = le(data + 9, 8);
     cursor.total = le(data + 17, 8);
-    cursor.has_total = (data[0] >> 4) & 1;
+    cursor.has_total = (data[0] >> 5) & 1;
     cursor.next_addr = le(data + 25, 4);
     portal_list_cursor before = cursor;
 
     int n;
-    switch (data[0] & 3) {
+    unsigned decoder = data[0] & 7;
+    switch (decoder) {
     case 0:
         n = decode_processes(&conv, &response, &cursor, processes, PORTAL_MAX_PROCESS_RECORDS);
         for (int i = 0; i < n; i++)
@@ -125,18 +131,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < n; i++)
             check_inside(fds[i].path, payload, length, "an fd path");
         break;
-    default: {
+    case 3: {
         portal_process_details details;
         n = decode_process(&conv, &response, &details);
         if (n == 0 && !memchr(details.name, 0, sizeof details.name))
             die("the process name is not NUL-terminated");
         break;
     }
+    case 4: {
+        uint64_t start, end;
+        n = decode_heap(&conv, &response, &start, &end);
+        break;
+    }
+    case 5: {
+        portal_vfs_open opened;
+        n = decode_vfs_open(&conv, &response, &opened);
+        break;
+    }
+    default: {
+        portal_vfs_chunk chunk;
+        uint32_t wanted = (uint32_t)before.next_addr;
+        n = decode_vfs_read(&conv, &response, wanted, &chunk);
+        if (n == 0 && (chunk.length > wanted || chunk.bytes < payload ||
+                       chunk.bytes + chunk.length > payload + length))
+            die("a VFS_READ chunk of %u bytes lies outside the %zu-byte reply", chunk.length, length);
+        break;
+    }
     }
     if (n < 0) {
         if (!conv.error || strlen(conv.error) == 0)
             die("a decoder failed without a message");
-    } else if ((data[0] & 3) != 3 && !cursor.done && cursor.collected <= before.collected &&
+    } else if (decoder <= 2 && !cursor.done && cursor.collected <= before.collected &&
                cursor.next_addr == before.next_addr) {
         die("a page that did not end the list left the cursor where it was");
     }
@@ -166,7 +191,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     *(void **)&decode_mappings = dlsym(handle, "portal_decode_mappings");
     *(void **)&decode_fds = dlsym(handle, "portal_decode_fds");
     *(void **)&decode_process = dlsym(handle, "portal_decode_process");
-    if (!decode_processes || !decode_mappings || !decode_fds || !decode_process)
+    *(void **)&decode_heap = dlsym(handle, "portal_decode_heap");
+    *(void **)&decode_vfs_open = dlsym(handle, "portal_decode_vfs_open");
+    *(void **)&decode_vfs_read = dlsym(handle, "portal_decode_vfs_read");
+    if (!decode_processes || !decode_mappings || !decode_fds || !decode_process || !decode_heap ||
+        !decode_vfs_open || !decode_vfs_read)
         die("%s does not export the decoders of operations.h", lib);
     fprintf(stderr, "portal-fuzz: decoding with %s\n", lib);
     return 0;

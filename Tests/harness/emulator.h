@@ -35,6 +35,9 @@ typedef struct portal_api {
     int (*decode_fds)(portal_conversation *, const portal_response *, portal_list_cursor *,
                       portal_fd_record *, size_t);
     int (*decode_process)(portal_conversation *, const portal_response *, portal_process_details *);
+    int (*decode_heap)(portal_conversation *, const portal_response *, uint64_t *, uint64_t *);
+    int (*decode_vfs_open)(portal_conversation *, const portal_response *, portal_vfs_open *);
+    int (*decode_vfs_read)(portal_conversation *, const portal_response *, uint32_t, portal_vfs_chunk *);
 } portal_api;
 
 extern portal_api api;

@@ -73,6 +73,7 @@ struct guest {
     /* The OSI fixtures (guest_set_osi): generated from counts and fd numbers. */
     int nprocesses, nmappings, nfds;
     int32_t fds[GUEST_MAX_FDS];
+    uint64_t vfs_position;      /* of the one handle VFS_OPEN hands out */
 
     uint32_t inject_op, inject_code;
     int inject_count;
@@ -382,7 +383,8 @@ static guest_handler handler_named(const char *name)
         {"READ_PTR_ARRAY", GH_READ_PTR_ARRAY}, {"READ_TIME", GH_READ_TIME},
         {"KALLSYMS_LOOKUP", GH_KALLSYMS_LOOKUP}, {"OSI_PROC", GH_OSI_PROC},
         {"OSI_PROC_ALL", GH_OSI_PROC_ALL}, {"OSI_MAPPINGS", GH_OSI_MAPPINGS},
-        {"READ_FDS", GH_READ_FDS},
+        {"READ_FDS", GH_READ_FDS}, {"OSI_PROC_MEM", GH_OSI_PROC_MEM},
+        {"VFS_OPEN", GH_VFS_OPEN}, {"VFS_READ", GH_VFS_READ}, {"VFS_CLOSE", GH_VFS_CLOSE},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(known[i].name, name) == 0)
@@ -1051,6 +1053,64 @@ static void op_osi_proc(guest *g, uint64_t region, header *h)
     h->size = 208 + strlen((char *)out + 208);
 }
 
+/* OSI_PROC_MEM (P): {u64 start_brk, u64 brk} = 0x600000 + pid, 0x621000 + pid. */
+static void op_osi_proc_mem(guest *g, uint64_t region, header *h)
+{
+    int64_t index = h->pid == PORTAL_CURRENT_PID ? 0 : (int64_t)h->pid - 100;
+    if (index < 0 || index >= g->nprocesses) {
+        h->op = RESP_READ_FAIL;
+        h->size = 0;
+        return;
+    }
+    uint8_t out[16];
+    size_t used = 0;
+    put64(g, out, &used, 0x600000 + 100 + (uint64_t)index);
+    put64(g, out, &used, 0x621000 + 100 + (uint64_t)index);
+    write_locked(g, region + REGION_HEADER, out, used);
+    h->op = RESP_READ_OK;
+    h->size = used;
+}
+
+/* The VFS ops over one file: GUEST_VFS_FILE holds GUEST_VFS_FILE_SIZE bytes,
+ * byte i = (i * 7) & 0xff; GUEST_VFS_EINVAL opens but its reads answer
+ * -EINVAL; anything else is -ENOENT. Handle 0x101 (one at a time). */
+static void op_vfs(guest *g, uint64_t region, header *h, guest_handler which)
+{
+    uint32_t chunk = g->cfg.region_size;
+    uint8_t *out = calloc(1, chunk);
+    size_t used = 0;
+    if (which == GH_VFS_OPEN) {
+        char path[256] = {0};
+        read_locked(g, region + REGION_HEADER, path, sizeof path - 1);
+        bool file = strcmp(path, GUEST_VFS_FILE) == 0, einval = strcmp(path, GUEST_VFS_EINVAL) == 0;
+        put32(g, out, &used, file || einval ? 0 : (uint32_t)-2);
+        put32(g, out, &used, file ? 0x101 : einval ? 0x102 : 0);
+        put64(g, out, &used, 0xef53);
+        g->vfs_position = 0;
+    } else if (which == GH_VFS_READ) {
+        uint64_t left = GUEST_VFS_FILE_SIZE - g->vfs_position;
+        uint64_t n = h->size < left ? h->size : left;
+        if (n > chunk - 16)
+            n = chunk - 16;
+        bool einval = h->addr == 0x102;
+        put32(g, out, &used, einval ? (uint32_t)-22 : 0);
+        put32(g, out, &used, einval ? 0 : (uint32_t)n);
+        out[used] = !einval && g->vfs_position + n == GUEST_VFS_FILE_SIZE;
+        used += 8;
+        for (uint64_t i = 0; !einval && i < n; i++)
+            out[used++] = (uint8_t)((g->vfs_position + i) * 7);
+        if (!einval)
+            g->vfs_position += n;
+    } else {
+        put32(g, out, &used, 0);
+        put32(g, out, &used, 0);
+    }
+    write_locked(g, region + REGION_HEADER, out, used);
+    free(out);
+    h->op = RESP_READ_OK;
+    h->size = used;
+}
+
 /* Runs op `op` (1 ..< MAX) on the region: the module's handler table. */
 static void run_handler(guest *g, uint64_t region, uint32_t op)
 {
@@ -1074,6 +1134,10 @@ static void run_handler(guest *g, uint64_t region, uint32_t op)
         case GH_OSI_PROC_ALL: op_osi_proc_all(g, region, &h); break;
         case GH_OSI_MAPPINGS: op_osi_mappings(g, region, &h); break;
         case GH_READ_FDS: op_read_fds(g, region, &h); break;
+        case GH_OSI_PROC_MEM: op_osi_proc_mem(g, region, &h); break;
+        case GH_VFS_OPEN:
+        case GH_VFS_READ:
+        case GH_VFS_CLOSE: op_vfs(g, region, &h, g->handlers[op]); break;
         case GH_UNIMPLEMENTED: h.op = RESP_WRITE_FAIL; break;
         }
     }

@@ -94,7 +94,8 @@ static uint64_t run_listing(guest *g, enum list_kind kind, const char *op, uint3
 
 #define REQUIRE_DECODERS()                                                    \
     CHECK(api.decode_processes && api.decode_mappings && api.decode_fds &&   \
-              api.decode_process,                                             \
+              api.decode_process && api.decode_heap && api.decode_vfs_open && \
+              api.decode_vfs_read,                                            \
           "the library does not export the decoders of operations.h")
 
 static int32_t gap_fds[130];
@@ -212,6 +213,123 @@ static void ops_hostile_replies(T *t)
     CHECK_EQ(run_listing(g, LIST_PROCESSES, "OSI_PROC_ALL", 0), 3);
 }
 
+/* A whole-file read from C: VFS_OPEN, VFS_READ until end of file, VFS_CLOSE. */
+typedef struct file_read {
+    const char *path;
+    uint8_t bytes[8192];
+    uint32_t length;
+    int32_t open_error, read_error;
+    int reads;
+} file_read;
+
+typedef struct file_state {
+    int phase;          /* 0 open, 1 reading, 2 closing */
+    uint32_t handle;
+} file_state;
+
+static file_read F;
+
+static portal_step file_step(void *userdata, portal_conversation *conv,
+                             const portal_response *response, portal_command *command,
+                             uint64_t *result)
+{
+    file_read *f = userdata;
+    file_state *st = conv->state;
+    uint32_t wanted = conv->region_size - 16;
+    if (response != NULL && st->phase == 0) {
+        portal_vfs_open opened;
+        if (api.decode_vfs_open(conv, response, &opened) < 0)
+            return PORTAL_STEP_FAIL;
+        f->open_error = opened.error;
+        if (opened.error != 0) {
+            *result = 0;
+            return PORTAL_STEP_FINISH;
+        }
+        st->handle = opened.handle;
+        st->phase = 1;
+    } else if (response != NULL && st->phase == 1) {
+        portal_vfs_chunk chunk;
+        if (api.decode_vfs_read(conv, response, wanted, &chunk) < 0)
+            return PORTAL_STEP_FAIL;
+        f->reads++;
+        f->read_error = chunk.error;
+        if (chunk.error == 0 && f->length + chunk.length <= sizeof f->bytes) {
+            memcpy(f->bytes + f->length, chunk.bytes, chunk.length);
+            f->length += chunk.length;
+        }
+        if (chunk.error != 0 || chunk.end_of_file || chunk.length == 0)
+            st->phase = 2;
+    } else if (response != NULL) {
+        *result = f->length;
+        return PORTAL_STEP_FINISH;
+    }
+    if (st->phase == 0) {
+        command->op = api.op("VFS_OPEN");
+        command->data = f->path;
+        command->data_length = strlen(f->path) + 1;
+    } else {
+        command->op = api.op(st->phase == 1 ? "VFS_READ" : "VFS_CLOSE");
+        command->addr = st->handle;
+        command->size = st->phase == 1 ? wanted : 0;
+    }
+    return PORTAL_STEP_COMMAND;
+}
+
+static portal_step heap_step(void *userdata, portal_conversation *conv,
+                             const portal_response *response, portal_command *command,
+                             uint64_t *result)
+{
+    uint64_t *bounds = userdata;
+    if (response == NULL) {
+        command->op = api.op("OSI_PROC_MEM");
+        command->pid = 101;
+        return PORTAL_STEP_COMMAND;
+    }
+    if (api.decode_heap(conv, response, &bounds[0], &bounds[1]) < 0)
+        return PORTAL_STEP_FAIL;
+    *result = bounds[1] - bounds[0];
+    return PORTAL_STEP_FINISH;
+}
+
+static void file_operations(T *t, unsigned bits, bool big_endian)
+{
+    REQUIRE_API();
+    REQUIRE_DECODERS();
+    SETUP(bits, big_endian, 1);
+    guest_set_osi(g, 3, 0, NULL, 0);
+    uint64_t id;
+
+    memset(&F, 0, sizeof F);
+    F.path = GUEST_VFS_FILE;
+    api.attach(HC_SYSCALL_ENTER, file_step, &F);
+    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id), GUEST_VFS_FILE_SIZE);
+    CHECK_EQ(F.reads, 2);   /* 4056 + 944 bytes, end of file on the second */
+    for (uint32_t i = 0; i < GUEST_VFS_FILE_SIZE; i++)
+        CHECK(F.bytes[i] == (uint8_t)(i * 7), "byte %u of the file is %#x", i, F.bytes[i]);
+
+    memset(&F, 0, sizeof F);
+    F.path = "/etc/missing";
+    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id), 0);
+    CHECK_EQ(F.open_error, 2);   /* ENOENT: missing, not empty */
+
+    memset(&F, 0, sizeof F);
+    F.path = GUEST_VFS_EINVAL;
+    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id), 0);
+    CHECK(F.open_error == 0 && F.read_error == 22 && F.reads == 1,
+          "the EINVAL file: open %d, read %d after %d reads", F.open_error, F.read_error, F.reads);
+
+    uint64_t bounds[2] = {0, 0};
+    api.attach(HC_SYSCALL_ENTER, heap_step, bounds);
+    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id), 0x21000);
+    CHECK(bounds[0] == 0x600065 && bounds[1] == 0x621065, "heap %#llx-%#llx",
+          (unsigned long long)bounds[0], (unsigned long long)bounds[1]);
+}
+
+static void ops_files_le64(T *t) { file_operations(t, 64, false); }
+static void ops_files_le32(T *t) { file_operations(t, 32, false); }
+static void ops_files_be32(T *t) { file_operations(t, 32, true); }
+static void ops_files_be64(T *t) { file_operations(t, 64, true); }
+
 /* demo=operations runs every typed Swift operation in the module-init
  * interrupt conversation and prints a line each: the OSI ops this guest
  * serves give exact results, the ops it answers WRITE_FAIL say so. */
@@ -228,6 +346,8 @@ static void ops_demo_tour(T *t)
         "portal: operations: processes: 3: 100 task-0, 101 busybox-applet-, 102 task-2",
         "portal: operations: process: pid 100 ppid 25603 task-0 uid 25621 maps 25606",
         "portal: operations: executable: FAILED: OSI_PROC_EXE for the current task: the guest answered WRITE_FAIL: no such task, or it has no executable file",
+        "portal: operations: heap: 0x600064-0x621064",
+        "portal: operations: read missing file: FAILED: VFS_OPEN for path /nonexistent/portal: the guest cannot open the file (errno 2 ENOENT)",
         "portal: operations: mappings: 29: 0x400000-0x401000 r-xp /bin/busybox, 0x410000-0x412000 rw-p [heap], 0x420000-0x423000 r-xp , 0x430000-0x434000 rw-p /lib/libc.so.0",
         "portal: operations: fds: 3: 0 socket:[9000], 1 socket:[9001], 2 socket:[9002]",
         "portal: operations: cwd: /var/run/cwd",
@@ -250,6 +370,10 @@ const scenario scenarios_operations[] = {
     {"ops_be32", ops_be32, false},
     {"ops_be64", ops_be64, false},
     {"ops_hostile_replies", ops_hostile_replies, false},
+    {"ops_files_le64", ops_files_le64, false},
+    {"ops_files_le32", ops_files_le32, false},
+    {"ops_files_be32", ops_files_be32, false},
+    {"ops_files_be64", ops_files_be64, false},
     {"ops_demo_tour", ops_demo_tour, false},
     {NULL, NULL, false},
 };

@@ -215,6 +215,83 @@ int portal_decode_fds(portal_conversation *conversation, const portal_response *
 int portal_decode_process(portal_conversation *conversation, const portal_response *response,
                           portal_process_details *details);
 
+/**
+ * portal_decode_heap() - decode an OSI_PROC_MEM reply: {u64 start_brk, u64 brk}.
+ * @conversation: the step's conversation.
+ * @response: the answer to OSI_PROC_MEM.
+ * @start: set to start_brk.
+ * @end: set to brk.
+ *
+ * Return: 0, or -1 with conversation->error set (READ_FAIL: no such task or no mm).
+ */
+int portal_decode_heap(portal_conversation *conversation, const portal_response *response,
+                       uint64_t *start, uint64_t *end);
+
+/**
+ * struct portal_vfs_open - a VFS_OPEN reply.
+ * @error: 0, or the positive errno of the failed open (2 = ENOENT: no such file).
+ * @handle: the handle for VFS_READ and VFS_CLOSE (addr = handle).
+ * @fs_magic: the file system's magic number.
+ */
+typedef struct portal_vfs_open {
+    int32_t error;
+    uint32_t handle;
+    uint64_t fs_magic;
+} portal_vfs_open;
+
+/**
+ * struct portal_vfs_chunk - a VFS_READ reply.
+ * @error: 0, or the positive errno (22 = EINVAL: some /proc and /sys files;
+ *         read those with READ_FILE instead).
+ * @length: bytes in @bytes.
+ * @end_of_file: nonzero once the file has ended; a chunk of 0 bytes ends it too.
+ * @bytes: the bytes; point into response->data.
+ */
+typedef struct portal_vfs_chunk {
+    int32_t error;
+    uint32_t length;
+    uint32_t end_of_file;
+    const uint8_t *bytes;
+} portal_vfs_chunk;
+
+/**
+ * portal_decode_vfs_open() - decode a VFS_OPEN reply.
+ * @conversation: the step's conversation.
+ * @response: the answer to VFS_OPEN (payload: the NUL-terminated path).
+ * @opened: filled on success; check @opened->error before using the handle.
+ *
+ * A file read: VFS_OPEN, then VFS_READ with addr = handle and size <=
+ * region_size - 16 until end_of_file or a 0-byte chunk, then VFS_CLOSE.
+ * READ_FILE (addr = offset, size = at most region_size - 1, payload = path)
+ * answers READ_FAIL both for a missing file and at the end of one.
+ *
+ * Return: 0, or -1 with conversation->error set.
+ */
+int portal_decode_vfs_open(portal_conversation *conversation, const portal_response *response,
+                           portal_vfs_open *opened);
+
+/**
+ * portal_decode_vfs_read() - decode a VFS_READ reply.
+ * @conversation: the step's conversation.
+ * @response: the answer to VFS_READ.
+ * @wanted: the size the command asked for; a longer chunk is an error.
+ * @chunk: filled on success.
+ *
+ * Return: 0, or -1 with conversation->error set.
+ */
+int portal_decode_vfs_read(portal_conversation *conversation, const portal_response *response,
+                           uint32_t wanted, portal_vfs_chunk *chunk);
+
+/*
+ * The other ops need no decoder: READ_PROCARGS, READ_PROCENV, OSI_PROC_EXE
+ * and READ_PTR_ARRAY answer NUL-terminated text in response->data
+ * (READ_PROCARGS has turned the NULs between arguments into spaces;
+ * READ_PROCENV keeps them: split each entry at its FIRST '='), and
+ * KALLSYMS_LOOKUP (0 = unknown), EXEC (wait status or -errno), WRITE_FILE
+ * (bytes written) and COPY_BUF_GUEST (the buffer's address) answer READ_NUM
+ * with the value in response->size.
+ */
+
 #ifdef __cplusplus
 }
 #endif
