@@ -165,6 +165,15 @@ struct OperationTests {
                                  "WRITE_FILE pid=-1 addr=8218 size=882"])
         #expect(failure(converse(guest) { try await $0.writeFile(path: "/etc/ro", bytes: [1]) })
                 == "WRITE_FILE for path /etc/ro: the guest answered WRITE_FAIL: the file cannot be opened or written at offset 0")
+        // Nothing to write sends nothing (size 0 would mean a whole region to the guest).
+        let before = guest.served.count
+        try converse(guest) { try await $0.writeFile(path: "/tmp/empty", bytes: []) }.get()
+        #expect(guest.served.count == before && guest.world.files["/tmp/empty"] == nil)
+        let long = "/tmp/" + String(repeating: "d", count: 251)
+        #expect(failure(converse(guest) { try await $0.writeFile(path: long, bytes: [1]) })
+                == "WRITE_FILE for path \(long): a path must have 1 to 255 bytes and no NUL, this one has 256")
+        // Past the end of a file that exists: no bytes, not an error.
+        #expect(try converse(guest) { try await $0.readFile(path: path, offset: 9100, count: 10) }.get() == [])
     }
 
     @Test(arguments: allLayouts)
