@@ -7,7 +7,7 @@ import PortalEngine
 /// IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and two
 /// named interrupts, and prints a report when the emulator exits.
 enum Demonstrations {
-    static let names = ["tour", "bench", "operations"]
+    static let names = ["tour", "bench"]
 
     private static let active = Lock<Tour?>(nil)
 
@@ -15,10 +15,6 @@ enum Demonstrations {
     static func install(_ name: String, on instance: PluginInstance) -> Bool {
         if name == "bench" {
             Bench.attach(to: instance.engine)
-            return true
-        }
-        if name == "operations" {
-            OperationsTour.attach(to: instance.engine, sink: instance.sink)
             return true
         }
         guard name == "tour" else {

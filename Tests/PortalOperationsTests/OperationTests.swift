@@ -269,3 +269,46 @@ struct OpListHeaderTests {
                 == "OSI_MAPPINGS for the current task: the op table has no op OSI_MAPPINGS; give the guest module's op list with ops=")
     }
 }
+
+@Suite("Every operation in one report")
+struct ReportTests {
+    @Test(arguments: allLayouts)
+    func everyOperationReportsALine(layout: GuestLayout) throws {
+        var world = processWorld(count: 2)
+        world.processes[0].executable = "/bin/busybox"
+        world.processes[0].heap = (0x60_0000, 0x62_1000)
+        world.processes[0].mappings = mappingWorld(count: 2).processes[0].mappings
+        world.processes[0].fileDescriptors = [(0, "/dev/console"), (4, "socket:[77]")]
+        world.processes[0].arguments = ["/bin/sh", "-c", "a b"]
+        world.processes[0].environment = ["HOME=/", "X=a=b"]
+        world.files = ["/proc/version": Array("Linux version 6.1.0 (gcc)\n".utf8)]
+        world.symbols = ["printk": 0xc010_1000]
+        world.shellCommands = ["echo portal-ok; id -u": (0, Array("portal-ok\n0\n".utf8))]
+        let guest = OperationsGuest(layout: layout, world: world)
+        let lines = try converse(guest) { g in
+            var lines: [String] = []
+            await g.reportEveryOperation { lines.append($0) }
+            return lines
+        }.get()
+        let kernelBuffer = layout.wordBits == 64 ? "0xffff888000000000" : "0xc8000000"
+        #expect(lines == [
+            "processes: 2: 100 init, 101 a-very-long-nam",
+            "process: pid 100 ppid 0 init uid 0 maps 2",
+            "executable: /bin/busybox",
+            "heap: 0x600000-0x621000",
+            "mappings: 2: 0x400000-0x403000 r--p /usr/sbin/httpd, 0x410000-0x414000 rw-p [heap]",
+            "fds: 2: 0 /dev/console, 4 socket:[77]",
+            "cwd: /",
+            "arguments: [/bin/sh] [-c] [a b]",
+            "arguments of pid 1: FAILED: READ_PROCARGS for pid 1: the guest answered READ_FAIL: no such task, or it has no argv area (UNKNOWN_PROCARGS)",
+            "environment: 2: HOME=/ X=a=b",
+            "read /proc/version: Linux version 6.1.0 (gcc)",
+            "read missing file: FAILED: VFS_OPEN for path /nonexistent/portal: the guest cannot open the file (errno 2 ENOENT)",
+            "write /tmp/portal-ops: \"written by portal\\n\"",
+            "run: exit 0 output \"portal-ok\\n0\\n\"",
+            "symbol printk: 0xc0101000",
+            "kernel buffer: \(kernelBuffer)",
+            "done",
+        ])
+    }
+}

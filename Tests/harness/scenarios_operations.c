@@ -8,7 +8,6 @@
 #include "steps.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 enum list_kind { LIST_PROCESSES, LIST_MAPPINGS, LIST_FDS, LIST_CWD, ONE_PROCESS };
@@ -330,40 +329,6 @@ static void ops_files_le32(T *t) { file_operations(t, 32, false); }
 static void ops_files_be32(T *t) { file_operations(t, 32, true); }
 static void ops_files_be64(T *t) { file_operations(t, 64, true); }
 
-/* demo=operations runs every typed Swift operation in the module-init
- * interrupt conversation and prints a line each: the OSI ops this guest
- * serves give exact results, the ops it answers WRITE_FAIL say so. */
-static void ops_demo_tour(T *t)
-{
-    guest_config config = {.word_bits = 32, .big_endian = true};
-    static const char *const args[] = {"demo=operations"};
-    guest *g = setup_config(t, &config, args, 1, false);
-    if (!g)
-        return;
-    guest_set_osi(g, 3, 29, gap_fds, 3);
-    guest_boot(g, 0);
-    static const char *const lines[] = {
-        "portal: operations: processes: 3: 100 task-0, 101 busybox-applet-, 102 task-2",
-        "portal: operations: process: pid 100 ppid 25603 task-0 uid 25621 maps 25606",
-        "portal: operations: executable: FAILED: OSI_PROC_EXE for the current task: the guest answered WRITE_FAIL: no such task, or it has no executable file",
-        "portal: operations: heap: 0x600064-0x621064",
-        "portal: operations: read missing file: FAILED: VFS_OPEN for path /nonexistent/portal: the guest cannot open the file (errno 2 ENOENT)",
-        "portal: operations: mappings: 29: 0x400000-0x401000 r-xp /bin/busybox, 0x410000-0x412000 rw-p [heap], 0x420000-0x423000 r-xp , 0x430000-0x434000 rw-p /lib/libc.so.0",
-        "portal: operations: fds: 3: 0 socket:[9000], 1 socket:[9001], 2 socket:[9002]",
-        "portal: operations: cwd: /var/run/cwd",
-        "portal: operations: symbol printk: FAILED: KALLSYMS_LOOKUP for symbol printk: the guest answered READ_FAIL: the lookup failed",
-        "portal: operations: done",
-    };
-    char *log = t_read_log(t);
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
-        if (!strstr(log, lines[i])) {
-            t_fail(t, __LINE__, "the log lacks the line '%s'", lines[i]);
-            break;
-        }
-    }
-    free(log);
-}
-
 const scenario scenarios_operations[] = {
     {"ops_le64", ops_le64, false},
     {"ops_le32", ops_le32, false},
@@ -374,6 +339,5 @@ const scenario scenarios_operations[] = {
     {"ops_files_le32", ops_files_le32, false},
     {"ops_files_be32", ops_files_be32, false},
     {"ops_files_be64", ops_files_be64, false},
-    {"ops_demo_tour", ops_demo_tour, false},
     {NULL, NULL, false},
 };
