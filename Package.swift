@@ -10,6 +10,7 @@ let package = Package(
         // For a Swift analysis module (a .dynamic library loaded with
         // load=PATH): declares the API version the module is built for.
         .library(name: "PortalAnalysisModule", targets: ["PortalAnalysisModule"]),
+        .library(name: "PortalOperations", targets: ["PortalOperations"]),
     ],
     targets: [
         // The protocol and the conversation engine: pure Swift, no emulator, no C.
@@ -26,9 +27,13 @@ let package = Package(
         .systemLibrary(name: "CGLib", pkgConfig: "glib-2.0",
                        providers: [.apt(["libglib2.0-dev"])]),
         // The plugin: adapts each emulator ABI to the engine, and the C API.
-        .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"]),
+        .target(name: "Portal", dependencies: ["PortalEngine", "PortalOperations", "CPortalShim"]),
         // The exported portal_analysis_api_version of a Swift analysis module.
         .target(name: "PortalAnalysisModule"),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
+        // Typed guest operations (processes, mappings, fds, files, programs,
+        // symbols) on top of the engine's raw commands: pure Swift, no C.
+        .target(name: "PortalOperations", dependencies: ["PortalEngine"]),
+        .testTarget(name: "PortalOperationsTests", dependencies: ["PortalOperations"]),
     ]
 )

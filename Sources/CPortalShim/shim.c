@@ -58,3 +58,9 @@ bool portal_panda_write(void *cpu, uint64_t address, const void *buffer, size_t 
 {
     return panda_virtual_memory_write(cpu, address, buffer, (int)length) == 0;
 }
+
+char *portal_shim_error_buffer(void)
+{
+    static _Thread_local char buffer[PORTAL_SHIM_ERROR_SIZE];
+    return buffer;
+}

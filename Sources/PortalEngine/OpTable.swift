@@ -61,12 +61,14 @@ public struct OpTable: Sendable, Equatable {
 
     /// Parses an op table file: one op name per line, numbered from 1 in
     /// order; blank lines and `#` comments are skipped; a `HYPER_OP_` prefix
-    /// is accepted. A line `NAME = N` must agree with its position, so a file
+    /// is accepted, and so are the X-macro lines of the guest module's op
+    /// list header (`X(read, READ) \`). A line `NAME = N` must agree with its position, so a file
     /// copied from the guest's enum is checked rather than trusted.
     public init(parsing text: String) throws(OpTableError) {
         var names: [String] = []
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            let line = Self.opListEntry(rawLine)
+                ?? rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .trimmingSpaces()
             if line.isEmpty { continue }
             // Empty pieces are kept so that `= 5` or a lone `=` has an empty
@@ -104,6 +106,20 @@ public struct OpTable: Sendable, Equatable {
         }
         guard !names.isEmpty else { throw OpTableError(line: 0, message: "the file lists no ops") }
         self.init(names: names)
+    }
+
+    /// The op name of a line of the guest module's own op list header, an
+    /// X-macro entry such as `    X(read, READ) \` (the last argument is the
+    /// name); nil for any other line. So `ops=` can be given the module's
+    /// header as it is, `#define` lines being comments.
+    private static func opListEntry(_ line: Substring) -> String? {
+        var entry = Substring(line.trimmingSpaces())
+        if entry.hasSuffix("\\") { entry = Substring(entry.dropLast().trimmingSpaces()) }
+        if entry.hasSuffix(",") { entry = entry.dropLast() }
+        guard entry.hasPrefix("X("), entry.hasSuffix(")") else { return nil }
+        let arguments = entry.dropFirst(2).dropLast()
+        guard let name = arguments.split(separator: ",", omittingEmptySubsequences: false).last else { return nil }
+        return name.trimmingSpaces()
     }
 
     /// A C identifier, as the guest module's enum spells its ops.

@@ -123,6 +123,13 @@ bool emu_open(const char *path, char *error, size_t error_len)
     api.take_install_budget =
         (uint32_t (*)(portal_conversation *, uint32_t))dlsym(lib, "portal_take_install_budget");
     api.op = (uint32_t (*)(const char *))dlsym(lib, "portal_op");
+    *(void **)&api.decode_processes = dlsym(lib, "portal_decode_processes");
+    *(void **)&api.decode_mappings = dlsym(lib, "portal_decode_mappings");
+    *(void **)&api.decode_fds = dlsym(lib, "portal_decode_fds");
+    *(void **)&api.decode_process = dlsym(lib, "portal_decode_process");
+    *(void **)&api.decode_heap = dlsym(lib, "portal_decode_heap");
+    *(void **)&api.decode_vfs_open = dlsym(lib, "portal_decode_vfs_open");
+    *(void **)&api.decode_vfs_read = dlsym(lib, "portal_decode_vfs_read");
     return true;
 }
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "portal/panda.h"
+#include "portal/operations.h"
 #include "portal/portal.h"
 #include "guest.h"
 
@@ -26,6 +27,17 @@ typedef struct portal_api {
     bool (*queue_interrupt)(const char *name);
     uint32_t (*take_install_budget)(portal_conversation *conversation, uint32_t wanted);
     uint32_t (*op)(const char *name);
+    /* operations.h */
+    int (*decode_processes)(portal_conversation *, const portal_response *, portal_list_cursor *,
+                            portal_process_record *, size_t);
+    int (*decode_mappings)(portal_conversation *, const portal_response *, portal_list_cursor *,
+                           portal_mapping_record *, size_t);
+    int (*decode_fds)(portal_conversation *, const portal_response *, portal_list_cursor *,
+                      portal_fd_record *, size_t);
+    int (*decode_process)(portal_conversation *, const portal_response *, portal_process_details *);
+    int (*decode_heap)(portal_conversation *, const portal_response *, uint64_t *, uint64_t *);
+    int (*decode_vfs_open)(portal_conversation *, const portal_response *, portal_vfs_open *);
+    int (*decode_vfs_read)(portal_conversation *, const portal_response *, uint32_t, portal_vfs_chunk *);
 } portal_api;
 
 extern portal_api api;

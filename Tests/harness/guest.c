@@ -70,6 +70,11 @@ struct guest {
     guest_nest_fn nest;
     void *nest_userdata;
 
+    /* The OSI fixtures (guest_set_osi): generated from counts and fd numbers. */
+    int nprocesses, nmappings, nfds;
+    int32_t fds[GUEST_MAX_FDS];
+    uint64_t vfs_position;      /* of the one handle VFS_OPEN hands out */
+
     uint32_t inject_op, inject_code;
     int inject_count;
     bool inject_sets_size;
@@ -376,7 +381,10 @@ static guest_handler handler_named(const char *name)
     static const struct { const char *name; guest_handler h; } known[] = {
         {"READ", GH_READ}, {"WRITE", GH_WRITE}, {"READ_STR", GH_READ_STR},
         {"READ_PTR_ARRAY", GH_READ_PTR_ARRAY}, {"READ_TIME", GH_READ_TIME},
-        {"KALLSYMS_LOOKUP", GH_KALLSYMS_LOOKUP},
+        {"KALLSYMS_LOOKUP", GH_KALLSYMS_LOOKUP}, {"OSI_PROC", GH_OSI_PROC},
+        {"OSI_PROC_ALL", GH_OSI_PROC_ALL}, {"OSI_MAPPINGS", GH_OSI_MAPPINGS},
+        {"READ_FDS", GH_READ_FDS}, {"OSI_PROC_MEM", GH_OSI_PROC_MEM},
+        {"VFS_OPEN", GH_VFS_OPEN}, {"VFS_READ", GH_VFS_READ}, {"VFS_CLOSE", GH_VFS_CLOSE},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(known[i].name, name) == 0)
@@ -477,6 +485,40 @@ void guest_add_symbol(guest *g, const char *name, uint64_t address)
     snprintf(g->symbols[g->nsymbols].name, sizeof g->symbols[0].name, "%s", name);
     g->symbols[g->nsymbols].addr = address;
     g->nsymbols++;
+}
+
+void guest_set_osi(guest *g, int processes, int mappings, const int32_t *fds, int nfds)
+{
+    pthread_mutex_lock(&g->lock);
+    g->nprocesses = processes;
+    g->nmappings = mappings;
+    g->nfds = nfds < GUEST_MAX_FDS ? nfds : GUEST_MAX_FDS;
+    for (int i = 0; i < g->nfds; i++)
+        g->fds[i] = fds[i];
+    pthread_mutex_unlock(&g->lock);
+}
+
+void guest_osi_process_name(int index, char name[16])
+{
+    /* Odd tasks have a name cut to comm's 15 bytes, as the kernel cuts it. */
+    char full[48];
+    snprintf(full, sizeof full, "%s-%d", index % 2 ? "busybox-applet" : "task", index);
+    memset(name, 0, 16);
+    memcpy(name, full, strnlen(full, 15));
+}
+
+const char *guest_osi_mapping_name(int index)
+{
+    static const char *const names[] = {"/bin/busybox", "[heap]", "", "/lib/libc.so.0", "[stack]"};
+    return names[index % 5];
+}
+
+void guest_fd_path(int32_t fd, char path[32])
+{
+    if (fd == -100)
+        snprintf(path, 32, "/var/run/cwd");
+    else
+        snprintf(path, 32, "socket:[%d]", 9000 + fd);
 }
 
 void guest_set_nest_hook(guest *g, guest_nest_fn fn, void *userdata)
@@ -875,6 +917,200 @@ static void op_kallsyms(guest *g, uint64_t region, header *h)
     free(name);
 }
 
+/* Appends a u64 / u32 in guest order to `out` at *used. */
+static void put64(guest *g, uint8_t *out, size_t *used, uint64_t value)
+{
+    guest_encode(g, out + *used, value, 8);
+    *used += 8;
+}
+
+static void put32(guest *g, uint8_t *out, size_t *used, uint32_t value)
+{
+    guest_encode(g, out + *used, value, 4);
+    *used += 4;
+}
+
+/* OSI_PROC_ALL (A = records to skip): {u64 result_count, total_count}, then
+ * up to (CHUNK - 16) / 56 records {u64 pid, ppid, create_time; u32 uid,
+ * gid, euid, egid; char comm[16]}. Process i: pid 100 + i, ppid i ? 100 : 0,
+ * create_time 1000000 * (i + 1) + 7, uid i, gid 2i, euid 0, egid 7. */
+static void op_osi_proc_all(guest *g, uint64_t region, header *h)
+{
+    uint32_t chunk = g->cfg.region_size;
+    uint8_t *out = calloc(1, chunk);
+    size_t used = 16;
+    uint64_t per_page = (chunk - 16) / 56, count = 0;
+    for (uint64_t i = h->addr; i < (uint64_t)g->nprocesses && count < per_page; i++, count++) {
+        put64(g, out, &used, 100 + i);
+        put64(g, out, &used, i ? 100 : 0);
+        put64(g, out, &used, 1000000 * (i + 1) + 7);
+        put32(g, out, &used, (uint32_t)i);
+        put32(g, out, &used, (uint32_t)(2 * i));
+        put32(g, out, &used, 0);
+        put32(g, out, &used, 7);
+        guest_osi_process_name((int)i, (char *)out + used);
+        used += 16;
+    }
+    guest_encode(g, out, count, 8);
+    guest_encode(g, out + 8, (uint64_t)g->nprocesses, 8);
+    write_locked(g, region + REGION_HEADER, out, used);
+    free(out);
+    h->op = RESP_READ_OK;
+    h->size = used;
+}
+
+/* OSI_MAPPINGS (A = VMAs to skip): the list header, up to (CHUNK / 2) / 72
+ * records {base, size, file_off, name_off, offset, flags, pgoff, dev,
+ * inode}, the string pool right after the largest page of records; name_off
+ * counts from the payload's start. header.addr = the next skip, 0 when done. */
+static void op_osi_mappings(guest *g, uint64_t region, header *h)
+{
+    uint32_t chunk = g->cfg.region_size;
+    uint8_t *out = calloc(1, chunk);
+    uint64_t per_page = (chunk / 2) / 72, count = 0, i = h->addr;
+    size_t used = 16, pool = 16 + per_page * 72;
+    h->addr = 0;
+    for (; i < (uint64_t)g->nmappings; i++, count++) {
+        const char *name = guest_osi_mapping_name((int)i);
+        if (count >= per_page || pool + strlen(name) + 1 > chunk) {
+            h->addr = i;
+            break;
+        }
+        put64(g, out, &used, 0x400000 + i * 0x10000);
+        put64(g, out, &used, 0x1000 * (i + 1));
+        put64(g, out, &used, pool);
+        put64(g, out, &used, pool);
+        put64(g, out, &used, i * 0x1000);
+        put64(g, out, &used, i % 2 ? 0x3 : 0x5);
+        put64(g, out, &used, i * 0x1000);
+        put64(g, out, &used, 8u << 20 | 1);
+        put64(g, out, &used, 100 + i);
+        memcpy(out + pool, name, strlen(name) + 1);
+        pool += strlen(name) + 1;
+    }
+    guest_encode(g, out, count, 8);
+    guest_encode(g, out + 8, (uint64_t)g->nmappings, 8);
+    write_locked(g, region + REGION_HEADER, out, pool);
+    free(out);
+    h->op = RESP_READ_OK;
+    h->size = pool;
+}
+
+/* READ_FDS (A = first fd, a signed int; -100 = the cwd): the list header,
+ * up to (CHUNK / 2) / 16 records {u64 fd, u64 name_off}, the pool after the
+ * largest page of records. header.addr = the fd to resume from, 0 when done. */
+static void op_read_fds(guest *g, uint64_t region, header *h)
+{
+    uint32_t chunk = g->cfg.region_size;
+    uint8_t *out = calloc(1, chunk);
+    int32_t start = (int32_t)h->addr;
+    uint64_t per_page = (chunk / 2) / 16, count = 0;
+    size_t used = 16, pool = 16 + per_page * 16;
+    char path[32];
+    h->addr = 0;
+    for (int i = 0; i < (start == -100 ? 1 : g->nfds); i++) {
+        int32_t fd = start == -100 ? -100 : g->fds[i];
+        if (fd < start && start != -100)
+            continue;
+        if (count >= per_page) {
+            h->addr = (uint32_t)fd;
+            break;
+        }
+        guest_fd_path(fd, path);
+        put64(g, out, &used, (uint64_t)(int64_t)fd);
+        put64(g, out, &used, pool);
+        memcpy(out + pool, path, strlen(path) + 1);
+        pool += strlen(path) + 1;
+        count++;
+    }
+    guest_encode(g, out, count, 8);
+    guest_encode(g, out + 8, (uint64_t)g->nfds, 8);
+    write_locked(g, region + REGION_HEADER, out, pool);
+    free(out);
+    h->op = RESP_READ_OK;
+    h->size = pool;
+}
+
+/* OSI_PROC (P): 26 u64 fields, field k = pid << 8 | k except pid (2) =
+ * the pid and name_offset (4) = 208; the name at 208, size = 208 + its
+ * length (the NUL not counted). No such task: READ_FAIL. */
+static void op_osi_proc(guest *g, uint64_t region, header *h)
+{
+    int64_t index = h->pid == PORTAL_CURRENT_PID ? 0 : (int64_t)h->pid - 100;
+    if (index < 0 || index >= g->nprocesses) {
+        h->op = RESP_READ_FAIL;
+        h->size = 0;
+        return;
+    }
+    uint8_t out[208 + 16];
+    size_t used = 0;
+    uint64_t pid = 100 + (uint64_t)index;
+    for (uint64_t k = 0; k < 26; k++)
+        put64(g, out, &used, k == 2 ? pid : k == 4 ? 208 : pid << 8 | k);
+    guest_osi_process_name((int)index, (char *)out + 208);
+    write_locked(g, region + REGION_HEADER, out, sizeof out);
+    h->op = RESP_READ_OK;
+    h->size = 208 + strlen((char *)out + 208);
+}
+
+/* OSI_PROC_MEM (P): {u64 start_brk, u64 brk} = 0x600000 + pid, 0x621000 + pid. */
+static void op_osi_proc_mem(guest *g, uint64_t region, header *h)
+{
+    int64_t index = h->pid == PORTAL_CURRENT_PID ? 0 : (int64_t)h->pid - 100;
+    if (index < 0 || index >= g->nprocesses) {
+        h->op = RESP_READ_FAIL;
+        h->size = 0;
+        return;
+    }
+    uint8_t out[16];
+    size_t used = 0;
+    put64(g, out, &used, 0x600000 + 100 + (uint64_t)index);
+    put64(g, out, &used, 0x621000 + 100 + (uint64_t)index);
+    write_locked(g, region + REGION_HEADER, out, used);
+    h->op = RESP_READ_OK;
+    h->size = used;
+}
+
+/* The VFS ops over one file: GUEST_VFS_FILE holds GUEST_VFS_FILE_SIZE bytes,
+ * byte i = (i * 7) & 0xff; GUEST_VFS_EINVAL opens but its reads answer
+ * -EINVAL; anything else is -ENOENT. Handle 0x101 (one at a time). */
+static void op_vfs(guest *g, uint64_t region, header *h, guest_handler which)
+{
+    uint32_t chunk = g->cfg.region_size;
+    uint8_t *out = calloc(1, chunk);
+    size_t used = 0;
+    if (which == GH_VFS_OPEN) {
+        char path[256] = {0};
+        read_locked(g, region + REGION_HEADER, path, sizeof path - 1);
+        bool file = strcmp(path, GUEST_VFS_FILE) == 0, einval = strcmp(path, GUEST_VFS_EINVAL) == 0;
+        put32(g, out, &used, file || einval ? 0 : (uint32_t)-2);
+        put32(g, out, &used, file ? 0x101 : einval ? 0x102 : 0);
+        put64(g, out, &used, 0xef53);
+        g->vfs_position = 0;
+    } else if (which == GH_VFS_READ) {
+        uint64_t left = GUEST_VFS_FILE_SIZE - g->vfs_position;
+        uint64_t n = h->size < left ? h->size : left;
+        if (n > chunk - 16)
+            n = chunk - 16;
+        bool einval = h->addr == 0x102;
+        put32(g, out, &used, einval ? (uint32_t)-22 : 0);
+        put32(g, out, &used, einval ? 0 : (uint32_t)n);
+        out[used] = !einval && g->vfs_position + n == GUEST_VFS_FILE_SIZE;
+        used += 8;
+        for (uint64_t i = 0; !einval && i < n; i++)
+            out[used++] = (uint8_t)((g->vfs_position + i) * 7);
+        if (!einval)
+            g->vfs_position += n;
+    } else {
+        put32(g, out, &used, 0);
+        put32(g, out, &used, 0);
+    }
+    write_locked(g, region + REGION_HEADER, out, used);
+    free(out);
+    h->op = RESP_READ_OK;
+    h->size = used;
+}
+
 /* Runs op `op` (1 ..< MAX) on the region: the module's handler table. */
 static void run_handler(guest *g, uint64_t region, uint32_t op)
 {
@@ -894,6 +1130,14 @@ static void run_handler(guest *g, uint64_t region, uint32_t op)
         case GH_READ_PTR_ARRAY: op_read_ptr_array(g, region, &h); break;
         case GH_READ_TIME: op_read_time(g, &h); break;
         case GH_KALLSYMS_LOOKUP: op_kallsyms(g, region, &h); break;
+        case GH_OSI_PROC: op_osi_proc(g, region, &h); break;
+        case GH_OSI_PROC_ALL: op_osi_proc_all(g, region, &h); break;
+        case GH_OSI_MAPPINGS: op_osi_mappings(g, region, &h); break;
+        case GH_READ_FDS: op_read_fds(g, region, &h); break;
+        case GH_OSI_PROC_MEM: op_osi_proc_mem(g, region, &h); break;
+        case GH_VFS_OPEN:
+        case GH_VFS_READ:
+        case GH_VFS_CLOSE: op_vfs(g, region, &h, g->handlers[op]); break;
         case GH_UNIMPLEMENTED: h.op = RESP_WRITE_FAIL; break;
         }
     }

@@ -11,7 +11,9 @@
  *  - igloo_portal() is the module's conversation loop: interrupt-flag check,
  *    a fresh region page from a pool (header zeroed, payload stale), a trap
  *    per round trip, and the op handlers (READ, WRITE, READ_STR,
- *    READ_PTR_ARRAY, READ_TIME, KALLSYMS_LOOKUP; everything else WRITE_FAIL);
+ *    READ_PTR_ARRAY, READ_TIME, KALLSYMS_LOOKUP, and over generated fixtures
+ *    OSI_PROC, OSI_PROC_ALL, OSI_MAPPINGS, READ_FDS, OSI_PROC_MEM, and
+ *    VFS_OPEN/READ/CLOSE over one file; everything else WRITE_FAIL);
  *  - a conversation can also be driven one trap at a time (guest_conv_step),
  *    so a single-threaded test can interleave many vCPUs deterministically;
  *  - a nest hook lets a handler start another conversation before it serves
@@ -64,6 +66,14 @@ typedef enum guest_handler {
     GH_READ_PTR_ARRAY,
     GH_READ_TIME,
     GH_KALLSYMS_LOOKUP,
+    GH_OSI_PROC,
+    GH_OSI_PROC_ALL,
+    GH_OSI_MAPPINGS,
+    GH_READ_FDS,
+    GH_OSI_PROC_MEM,
+    GH_VFS_OPEN,
+    GH_VFS_READ,
+    GH_VFS_CLOSE,
 } guest_handler;
 
 #define GUEST_MAX_OPS 256
@@ -164,6 +174,21 @@ extern const int standard_op_count;             /* 55 */
 void guest_set_time(guest *g, uint64_t ns, uint64_t step_per_read);
 void guest_add_symbol(guest *g, const char *name, uint64_t address);
 void guest_set_nest_hook(guest *g, guest_nest_fn fn, void *userdata);
+/* The OSI fixtures: `processes` user processes (pid 100 + i; OSI_PROC
+ * answers for each, the current task being the first), `mappings` VMAs of
+ * every task, and open fds `fds` (increasing, gaps allowed; at most
+ * GUEST_MAX_FDS) whose paths are guest_fd_path(); the cwd is fd -100. */
+#define GUEST_MAX_FDS 512
+void guest_set_osi(guest *g, int processes, int mappings, const int32_t *fds, int nfds);
+/* The generated names, for expected values. */
+void guest_osi_process_name(int index, char name[16]);
+const char *guest_osi_mapping_name(int index);
+void guest_fd_path(int32_t fd, char path[32]);
+/* The VFS ops' file: byte i is (i * 7) & 0xff. Reads of the EINVAL file
+ * answer -EINVAL (a /proc file on 6.x); every other path is -ENOENT. */
+#define GUEST_VFS_FILE "/etc/fixture"
+#define GUEST_VFS_FILE_SIZE 5000u
+#define GUEST_VFS_EINVAL "/proc/einval"
 /* Fault injection: the next `count` commands `op` (any op if op == 0) are
  * answered with header.op = code and nothing else changed (count < 0:
  * forever, 0: off). */

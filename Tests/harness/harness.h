@@ -35,6 +35,7 @@ extern const scenario scenarios_memory[];
 extern const scenario scenarios_interrupts[];
 extern const scenario scenarios_conversations[];
 extern const scenario scenarios_plugin[];
+extern const scenario scenarios_operations[];
 
 /* Records the first failure of the scenario. */
 void t_fail(T *t, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

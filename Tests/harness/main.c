@@ -202,7 +202,7 @@ void t_expect_header(const guest *g, uint8_t out[REGION_HEADER], uint32_t op, ui
 
 static const scenario *const tables[] = {
     scenarios_protocol, scenarios_memory, scenarios_interrupts,
-    scenarios_conversations, scenarios_plugin,
+    scenarios_conversations, scenarios_plugin, scenarios_operations,
 };
 
 static bool selected(const scenario *s, int argc, char **names)

@@ -8,6 +8,7 @@
 
 #include "../../../include/portal/panda.h"
 #include "../../../include/portal/portal.h"
+#include "../../../include/portal/operations.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,6 +30,14 @@ PORTAL_SHIM int portal_panda_cpu_index(void *cpu);
 /* Guest memory of `cpu` (a CPUState *), shaped as the engine's GuestMemory functions. */
 PORTAL_SHIM bool portal_panda_read(void *cpu, uint64_t address, void *buffer, size_t length);
 PORTAL_SHIM bool portal_panda_write(void *cpu, uint64_t address, const void *buffer, size_t length);
+
+/* ---- operations.h ---- */
+
+#define PORTAL_SHIM_ERROR_SIZE 512
+/* This thread's buffer for a decoder's error message (PORTAL_SHIM_ERROR_SIZE
+ * bytes): conversation->error points here until the next decoder call on
+ * the thread, long enough for the engine to copy it when the step returns. */
+PORTAL_SHIM char *portal_shim_error_buffer(void);
 
 /* ---- QEMU (Sources/CPortalShim/qemu.c) ---- */
 

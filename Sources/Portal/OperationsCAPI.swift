@@ -1,0 +1,265 @@
+import CPortalShim
+import PortalEngine
+import PortalOperations
+
+// The C decoders of include/portal/operations.h: thin adapters over the
+// Swift decoders and paging rules of PortalOperations, so C and Swift share
+// one implementation of every format check.
+
+/// Why a C decoder failed: the message goes to this thread's error buffer
+/// and `conversation->error` points at it.
+private func fail(_ conversation: UnsafeMutablePointer<portal_conversation>?, _ message: String) -> Int32 {
+    let buffer = portal_shim_error_buffer()!
+    var bytes = Array(message.utf8.prefix(Int(PORTAL_SHIM_ERROR_SIZE) - 1))
+    bytes.append(0)
+    bytes.withUnsafeBytes { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    conversation?.pointee.error = UnsafePointer(buffer)
+    return -1
+}
+
+/// The conversation's layout and the response's payload, once both are
+/// known to be usable; nil after `fail` otherwise.
+private func readOKPayload(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+                           _ response: UnsafePointer<portal_response>?) -> (GuestLayout, UnsafeRawBufferPointer)? {
+    guard let conversation, let response else {
+        _ = fail(conversation, "\(op): the conversation or the response is NULL")
+        return nil
+    }
+    let bits = conversation.pointee.word_bits
+    guard bits == 32 || bits == 64 else {
+        _ = fail(conversation, "\(op): the conversation's word_bits is \(bits), expected 32 or 64")
+        return nil
+    }
+    let layout = GuestLayout(wordBits: Int(bits), byteOrder: conversation.pointee.big_endian != 0 ? .big : .little)
+    let code = ResponseCode(rawValue: response.pointee.code)
+    guard code == .readOK else {
+        _ = fail(conversation, "\(op): the guest answered \(code), expected READ_OK")
+        return nil
+    }
+    let size = response.pointee.size
+    guard size <= UInt64(conversation.pointee.region_size), size == 0 || response.pointee.data != nil else {
+        _ = fail(conversation, "\(op): the response's size \(size) does not fit the region's \(conversation.pointee.region_size) bytes")
+        return nil
+    }
+    return (layout, UnsafeRawBufferPointer(start: response.pointee.data, count: Int(size)))
+}
+
+/// The string at `offset` of `payload`, in place: the name_off of a record
+/// the Swift decoder already checked (inside the pool, NUL-terminated).
+private func cString(in payload: UnsafeRawBufferPointer, recordField: Int, layout: GuestLayout) -> UnsafePointer<CChar> {
+    let offset = Int(layout.load(UInt64.self, from: payload.baseAddress! + recordField))
+    return UnsafePointer((payload.baseAddress! + offset).assumingMemoryBound(to: CChar.self))
+}
+
+/// Copies at most 15 bytes of `text` and a NUL into a `char[16]` tuple.
+private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capacity: Int) {
+    let bytes = Array(text.utf8.prefix(capacity - 1))
+    field.initializeMemory(as: UInt8.self, repeating: 0, count: capacity)
+    bytes.withUnsafeBytes { field.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+}
+
+@_cdecl("portal_decode_processes")
+public func portalDecodeProcesses(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                  _ response: UnsafePointer<portal_response>?,
+                                  _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
+                                  _ records: UnsafeMutablePointer<portal_process_record>?,
+                                  _ capacity: Int) -> Int32 {
+    let op = "OSI_PROC_ALL"
+    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    let page: ReplyDecoder.Page<ProcessSummary>
+    do { page = try ReplyDecoder.processPage(payload, layout: layout) } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
+        return fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
+    }
+    guard advance(op, conversation, cursor, count: page.records.count, total: page.totalCount,
+                  limit: PagingLimits.maxProcesses) else { return -1 }
+    for (index, process) in page.records.enumerated() {
+        let record = records! + index
+        record.pointee = portal_process_record()
+        record.pointee.pid = process.pid
+        record.pointee.parent_pid = process.parentPID
+        record.pointee.create_time = process.createTime
+        record.pointee.uid = process.uid
+        record.pointee.gid = process.gid
+        record.pointee.effective_uid = process.effectiveUID
+        record.pointee.effective_gid = process.effectiveGID
+        withUnsafeMutableBytes(of: &record.pointee.name) { copyName(process.name, into: $0.baseAddress!, capacity: $0.count) }
+    }
+    return Int32(page.records.count)
+}
+
+/// Applies the skip-count rule to the cursor; false after `fail`.
+private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+                     _ cursor: UnsafeMutablePointer<portal_list_cursor>, count: Int, total: UInt64,
+                     limit: UInt64) -> Bool {
+    guard cursor.pointee.done == 0 else {
+        _ = fail(conversation, "\(op): the list was already complete; no page should have been asked for")
+        return false
+    }
+    var paging = SkipCountPaging(limit: limit, collected: cursor.pointee.collected,
+                                 total: cursor.pointee.has_total != 0 ? cursor.pointee.total : nil)
+    do {
+        let done = try paging.accept(count: count, totalCount: total)
+        cursor.pointee.collected = paging.collected
+        cursor.pointee.total = total
+        cursor.pointee.has_total = 1
+        cursor.pointee.next_addr = paging.nextAddress
+        cursor.pointee.done = done ? 1 : 0
+        return true
+    } catch {
+        _ = fail(conversation, "\(op): \(error.message)")
+        return false
+    }
+}
+
+@_cdecl("portal_decode_mappings")
+public func portalDecodeMappings(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                 _ response: UnsafePointer<portal_response>?,
+                                 _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
+                                 _ records: UnsafeMutablePointer<portal_mapping_record>?,
+                                 _ capacity: Int) -> Int32 {
+    let op = "OSI_MAPPINGS"
+    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    let page: ReplyDecoder.Page<MemoryMapping>
+    do { page = try ReplyDecoder.mappingPage(payload, layout: layout) } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
+        return fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
+    }
+    guard advance(op, conversation, cursor, count: page.records.count, total: page.totalCount,
+                  limit: PagingLimits.maxMappings) else { return -1 }
+    for (index, mapping) in page.records.enumerated() {
+        let record = records! + index
+        record.pointee = portal_mapping_record()
+        record.pointee.start = mapping.start
+        record.pointee.end = mapping.end
+        record.pointee.file_offset = mapping.fileOffset
+        record.pointee.flags = mapping.flags
+        record.pointee.inode = mapping.inode
+        record.pointee.device_major = mapping.deviceMajor
+        record.pointee.device_minor = mapping.deviceMinor
+        withUnsafeMutableBytes(of: &record.pointee.permissions) {
+            copyName(mapping.permissions, into: $0.baseAddress!, capacity: $0.count)
+        }
+        // The decoder checked name_off and its NUL: point at the pool in place.
+        let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.mappingRecordSize + 24
+        record.pointee.name = cString(in: payload, recordField: base, layout: layout)
+    }
+    return Int32(page.records.count)
+}
+
+@_cdecl("portal_decode_fds")
+public func portalDecodeFDs(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                            _ response: UnsafePointer<portal_response>?,
+                            _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
+                            _ records: UnsafeMutablePointer<portal_fd_record>?,
+                            _ capacity: Int) -> Int32 {
+    let op = "READ_FDS"
+    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    let page: ReplyDecoder.Page<FileDescriptor>
+    do { page = try ReplyDecoder.fileDescriptorPage(payload, layout: layout) } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
+        return fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
+    }
+    guard cursor.pointee.done == 0 else {
+        return fail(conversation, "\(op): the list was already complete; no page should have been asked for")
+    }
+    var paging = ResumeFDPaging(limit: PagingLimits.maxFileDescriptors,
+                                start: Int32(truncatingIfNeeded: cursor.pointee.next_addr),
+                                collected: Int(clamping: cursor.pointee.collected))
+    do {
+        let done = try paging.accept(count: page.records.count,
+                                     resume: Int32(truncatingIfNeeded: response!.pointee.addr))
+        cursor.pointee.collected = UInt64(paging.collected)
+        cursor.pointee.next_addr = paging.nextAddress
+        cursor.pointee.done = done ? 1 : 0
+    } catch {
+        return fail(conversation, "\(op): \(error.message)")
+    }
+    for (index, descriptor) in page.records.enumerated() {
+        let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.fileDescriptorRecordSize + 8
+        records![index] = portal_fd_record(
+            fd: descriptor.number,
+            path: cString(in: payload, recordField: base, layout: layout))
+    }
+    return Int32(page.records.count)
+}
+
+@_cdecl("portal_decode_process")
+public func portalDecodeProcess(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                _ response: UnsafePointer<portal_response>?,
+                                _ details: UnsafeMutablePointer<portal_process_details>?) -> Int32 {
+    let op = "OSI_PROC"
+    guard let details else { return fail(conversation, "\(op): the details pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    let process: ProcessDetails
+    do { process = try ReplyDecoder.processDetails(payload, layout: layout) } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+    details.pointee = portal_process_details()
+    withUnsafeMutableBytes(of: &details.pointee.fields) { fields in
+        for (index, value) in process.fields.enumerated() { fields.storeBytes(of: value, toByteOffset: index * 8, as: UInt64.self) }
+    }
+    withUnsafeMutableBytes(of: &details.pointee.name) { copyName(process.name, into: $0.baseAddress!, capacity: $0.count) }
+    return 0
+}
+
+@_cdecl("portal_decode_heap")
+public func portalDecodeHeap(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                             _ response: UnsafePointer<portal_response>?,
+                             _ start: UnsafeMutablePointer<UInt64>?, _ end: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    let op = "OSI_PROC_MEM"
+    guard let start, let end else { return fail(conversation, "\(op): the start or end pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    do {
+        let heap = try ReplyDecoder.heapBounds(payload, layout: layout)
+        start.pointee = heap.start
+        end.pointee = heap.end
+        return 0
+    } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+}
+
+@_cdecl("portal_decode_vfs_open")
+public func portalDecodeVFSOpen(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                _ response: UnsafePointer<portal_response>?,
+                                _ opened: UnsafeMutablePointer<portal_vfs_open>?) -> Int32 {
+    let op = "VFS_OPEN"
+    guard let opened else { return fail(conversation, "\(op): the result pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    do {
+        let file = try ReplyDecoder.openedFile(payload, layout: layout)
+        opened.pointee = portal_vfs_open(error: file.errno, handle: file.handle, fs_magic: file.fileSystemMagic)
+        return 0
+    } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+}
+
+@_cdecl("portal_decode_vfs_read")
+public func portalDecodeVFSRead(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                _ response: UnsafePointer<portal_response>?, _ wanted: UInt32,
+                                _ chunk: UnsafeMutablePointer<portal_vfs_chunk>?) -> Int32 {
+    let op = "VFS_READ"
+    guard let chunk else { return fail(conversation, "\(op): the result pointer is NULL") }
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
+    do {
+        let decoded = try ReplyDecoder.fileChunk(payload, layout: layout, wanted: Int(wanted))
+        // The bytes in place, after the 16-byte status the decoder checked.
+        chunk.pointee = portal_vfs_chunk(
+            error: decoded.errno, length: UInt32(decoded.bytes.count), end_of_file: decoded.isEndOfFile ? 1 : 0,
+            bytes: (payload.baseAddress! + 16).assumingMemoryBound(to: UInt8.self))
+        return 0
+    } catch {
+        return fail(conversation, "\(op): malformed reply: \(error.message)")
+    }
+}

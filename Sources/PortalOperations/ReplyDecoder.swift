@@ -1,0 +1,340 @@
+import PortalEngine
+
+/// A reply's bytes break its op's format. The message says which count,
+/// offset or string was wrong and what the bytes allowed.
+public struct ReplyFormatError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, in words.
+    public var message: String
+
+    /// - Parameter message: What is wrong with the reply.
+    public init(_ message: String) { self.message = message }
+
+    /// The message, as logs print it.
+    public var description: String { message }
+}
+
+/// The pure decoders of the guest module's reply formats (PROTOCOL.md §6):
+/// bytes and a ``GuestLayout`` in, a value or a ``ReplyFormatError`` out.
+///
+/// `payload` is always the reply's payload exactly as the guest answered it:
+/// `size` bytes from the region's offset 24. Every count, offset and string
+/// in it is treated as hostile: it is checked against `payload.count` before
+/// use, so no input traps, over-reads or loops.
+public enum ReplyDecoder {
+    /// Bytes of the `{u64 result_count, u64 total_count}` header lists start with.
+    public static let listHeaderSize = 16
+    /// Bytes of one OSI_PROC_ALL record.
+    public static let processRecordSize = 56
+    /// Bytes of one OSI_MAPPINGS record.
+    public static let mappingRecordSize = 72
+    /// Bytes of one READ_FDS record.
+    public static let fileDescriptorRecordSize = 16
+    /// Bytes of OSI_PROC's 26 fields, where its name starts.
+    public static let processDetailsSize = 208
+
+    /// One page of a list (OSI_PROC_ALL, OSI_MAPPINGS, READ_FDS).
+    public struct Page<Record: Sendable & Equatable>: Sendable, Equatable {
+        /// How many records the whole list has, as the guest counted it
+        /// when it served this page.
+        public var totalCount: UInt64
+        /// This page's records, in order.
+        public var records: [Record]
+    }
+
+    // MARK: Processes
+
+    /// Decodes an OSI_PROC_ALL page: the list header, then `result_count`
+    /// records of 56 bytes.
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: The page.
+    /// - Throws: ``ReplyFormatError`` if the header or a record does not fit the payload.
+    public static func processPage(_ payload: UnsafeRawBufferPointer,
+                                   layout: GuestLayout) throws(ReplyFormatError) -> Page<ProcessSummary> {
+        let (count, total) = try listHeader(payload, layout: layout, recordSize: processRecordSize,
+                                            what: "process")
+        var records: [ProcessSummary] = []
+        records.reserveCapacity(count)
+        for index in 0..<count {
+            let base = listHeaderSize + index * processRecordSize
+            records.append(ProcessSummary(
+                pid: u64(payload, base, layout), parentPID: u64(payload, base + 8, layout),
+                createTime: u64(payload, base + 16, layout), uid: u32(payload, base + 24, layout),
+                gid: u32(payload, base + 28, layout), effectiveUID: u32(payload, base + 32, layout),
+                effectiveGID: u32(payload, base + 36, layout),
+                name: text(payload, from: base + 40, upTo: base + 56)))
+        }
+        return Page(totalCount: total, records: records)
+    }
+
+    /// Decodes an OSI_PROC reply: 26 u64 fields, then the name at
+    /// `name_offset` running to a NUL or to the end of the payload (the
+    /// guest does not count the NUL in `size`).
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: The task's details.
+    /// - Throws: ``ReplyFormatError`` if the fields do not fit or `name_offset` points outside the payload.
+    public static func processDetails(_ payload: UnsafeRawBufferPointer,
+                                      layout: GuestLayout) throws(ReplyFormatError) -> ProcessDetails {
+        guard payload.count >= processDetailsSize else {
+            throw ReplyFormatError("the reply has \(payload.count) bytes, fewer than the \(processDetailsSize) of OSI_PROC's 26 fields")
+        }
+        let fields = (0..<26).map { u64(payload, $0 * 8, layout) }
+        let nameOffset = fields[4]
+        guard nameOffset >= UInt64(processDetailsSize), nameOffset <= UInt64(payload.count) else {
+            throw ReplyFormatError("name_offset \(nameOffset) is outside the name area \(processDetailsSize)...\(payload.count)")
+        }
+        return ProcessDetails(fields: fields, name: text(payload, from: Int(nameOffset), upTo: payload.count))
+    }
+
+    /// Decodes an OSI_PROC_MEM reply: `{u64 start_brk, u64 brk}`.
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: The heap's bounds.
+    /// - Throws: ``ReplyFormatError`` if the payload is shorter than 16 bytes.
+    public static func heapBounds(_ payload: UnsafeRawBufferPointer,
+                                  layout: GuestLayout) throws(ReplyFormatError) -> HeapBounds {
+        guard payload.count >= 16 else {
+            throw ReplyFormatError("the reply has \(payload.count) bytes, expected 16 (start_brk, brk)")
+        }
+        return HeapBounds(start: u64(payload, 0, layout), end: u64(payload, 8, layout))
+    }
+
+    // MARK: Mappings and file descriptors
+
+    /// Decodes an OSI_MAPPINGS page: the list header, `result_count`
+    /// records of 72 bytes, and names in a string pool after the records
+    /// (each `name_off` is counted from the payload's start).
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: The page.
+    /// - Throws: ``ReplyFormatError`` for a count beyond the payload, a
+    ///   `name_off` outside the pool, or a name without its NUL.
+    public static func mappingPage(_ payload: UnsafeRawBufferPointer,
+                                   layout: GuestLayout) throws(ReplyFormatError) -> Page<MemoryMapping> {
+        let (count, total) = try listHeader(payload, layout: layout, recordSize: mappingRecordSize,
+                                            what: "mapping")
+        let poolStart = listHeaderSize + count * mappingRecordSize
+        var records: [MemoryMapping] = []
+        records.reserveCapacity(count)
+        for index in 0..<count {
+            let base = listHeaderSize + index * mappingRecordSize
+            let name = try poolString(payload, offset: u64(payload, base + 24, layout), poolStart: poolStart,
+                                      record: "mapping \(index)")
+            records.append(MemoryMapping(
+                start: u64(payload, base, layout), size: u64(payload, base + 8, layout),
+                fileOffset: u64(payload, base + 32, layout), flags: u64(payload, base + 40, layout),
+                device: u64(payload, base + 56, layout), inode: u64(payload, base + 64, layout),
+                name: name))
+        }
+        return Page(totalCount: total, records: records)
+    }
+
+    /// Decodes a READ_FDS page: the list header, `result_count` records
+    /// `{u64 fd, u64 name_off}` and paths in a string pool after them. The
+    /// fd to resume from is not in the payload but in the reply's header
+    /// (`PortalResponse.address`).
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: The page.
+    /// - Throws: ``ReplyFormatError`` for a count beyond the payload, a
+    ///   `name_off` outside the pool, or a path without its NUL.
+    public static func fileDescriptorPage(_ payload: UnsafeRawBufferPointer,
+                                          layout: GuestLayout) throws(ReplyFormatError) -> Page<FileDescriptor> {
+        let (count, total) = try listHeader(payload, layout: layout, recordSize: fileDescriptorRecordSize,
+                                            what: "fd")
+        let poolStart = listHeaderSize + count * fileDescriptorRecordSize
+        var records: [FileDescriptor] = []
+        records.reserveCapacity(count)
+        for index in 0..<count {
+            let base = listHeaderSize + index * fileDescriptorRecordSize
+            // An int in a u64: a 32-bit kernel may or may not sign-extend -100.
+            let number = Int32(truncatingIfNeeded: u64(payload, base, layout))
+            let path = try poolString(payload, offset: u64(payload, base + 8, layout), poolStart: poolStart,
+                                      record: "fd record \(index)")
+            records.append(FileDescriptor(number: number, path: path))
+        }
+        return Page(totalCount: total, records: records)
+    }
+
+    // MARK: Strings
+
+    /// Decodes a reply that is one string of `size` bytes (OSI_PROC_EXE):
+    /// the text up to the first NUL, or all of it.
+    /// - Parameter payload: The reply's payload.
+    /// - Returns: The text, UTF-8 with invalid sequences repaired.
+    public static func string(_ payload: UnsafeRawBufferPointer) -> String {
+        text(payload, from: 0, upTo: payload.count)
+    }
+
+    /// Decodes `count` NUL-terminated strings laid back to back (a raw argv
+    /// area, READ_PTR_ARRAY's payload). A last string without its NUL is
+    /// kept: the guest stops without one when the region is full.
+    /// - Parameter payload: The bytes.
+    /// - Returns: The strings in order.
+    public static func nulSeparatedStrings(_ payload: UnsafeRawBufferPointer) -> [String] {
+        var strings: [String] = []
+        var start = 0
+        for index in 0..<payload.count where payload[index] == 0 {
+            strings.append(String(decoding: UnsafeRawBufferPointer(rebasing: payload[start..<index]), as: UTF8.self))
+            start = index + 1
+        }
+        if start < payload.count {
+            strings.append(String(decoding: UnsafeRawBufferPointer(rebasing: payload[start...]), as: UTF8.self))
+        }
+        return strings
+    }
+
+    /// Decodes READ_PROCARGS: the guest turned the NULs between arguments
+    /// into spaces, so this splits at spaces, and an argument that contained
+    /// a space comes back as two (the format cannot tell them apart).
+    /// - Parameter payload: The reply's payload.
+    /// - Returns: The arguments as far as the format keeps them.
+    public static func spaceSeparatedArguments(_ payload: UnsafeRawBufferPointer) -> [String] {
+        let line = text(payload, from: 0, upTo: payload.count)
+        return line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+    }
+
+    /// Decodes READ_PROCENV: `K=V\0K=V\0...`, each entry split at its FIRST `=`.
+    /// - Parameter payload: The reply's payload.
+    /// - Returns: The entries in order (empty ones skipped).
+    public static func environment(_ payload: UnsafeRawBufferPointer) -> [EnvironmentVariable] {
+        nulSeparatedStrings(payload).compactMap { entry in
+            guard !entry.isEmpty else { return nil }
+            guard let equals = entry.firstIndex(of: "=") else { return EnvironmentVariable(name: entry, value: "") }
+            return EnvironmentVariable(name: String(entry[..<equals]),
+                                       value: String(entry[entry.index(after: equals)...]))
+        }
+    }
+
+    // MARK: Files
+
+    /// VFS_OPEN's reply: `{i32 -errno, u32 handle, u64 fs_magic}`.
+    public struct OpenedFile: Sendable, Equatable {
+        /// 0 on success, else the positive errno.
+        public var errno: Int32
+        /// The handle for VFS_READ and VFS_CLOSE (`generation << 8 | slot + 1`).
+        public var handle: UInt32
+        /// The file system's magic number (`0x9fa0` for procfs, ...).
+        public var fileSystemMagic: UInt64
+    }
+
+    /// VFS_READ's reply: `{i32 -errno, u32 nbytes, u8 eof, 7 pad}` then the bytes.
+    public struct FileChunk: Sendable, Equatable {
+        /// 0 on success, else the positive errno.
+        public var errno: Int32
+        /// The bytes read.
+        public var bytes: [UInt8]
+        /// Whether the guest reached the end of the file with this read.
+        public var isEndOfFile: Bool
+    }
+
+    /// Decodes a VFS_OPEN reply.
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: The errno, handle and magic.
+    /// - Throws: ``ReplyFormatError`` if the payload is shorter than 16 bytes.
+    public static func openedFile(_ payload: UnsafeRawBufferPointer,
+                                  layout: GuestLayout) throws(ReplyFormatError) -> OpenedFile {
+        guard payload.count >= 16 else {
+            throw ReplyFormatError("the reply has \(payload.count) bytes, expected 16 (errno, handle, fs_magic)")
+        }
+        return OpenedFile(errno: errno(payload, layout), handle: u32(payload, 4, layout),
+                          fileSystemMagic: u64(payload, 8, layout))
+    }
+
+    /// Decodes a VFS_READ reply.
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    ///   - wanted: The byte count the command asked for.
+    /// - Returns: The errno, the bytes and whether the file ended.
+    /// - Throws: ``ReplyFormatError`` if `nbytes` is more than was asked for or than the payload holds.
+    public static func fileChunk(_ payload: UnsafeRawBufferPointer, layout: GuestLayout,
+                                 wanted: Int) throws(ReplyFormatError) -> FileChunk {
+        guard payload.count >= 16 else {
+            throw ReplyFormatError("the reply has \(payload.count) bytes, expected at least 16 (errno, nbytes, eof)")
+        }
+        let count = u32(payload, 4, layout)
+        guard UInt64(count) <= UInt64(max(wanted, 0)), Int(count) <= payload.count - 16 else {
+            throw ReplyFormatError("nbytes \(count) is more than the \(wanted) asked for or the \(payload.count - 16) bytes the reply holds")
+        }
+        return FileChunk(errno: errno(payload, layout),
+                         bytes: Array(UnsafeRawBufferPointer(rebasing: payload[16..<16 + Int(count)])),
+                         isEndOfFile: payload[8] != 0)
+    }
+
+    /// Decodes a VFS_CLOSE reply: `{i32 -errno, u32 pad}`.
+    /// - Parameters:
+    ///   - payload: The reply's payload.
+    ///   - layout: The guest's byte order.
+    /// - Returns: 0, or the positive errno.
+    /// - Throws: ``ReplyFormatError`` if the payload is shorter than 4 bytes.
+    public static func closeStatus(_ payload: UnsafeRawBufferPointer,
+                                   layout: GuestLayout) throws(ReplyFormatError) -> Int32 {
+        guard payload.count >= 4 else {
+            throw ReplyFormatError("the reply has \(payload.count) bytes, expected at least 4 (errno)")
+        }
+        return errno(payload, layout)
+    }
+
+    // MARK: Pieces
+
+    /// Checks a list header against the payload; returns the record count
+    /// as an Int that is known to fit, and the total.
+    private static func listHeader(_ payload: UnsafeRawBufferPointer, layout: GuestLayout, recordSize: Int,
+                                   what: String) throws(ReplyFormatError) -> (Int, UInt64) {
+        guard payload.count >= listHeaderSize else {
+            throw ReplyFormatError("the reply has \(payload.count) bytes, fewer than the \(listHeaderSize) of the list header")
+        }
+        let count = u64(payload, 0, layout)
+        let room = (payload.count - listHeaderSize) / recordSize
+        guard count <= UInt64(room) else {
+            throw ReplyFormatError("result_count \(count) is more than the \(room) \(what) records of \(recordSize) bytes the reply's \(payload.count) bytes hold")
+        }
+        return (Int(count), u64(payload, 8, layout))
+    }
+
+    /// A NUL-terminated string at `offset` (from the payload's start),
+    /// which must lie in the pool after the records.
+    private static func poolString(_ payload: UnsafeRawBufferPointer, offset: UInt64, poolStart: Int,
+                                   record: String) throws(ReplyFormatError) -> String {
+        guard offset >= UInt64(poolStart), offset < UInt64(payload.count) else {
+            throw ReplyFormatError("\(record): name_off \(offset) is outside the string pool \(poolStart)..<\(payload.count)")
+        }
+        let start = Int(offset)
+        guard let end = payload[start...].firstIndex(of: 0) else {
+            throw ReplyFormatError("\(record): the name at \(offset) has no NUL before the reply ends at \(payload.count)")
+        }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: payload[start..<end]), as: UTF8.self)
+    }
+
+    /// The text in `from ..< upTo`, cut at the first NUL.
+    private static func text(_ payload: UnsafeRawBufferPointer, from start: Int, upTo end: Int) -> String {
+        let field = payload[start..<end]
+        let stop = field.firstIndex(of: 0) ?? end
+        return String(decoding: UnsafeRawBufferPointer(rebasing: payload[start..<stop]), as: UTF8.self)
+    }
+
+    @inline(__always)
+    private static func u64(_ payload: UnsafeRawBufferPointer, _ offset: Int, _ layout: GuestLayout) -> UInt64 {
+        layout.load(UInt64.self, from: payload.baseAddress! + offset)
+    }
+
+    @inline(__always)
+    private static func u32(_ payload: UnsafeRawBufferPointer, _ offset: Int, _ layout: GuestLayout) -> UInt32 {
+        layout.load(UInt32.self, from: payload.baseAddress! + offset)
+    }
+
+    /// The `-errno` i32 at the start of a VFS reply, as a positive errno.
+    private static func errno(_ payload: UnsafeRawBufferPointer, _ layout: GuestLayout) -> Int32 {
+        let raw = Int32(bitPattern: u32(payload, 0, layout))
+        return raw == Int32.min ? Int32.max : -raw
+    }
+}
