@@ -19,6 +19,10 @@ let package = Package(
         // libportal.so: the plugin an emulator loads (PANDA-style or QEMU TCG).
         .library(name: "portal", type: .dynamic, targets: ["Portal"]),
         .library(name: "PortalEngine", targets: ["PortalEngine"]),
+        .executable(name: "portalctl", targets: ["portalctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     ],
     targets: [
         // The protocol and the conversation engine: pure Swift, no emulator, no C.
@@ -35,7 +39,20 @@ let package = Package(
         .systemLibrary(name: "CGLib", pkgConfig: "glib-2.0",
                        providers: [.apt(["libglib2.0-dev"])]),
         // The plugin: adapts each emulator ABI to the engine, and the C API.
-        .target(name: "Portal", dependencies: ["PortalEngine", "CPortalShim"], swiftSettings: hotPath),
+        .target(name: "Portal", dependencies: ["PortalEngine", "PortalControl", "CPortalShim"],
+                swiftSettings: hotPath),
+        // The control plane: a QMP server on a Unix socket whose commands
+        // run as engine interrupt work (no emulator specifics, no Foundation).
+        .target(name: "PortalControl", dependencies: ["PortalEngine"]),
+        // Capstone for `portalctl dis` (scripts/setup.sh installs libcapstone-dev).
+        .systemLibrary(name: "CCapstone", pkgConfig: "capstone",
+                       providers: [.apt(["libcapstone-dev"])]),
+        // The command-line client of the control socket.
+        .executableTarget(name: "portalctl", dependencies: [
+            "PortalControl", "CCapstone",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
+        .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine"]),
     ]
 )

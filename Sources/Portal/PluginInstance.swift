@@ -1,5 +1,9 @@
+import PortalControl
 import PortalEngine
 import Synchronization
+
+/// The plugin's version, as `query-portal` and the control socket's greeting report it.
+let pluginVersion = (major: 0, minor: 1, micro: 0)
 
 /// Everything one load of the plugin owns: the engine, its vCPUs and its log.
 /// Exactly one instance is current between init and uninit, whichever
@@ -12,6 +16,8 @@ final class PluginInstance: Sendable {
     let sink: LogSink
     /// Register handles and the target, when QEMU loaded the plugin.
     let qemu: QemuFrontend?
+    /// The control socket (`control=PATH`), started by `load` once the instance is current.
+    let control: ControlServer?
 
     init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink,
          qemu: QemuFrontend? = nil) {
@@ -21,6 +27,16 @@ final class PluginInstance: Sendable {
                                   logger: sink.logger(level: configuration.logLevel))
         self.engine = engine
         vcpus = BorrowedObjects((0..<vcpuCount).map { engine.makeVCPU(index: $0) })
+        control = configuration.controlPath.map { path in
+            let info = PortalInfo(
+                version: "\(pluginVersion.major).\(pluginVersion.minor).\(pluginVersion.micro)",
+                emulator: qemu == nil ? "panda" : "qemu", architecture: qemu?.target.name, vcpus: vcpuCount)
+            return ControlServer(
+                path: path, engine: engine,
+                version: (pluginVersion.major, pluginVersion.minor, pluginVersion.micro, "portal \(info.version)"),
+                logger: engine.logger
+            ) { requests in StandardCommands.make(engine: engine, info: info, requests: requests) }
+        }
     }
 
     var logger: PortalLogger { engine.logger }
@@ -62,6 +78,7 @@ final class PluginInstance: Sendable {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
         let unloaded = instance.takeUnretainedValue()
         Demonstrations.unloading(unloaded)
+        unloaded.control?.stop()
         unloaded.engine.shutdown()
         if !vcpusMayRun { instance.release() }
     }
@@ -103,6 +120,15 @@ final class PluginInstance: Sendable {
         if let demo = configuration.demo, !Demonstrations.install(demo, on: instance) {
             uninstall()
             return nil
+        }
+        if let control = instance.control {
+            do {
+                try control.start()
+            } catch {
+                instance.logger.error("\(entryPoint): argument 'control=\(control.path)': \(error)")
+                uninstall()
+                return nil
+            }
         }
         return instance
     }

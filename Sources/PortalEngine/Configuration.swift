@@ -22,6 +22,8 @@ public struct PortalConfiguration: Sendable, Equatable {
     public var staleAfter: Int = 1_000_000
     /// A built-in demonstration or workload to attach at start-up.
     public var demo: String? = nil
+    /// Path of the control socket (QMP) to listen on, if any.
+    public var controlPath: String? = nil
 
     public init() {}
 
@@ -33,7 +35,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "demo",
+        "max_interrupts", "stale_after", "demo", "control",
     ]
 
     /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
@@ -89,6 +91,11 @@ public struct PortalConfiguration: Sendable, Equatable {
                     throw ArgumentError(argument: argument, message: "expected a demonstration name")
                 }
                 configuration.demo = value
+            case "control":
+                guard !value.isEmpty else {
+                    throw ArgumentError(argument: argument, message: "expected the path of the control socket")
+                }
+                configuration.controlPath = value
             case "ops":
                 let text: String
                 do {

@@ -237,7 +237,7 @@ struct ConfigurationTests {
     @Test func everyArgument() throws {
         let configuration = try parse(
             ["log=debug", "log_file=/tmp/x.log", "region_size=0x3fe8", "install_budget=5", "ops=/t",
-             "max_conversations=10", "max_interrupts=3", "stale_after=77", "demo=tour"],
+             "max_conversations=10", "max_interrupts=3", "stale_after=77", "demo=tour", "control=/tmp/c.sock"],
             files: ["/t": "READ\nWRITE\n"])
         #expect(configuration.logLevel == .debug)
         #expect(configuration.logFile == "/tmp/x.log")
@@ -248,11 +248,12 @@ struct ConfigurationTests {
         #expect(configuration.maxInterrupts == 3)
         #expect(configuration.staleAfter == 77)
         #expect(configuration.demo == "tour")
+        #expect(configuration.controlPath == "/tmp/c.sock")
     }
 
     @Test func refusals() {
         #expect(throws: ArgumentError(argument: "colour=red", message:
-            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, demo")) {
+            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, demo, control")) {
             try parse(["colour=red"])
         }
         #expect(throws: ArgumentError(argument: "verbose", message: "expected key=value")) {
