@@ -12,7 +12,7 @@ DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 DEMO_ARCH   ?= x86_64
 
-.PHONY: all setup build debug release qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: all setup build debug release qemu guests harness demo test test-swift test-tsan test-harness test-guests test-bench-build test-control clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -44,7 +44,7 @@ demo: release qemu guests
 	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),demo=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-swift test-tsan test-harness test-guests test-control test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
@@ -65,6 +65,13 @@ test-harness: debug harness
 # Every bare-metal guest in real QEMU 11.1, plus the MIPS refusal.
 test-guests: debug qemu guests
 	Tests/guests/test.sh $(DEBUG_LIB)
+
+# The control socket (control=PATH) in real QEMU: the unmodified qemu.qmp
+# client and qmp-shell (PyPI, in a private venv), raw sockets and portalctl
+# against the x86_64 control guests.
+test-control: debug qemu guests
+	python=$$(scripts/python-env.sh) && $$python Tests/control/test_control.py \
+	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl
 
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings

@@ -286,7 +286,7 @@ def main():
     raw_tests(guest.socket_path)
     qmp_shell_test(sys.executable, guest.socket_path)
     if args.portalctl:
-        import portalctl_tests
+        import portalctl_tests  # beside this file
         portalctl_tests.run(args.portalctl, guest.socket_path, check, expect_equal)
 
     # Writing the stop word ends the guest; the socket goes with the plugin.
