@@ -9,6 +9,10 @@ public struct ControlSocketError: Error, Equatable, Sendable, CustomStringConver
     /// One line saying what is wrong.
     public let message: String
 
+    /// Creates an error.
+    /// - Parameter message: one line naming the path and the reason.
+    public init(message: String) { self.message = message }
+
     public var description: String { message }
 }
 
@@ -94,6 +98,9 @@ public final class ControlServer: @unchecked Sendable {
             wake()
         }
     }
+
+    /// Guest requests waiting for the guest's next interrupt conversation.
+    public var waitingRequests: Int { requests.waitingCount }
 
     // MARK: Starting and stopping
 

@@ -174,6 +174,15 @@ public struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertibl
     /// What was expected there.
     public let reason: String
 
+    /// Creates an error.
+    /// - Parameters:
+    ///   - offset: the byte offset where parsing stopped.
+    ///   - reason: what was expected there.
+    public init(offset: Int, reason: String) {
+        self.offset = offset
+        self.reason = reason
+    }
+
     public var description: String { "JSON parse error at byte \(offset): \(reason)" }
 }
 

@@ -1,8 +1,10 @@
 /// Cuts a byte stream from a QMP client into messages.
 ///
 /// QMP has no length prefix and no required newline: a message ends where
-/// its top-level JSON object (or array) closes. The framer follows nesting
-/// and strings byte by byte so that it never holds more than one message,
+/// its top-level JSON object (or array) closes. The framer counts braces
+/// and brackets apart (as QEMU's JSON streamer does), outside strings: the
+/// message ends when both are back to zero, or at once when either closes
+/// more than it opened. It never holds more than one message,
 /// and never more than `maxMessageBytes` of it: a longer message is skipped
 /// to its end and reported as `.oversized`, after which the stream goes on.
 /// Text that does not start with `{` or `[` is cut at the next whitespace
@@ -25,7 +27,8 @@ public struct QMPFramer: Sendable {
     private var buffer: [UInt8] = []
     /// Bytes of the current message so far, kept or not.
     private var length = 0
-    private var depth = 0
+    private var braces = 0
+    private var brackets = 0
     private var inString = false
     private var escaped = false
     /// A message that began with something other than `{` or `[`.
@@ -55,7 +58,8 @@ public struct QMPFramer: Sendable {
         if length == 0 {
             if isSpace { return }
             bare = !opens
-            depth = opens ? 1 : 0
+            braces = byte == UInt8(ascii: "{") ? 1 : 0
+            brackets = byte == UInt8(ascii: "[") ? 1 : 0
             inString = false
             escaped = false
             append(byte)
@@ -83,10 +87,11 @@ public struct QMPFramer: Sendable {
         }
         switch byte {
         case UInt8(ascii: "\""): inString = true
-        case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+        case UInt8(ascii: "{"): braces += 1
+        case UInt8(ascii: "["): brackets += 1
         case UInt8(ascii: "}"), UInt8(ascii: "]"):
-            depth -= 1
-            if depth == 0 { emit(into: &frames) }
+            if byte == UInt8(ascii: "}") { braces -= 1 } else { brackets -= 1 }
+            if (braces == 0 && brackets == 0) || braces < 0 || brackets < 0 { emit(into: &frames) }
         default: break
         }
     }
@@ -104,7 +109,8 @@ public struct QMPFramer: Sendable {
         frames.append(length > maxMessageBytes ? .oversized(length) : .message(buffer))
         buffer.removeAll(keepingCapacity: buffer.count <= 4096)
         length = 0
-        depth = 0
+        braces = 0
+        brackets = 0
         bare = false
     }
 
