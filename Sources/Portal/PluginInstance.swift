@@ -20,11 +20,15 @@ final class PluginInstance: Sendable {
     let control: ControlServer?
 
     init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink,
-         qemu: QemuFrontend? = nil) {
+         qemu: QemuFrontend? = nil, trace: TraceFile? = nil) {
         self.sink = sink
         self.qemu = qemu
+        // Statistics are kept only for someone who can ask for them (a
+        // control socket) or with a trace: otherwise the engine has no
+        // recorder and its round trips pay nothing.
+        let recorder = configuration.controlPath != nil || trace != nil ? ControlRecorder(trace: trace) : nil
         let engine = PortalEngine(configuration: configuration, layout: layout,
-                                  logger: sink.logger(level: configuration.logLevel))
+                                  logger: sink.logger(level: configuration.logLevel), recorder: recorder)
         self.engine = engine
         vcpus = BorrowedObjects((0..<vcpuCount).map { engine.makeVCPU(index: $0) })
         control = configuration.controlPath.map { path in
@@ -35,7 +39,8 @@ final class PluginInstance: Sendable {
                 path: path, engine: engine,
                 version: (pluginVersion.major, pluginVersion.minor, pluginVersion.micro, "portal \(info.version)"),
                 logger: engine.logger
-            ) { requests in StandardCommands.make(engine: engine, info: info, requests: requests) }
+            ) { requests in StandardCommands.make(engine: engine, info: info, stats: recorder?.stats,
+                                                   requests: requests) }
         }
     }
 
@@ -111,8 +116,17 @@ final class PluginInstance: Sendable {
                 return nil
             }
         }
+        var trace: TraceFile?
+        if let path = configuration.tracePath {
+            do {
+                trace = try TraceFile(path: path, ops: configuration.ops)
+            } catch {
+                sink.logger(level: .error).error("\(entryPoint): argument 'trace=\(path)': \(error)")
+                return nil
+            }
+        }
         let instance = PluginInstance(configuration: configuration, layout: layout, vcpuCount: vcpuCount,
-                                      sink: sink, qemu: qemu())
+                                      sink: sink, qemu: qemu(), trace: trace)
         guard install(instance) else {
             early.error("\(entryPoint): the plugin is already loaded; unload it first")
             return nil

@@ -69,19 +69,26 @@ public enum StandardCommands {
     /// The most bytes one memory read or write may move (a reply stays well under the framer's limit in hex).
     public static let maxTransfer = 256 * 1024
 
-    /// The table: `query-portal`, guest memory and the guest clock.
+    /// The table: `query-portal`, `query-stats`, guest memory and the guest clock.
     /// - Parameters:
     ///   - engine: the engine the guest commands run through.
     ///   - info: what the emulator side reports for `query-portal`.
+    ///   - stats: the counters behind `query-stats` (nil: it returns an empty object).
     ///   - requests: the queue guest requests wait in, for `query-portal`.
     /// - Returns: the commands, in the order `query-commands` lists them.
-    public static func make(engine: PortalEngine, info: PortalInfo,
+    public static func make(engine: PortalEngine, info: PortalInfo, stats: PortalStats?,
                             requests: GuestRequestQueue) -> [ControlCommand] {
         [
             ControlCommand("query-portal", summary: "The plugin, the guest layout, the op table and what is live now.") {
                 args throws(QMPError) in
                 try args.allowOnly([])
                 return .value(portalDescription(engine: engine, info: info, waitingRequests: requests.waitingCount))
+            },
+            ControlCommand("query-stats",
+                           summary: "Round trips per op and response code, conversations, latency percentiles.") {
+                args throws(QMPError) in
+                try args.allowOnly([])
+                return .value(stats?.snapshot(ops: engine.configuration.ops) ?? .object([]))
             },
             ControlCommand("guest-memory-read",
                            summary: "Read SIZE bytes of guest virtual memory at ADDRESS (in the guest's current task).") {

@@ -24,6 +24,8 @@ public struct PortalConfiguration: Sendable, Equatable {
     public var demo: String? = nil
     /// Path of the control socket (QMP) to listen on, if any.
     public var controlPath: String? = nil
+    /// File that gets one JSON line per round trip and per conversation start and end.
+    public var tracePath: String? = nil
 
     public init() {}
 
@@ -35,7 +37,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "demo", "control",
+        "max_interrupts", "stale_after", "demo", "control", "trace",
     ]
 
     /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
@@ -96,6 +98,11 @@ public struct PortalConfiguration: Sendable, Equatable {
                     throw ArgumentError(argument: argument, message: "expected the path of the control socket")
                 }
                 configuration.controlPath = value
+            case "trace":
+                guard !value.isEmpty else {
+                    throw ArgumentError(argument: argument, message: "expected the path of the trace file")
+                }
+                configuration.tracePath = value
             case "ops":
                 let text: String
                 do {

@@ -13,6 +13,8 @@ public final class PortalEngine: @unchecked Sendable {
     public let configuration: PortalConfiguration
     public let layout: GuestLayout
     public let logger: PortalLogger
+    /// Sees conversations and round trips (trace, statistics); nil costs one branch per hook.
+    public let recorder: (any PortalRecorder)?
 
     private let registeredRegionSize: Atomic<Int>
     private let opNumbers: OpNumbers
@@ -25,10 +27,12 @@ public final class PortalEngine: @unchecked Sendable {
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
 
-    public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
+    public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger,
+                recorder: (any PortalRecorder)? = nil) {
         self.configuration = configuration
         self.layout = layout
         self.logger = logger
+        self.recorder = recorder
         self.registeredRegionSize = Atomic(configuration.regionSize)
         self.opNumbers = OpNumbers(configuration.ops)
         self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
@@ -195,6 +199,7 @@ public final class PortalEngine: @unchecked Sendable {
             work = InterruptWindowWork(handlers: pending)
         }
         let conversation = Conversation(call: call, engine: self, window: window, work: work)
+        if let recorder { recorder.conversationStarted(at: conversation.site) }
         return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
                     isNew: true)
     }
@@ -251,8 +256,21 @@ public final class PortalEngine: @unchecked Sendable {
                 code: code, address: header.address, size: header.size,
                 payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
         }
+        if let recorder { record(response, of: conversation, vcpu: vcpu, to: recorder) }
         return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
                     memory: memory, isNew: false)
+    }
+
+    /// Hands the round trip that `response` completes to the recorder.
+    @inline(never)
+    private func record(_ response: PortalResponse, of conversation: Conversation, vcpu: VCPU,
+                        to recorder: any PortalRecorder) {
+        let sent = conversation.sent
+        recorder.roundTrip(RoundTrip(
+            site: TrapSite(number: conversation.call.number, vcpu: vcpu.index, regionAddress: conversation.regionAddress),
+            op: sent.op, address: sent.address, size: sent.size, response: response.code,
+            payloadBytes: response.code.carriesPayload ? response.payload.count : 0,
+            nanoseconds: monotonicNow() &- sent.at))
     }
 
     /// Carries out what the work decided.
@@ -275,6 +293,10 @@ public final class PortalEngine: @unchecked Sendable {
                                from: UnsafeRawBufferPointer(rebasing: scratch[..<count])) else {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             regionIsOurs: false)
+            }
+            if recorder != nil {
+                conversation.sent = SentCommand(op: command.op, address: command.address & layout.addressMask,
+                                                size: command.size, at: monotonicNow())
             }
             vcpu.remember(conversation)
             conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
@@ -313,6 +335,7 @@ public final class PortalEngine: @unchecked Sendable {
         if conversation.isWaiting { stopWaiting(conversation) }
         vcpu.forget(conversation)
         conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
+        if let recorder { recorder.conversationEnded(at: site, failure: failure) }
         if let failure {
             logger.log(level, "\(site): \(failure)")
             conversation.work.cancel(conversation, because: failure)
@@ -378,6 +401,7 @@ public final class PortalEngine: @unchecked Sendable {
         for (stale, since) in reclaimed {
             let reason = PortalError.neverCameBack(waitStarts: since)
             logger.warn("\(stale.site): \(reason)")
+            if let recorder { recorder.conversationEnded(at: stale.site, failure: reason) }
             stale.work.cancel(stale, because: reason)
         }
         return refusal
@@ -475,6 +499,7 @@ public final class PortalEngine: @unchecked Sendable {
             conversation.machine.end()
             conversation.isWaiting = false
             conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
+            if let recorder { recorder.conversationEnded(at: conversation.site, failure: .unloaded) }
             conversation.work.cancel(conversation, because: .unloaded)
         }
         let pending = interrupts.pendingNames

@@ -14,7 +14,8 @@ import Testing
         let path = "/tmp/portal-control-test-\(getpid())-\(name).sock"
         let server = ControlServer(path: path, engine: engine, version: (0, 1, 0, "portal test"), logger: logger) {
             StandardCommands.make(engine: engine, info: PortalInfo(version: "0.1.0", emulator: "test",
-                                                                   architecture: "x86_64", vcpus: 1), requests: $0)
+                                                                   architecture: "x86_64", vcpus: 1),
+                                  stats: nil, requests: $0)
         }
         try server.start()
         return (server, TinyGuest(engine: engine))

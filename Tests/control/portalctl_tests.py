@@ -43,6 +43,9 @@ def run(portalctl, socket_path, check, expect_equal):
                  (1, "", "portalctl: guest-memory-read: reading 4 bytes at 0x10 stopped after 0 bytes (READ_FAIL)\n"))
     expect_equal("portalctl-bad-hex", ctl("write", "0x10101c", "xyz"),
                  (1, "", "portalctl: Parameter 'hex' expects an even number of hexadecimal digits (at least 2)\n"))
+    code, out, err = ctl("stats")
+    check("portalctl-stats", code == 0 and err == "" and out.startswith("round-trips ")
+          and "\nops:\n  READ " in out and "\nconversations:\n  started " in out and "\nlatency-ns:\n  p50 " in out, out + err)
     expect_equal("portalctl-no-socket", subprocess.run(
         [portalctl, "info", "--socket", socket_path + ".missing"], capture_output=True, text=True).stderr,
         f"portalctl: cannot connect to {socket_path}.missing: No such file or directory\n")

@@ -28,7 +28,7 @@ GUESTS = os.path.join(ROOT, "Tests", "guests", "build", "x86_64")
 CONTRACT_PAGE = 0x101000
 STOP_WORD = CONTRACT_PAGE + 24
 CONTRACT_BYTES = "1122334455667788" + b"portal-contract\0".hex()
-COMMANDS = ["qmp_capabilities", "query-commands", "query-portal", "guest-memory-read",
+COMMANDS = ["qmp_capabilities", "query-commands", "query-portal", "query-stats", "guest-memory-read",
             "guest-memory-read-string", "guest-memory-write", "guest-get-time"]
 
 results = {"passed": 0, "failed": 0}
@@ -258,6 +258,43 @@ def qmp_shell_test(python, path):
           f"status {run.returncode}, stdout {run.stdout!r}, stderr {run.stderr!r}")
 
 
+def trace_tests(path, trace_path):
+    """The trace's lines, exactly (times and latencies aside), and query-stats agreeing with them."""
+    # The last reply went out inside its interrupt conversation, which ends
+    # at the guest's next trap, microseconds later: let it.
+    time.sleep(0.5)
+    with open(trace_path) as f:
+        lines = [json.loads(line) for line in f]
+    for line in lines:
+        line.pop("time")
+        line.pop("ns", None)
+        line.pop("region")
+    # The first guest request (qemu.qmp-memory-read) starts an interrupt
+    # conversation (later requests may join it while it lasts).
+    expect_equal("trace-first-request", lines[:2], [
+        {"event": "conversation-start", "vcpu": 0, "hypercall": 0x7902},
+        {"event": "round-trip", "vcpu": 0, "hypercall": 0x7902, "op": "READ", "address": CONTRACT_PAGE,
+         "size": 24, "response": "READ_OK", "payload": 24},
+    ])
+    check("trace-conversations-finished", all(line.get("outcome", "finished") == "finished" for line in lines)
+          and lines[-1]["event"] == "conversation-end", lines[-1])
+    client = RawClient(path)
+    stats = client.command({"execute": "query-stats"})["return"]
+    client.close()
+    trips = [line for line in lines if line["event"] == "round-trip"]
+    ops, responses = {}, {}
+    for trip in trips:
+        ops[trip["op"]] = ops.get(trip["op"], 0) + 1
+        responses[trip["response"]] = responses.get(trip["response"], 0) + 1
+    latency = stats.pop("latency-ns")
+    expect_equal("query-stats-matches-trace", stats, {
+        "round-trips": len(trips), "ops": ops, "responses": responses,
+        "conversations": {"started": sum(line["event"] == "conversation-start" for line in lines),
+                          "ended": sum(line.get("outcome") == "finished" for line in lines),
+                          "failed": 0, "reclaimed": 0}})
+    check("query-stats-latency", 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"], latency)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lib", required=True)
@@ -266,7 +303,8 @@ def main():
     lib = os.path.realpath(args.lib)
     work = tempfile.mkdtemp(prefix="portal-control-")
 
-    guest = Guest(lib, "guest-control", work)
+    trace_path = os.path.join(work, "trace.jsonl")
+    guest = Guest(lib, "guest-control", work, f"log=warn,trace={trace_path}")
     mode = stat.S_IMODE(os.stat(guest.socket_path).st_mode)
     check("socket-mode-0600", stat.S_ISSOCK(os.stat(guest.socket_path).st_mode) and mode == 0o600, oct(mode))
 
@@ -288,6 +326,8 @@ def main():
     if args.portalctl:
         import portalctl_tests  # beside this file
         portalctl_tests.run(args.portalctl, guest.socket_path, check, expect_equal)
+
+    trace_tests(guest.socket_path, trace_path)
 
     # Writing the stop word ends the guest; the socket goes with the plugin.
     stopper = RawClient(guest.socket_path)
