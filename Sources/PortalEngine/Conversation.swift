@@ -58,8 +58,6 @@ public final class Conversation: @unchecked Sendable {
     /// Whether it is in the engine's table of waiting conversations. Set and
     /// cleared under the table's lock, by whoever holds the claim.
     var isWaiting = false
-    /// The command waiting for its answer, for the recorder (written only when there is one).
-    var sent = SentCommand()
 
     /// Who may touch this conversation: exactly one trapping vCPU at a time.
     let claim = Atomic<UInt8>(Claim.busy)

@@ -13,7 +13,9 @@ public final class PortalEngine: @unchecked Sendable {
     public let configuration: PortalConfiguration
     public let layout: GuestLayout
     public let logger: PortalLogger
-    /// Sees conversations and round trips (trace, statistics); nil costs one branch per hook.
+    /// Sees conversations and round trips (trace, statistics): the work of
+    /// each new conversation is wrapped in a `RecordedWork`, so the round
+    /// trip itself has no hook and costs the same with or without one.
     public let recorder: (any PortalRecorder)?
 
     private let registeredRegionSize: Atomic<Int>
@@ -187,7 +189,7 @@ public final class PortalEngine: @unchecked Sendable {
         var call = call
         call.vcpu = vcpu.index
         call.arg3 = region
-        let work: any ConversationWork
+        var work: any ConversationWork
         var window: InterruptWindow? = nil
         if let attached {
             work = attached.make(call)
@@ -198,8 +200,8 @@ public final class PortalEngine: @unchecked Sendable {
             window = InterruptWindow(installBudget: configuration.installBudget)
             work = InterruptWindowWork(handlers: pending)
         }
+        if let recorder { work = RecordedWork(work, recorder: recorder) }
         let conversation = Conversation(call: call, engine: self, window: window, work: work)
-        if let recorder { recorder.conversationStarted(at: conversation.site) }
         return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
                     isNew: true)
     }
@@ -256,21 +258,8 @@ public final class PortalEngine: @unchecked Sendable {
                 code: code, address: header.address, size: header.size,
                 payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
         }
-        if let recorder { record(response, of: conversation, vcpu: vcpu, to: recorder) }
         return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
                     memory: memory, isNew: false)
-    }
-
-    /// Hands the round trip that `response` completes to the recorder.
-    @inline(never)
-    private func record(_ response: PortalResponse, of conversation: Conversation, vcpu: VCPU,
-                        to recorder: any PortalRecorder) {
-        let sent = conversation.sent
-        recorder.roundTrip(RoundTrip(
-            site: TrapSite(number: conversation.call.number, vcpu: vcpu.index, regionAddress: conversation.regionAddress),
-            op: sent.op, address: sent.address, size: sent.size, response: response.code,
-            payloadBytes: response.code.carriesPayload ? response.payload.count : 0,
-            nanoseconds: monotonicNow() &- sent.at))
     }
 
     /// Carries out what the work decided.
@@ -293,10 +282,6 @@ public final class PortalEngine: @unchecked Sendable {
                                from: UnsafeRawBufferPointer(rebasing: scratch[..<count])) else {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             regionIsOurs: false)
-            }
-            if recorder != nil {
-                conversation.sent = SentCommand(op: command.op, address: command.address & layout.addressMask,
-                                                size: command.size, at: monotonicNow())
             }
             vcpu.remember(conversation)
             conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
@@ -335,7 +320,6 @@ public final class PortalEngine: @unchecked Sendable {
         if conversation.isWaiting { stopWaiting(conversation) }
         vcpu.forget(conversation)
         conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
-        if let recorder { recorder.conversationEnded(at: site, failure: failure) }
         if let failure {
             logger.log(level, "\(site): \(failure)")
             conversation.work.cancel(conversation, because: failure)
@@ -401,7 +385,6 @@ public final class PortalEngine: @unchecked Sendable {
         for (stale, since) in reclaimed {
             let reason = PortalError.neverCameBack(waitStarts: since)
             logger.warn("\(stale.site): \(reason)")
-            if let recorder { recorder.conversationEnded(at: stale.site, failure: reason) }
             stale.work.cancel(stale, because: reason)
         }
         return refusal
@@ -499,7 +482,6 @@ public final class PortalEngine: @unchecked Sendable {
             conversation.machine.end()
             conversation.isWaiting = false
             conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
-            if let recorder { recorder.conversationEnded(at: conversation.site, failure: .unloaded) }
             conversation.work.cancel(conversation, because: .unloaded)
         }
         let pending = interrupts.pendingNames
