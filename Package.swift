@@ -23,6 +23,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
     ],
     targets: [
         // The protocol and the conversation engine: pure Swift, no emulator, no C.
@@ -51,6 +52,7 @@ let package = Package(
         .executableTarget(name: "portalctl", dependencies: [
             "PortalControl", "CCapstone",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "MCP", package: "swift-sdk"),
         ]),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
         .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine"]),

@@ -4,14 +4,15 @@
 #
 #   scripts/python-env.sh        prints the environment's python path
 #
-# qemu.qmp (PyPI qemu.qmp): QEMU's own QMP client library and its qmp-shell.
+# qemu.qmp (PyPI qemu.qmp): QEMU's own QMP client library and its qmp-shell;
+# mcp (PyPI mcp): the reference MCP client, for portalctl mcp.
 # Pinned so a test run means the same thing tomorrow. Idempotent: with the
 # stamp in place it touches nothing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 VENV=$ROOT/.cache/control-python
-PACKAGES=("qemu.qmp==0.0.6")
+PACKAGES=("qemu.qmp==0.0.6" "mcp==1.23.3")
 STAMP="${PACKAGES[*]}"
 
 if [[ -x $VENV/bin/python && -f $VENV/stamp && $(cat "$VENV/stamp") == "$STAMP" ]]; then

@@ -7,7 +7,7 @@ import PortalControl
 /// `portalctl`: asks a running guest things through the plugin's control
 /// socket (`-plugin libportal.so,control=PATH`).
 @main
-struct Portalctl: ParsableCommand {
+struct Portalctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portalctl",
         abstract: "Query and change a running guest through the portal's control socket.",
@@ -16,7 +16,8 @@ struct Portalctl: ParsableCommand {
             Every command prints a human-readable form, or the server's JSON with --json. On any
             error portalctl prints one line saying why and exits with status 1.
             """,
-        subcommands: [Info.self, Stats.self, Read.self, ReadString.self, Write.self, Disassemble.self, Watch.self])
+        subcommands: [Info.self, Stats.self, Read.self, ReadString.self, Write.self, Disassemble.self, Watch.self,
+                      MCPCommand.self])
 }
 
 /// The options every subcommand takes.

@@ -326,6 +326,8 @@ def main():
     if args.portalctl:
         import portalctl_tests  # beside this file
         portalctl_tests.run(args.portalctl, guest.socket_path, check, expect_equal)
+        import mcp_tests  # beside this file
+        mcp_tests.run(args.portalctl, guest.socket_path, check, expect_equal)
 
     trace_tests(guest.socket_path, trace_path)
 
