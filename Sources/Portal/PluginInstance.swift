@@ -35,12 +35,14 @@ final class PluginInstance: Sendable {
             let info = PortalInfo(
                 version: "\(pluginVersion.major).\(pluginVersion.minor).\(pluginVersion.micro)",
                 emulator: qemu == nil ? "panda" : "qemu", architecture: qemu?.target.name, vcpus: vcpuCount)
-            return ControlServer(
+            let server = ControlServer(
                 path: path, engine: engine,
                 version: (pluginVersion.major, pluginVersion.minor, pluginVersion.micro, "portal \(info.version)"),
                 logger: engine.logger
-            ) { requests in StandardCommands.make(engine: engine, info: info, stats: recorder?.stats,
+            ) { requests in StandardCommands.make(engine: engine, info: info, recorder: recorder,
                                                    requests: requests) }
+            recorder?.sendEvents { [weak server] name, data in server?.emit(event: name, data: data) }
+            return server
         }
     }
 

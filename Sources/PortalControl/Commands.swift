@@ -73,10 +73,11 @@ public enum StandardCommands {
     /// - Parameters:
     ///   - engine: the engine the guest commands run through.
     ///   - info: what the emulator side reports for `query-portal`.
-    ///   - stats: the counters behind `query-stats` (nil: it returns an empty object).
+    ///   - recorder: the statistics behind `query-stats` and the hypercall
+    ///     events of `watch-hypercall` (nil: empty statistics, no events).
     ///   - requests: the queue guest requests wait in, for `query-portal`.
     /// - Returns: the commands, in the order `query-commands` lists them.
-    public static func make(engine: PortalEngine, info: PortalInfo, stats: PortalStats?,
+    public static func make(engine: PortalEngine, info: PortalInfo, recorder: ControlRecorder?,
                             requests: GuestRequestQueue) -> [ControlCommand] {
         [
             ControlCommand("query-portal", summary: "The plugin, the guest layout, the op table and what is live now.") {
@@ -88,7 +89,26 @@ public enum StandardCommands {
                            summary: "Round trips per op and response code, conversations, latency percentiles.") {
                 args throws(QMPError) in
                 try args.allowOnly([])
-                return .value(stats?.snapshot(ops: engine.configuration.ops) ?? .object([]))
+                return .value(recorder?.stats.snapshot(ops: engine.configuration.ops) ?? .object([]))
+            },
+            ControlCommand("watch-hypercall",
+                           summary: "Announce each conversation HYPERCALL starts as a PORTAL_HYPERCALL event (or stop).") {
+                args throws(QMPError) in
+                try args.allowOnly(["hypercall", "enable"])
+                let number = try args.uint64("hypercall")
+                guard number <= UInt64(UInt32.max) else {
+                    throw QMPError("Parameter 'hypercall' expects a number from 0 to 4294967295")
+                }
+                var enabled = true
+                if let given = args.value("enable") {
+                    guard case .bool(let flag) = given else {
+                        throw QMPError("Invalid parameter type for 'enable', expected: bool")
+                    }
+                    enabled = flag
+                }
+                guard let recorder else { throw QMPError("this plugin keeps no recorder: no events") }
+                let watched = recorder.watch(UInt32(number), enabled: enabled)
+                return .value(.object([("watching", .array(watched.map { .int(Int64($0)) }))]))
             },
             ControlCommand("guest-memory-read",
                            summary: "Read SIZE bytes of guest virtual memory at ADDRESS (in the guest's current task).") {

@@ -177,13 +177,39 @@ public final class ControlRecorder: PortalRecorder {
     /// The trace file, when `trace=PATH` was given.
     public let trace: TraceFile?
 
+    /// Hypercall numbers whose conversations are announced as events, and where events go.
+    private let watching = Lock<(numbers: Set<UInt32>, emit: (@Sendable (String, JSONValue) -> Void)?)>(([], nil))
+
     /// Creates the recorder.
     /// - Parameter trace: the trace file, if any.
     public init(trace: TraceFile?) { self.trace = trace }
 
+    /// Where `PORTAL_HYPERCALL` events go (the control server's `emit`).
+    /// - Parameter emit: takes an event name and its data; any thread.
+    public func sendEvents(to emit: @escaping @Sendable (String, JSONValue) -> Void) {
+        watching.withLock { $0.emit = emit }
+    }
+
+    /// Starts or stops announcing the conversations hypercall `number` starts.
+    /// - Parameters:
+    ///   - number: the hypercall number (low 32 bits).
+    ///   - enabled: whether to announce them.
+    /// - Returns: every number watched now, in increasing order.
+    public func watch(_ number: UInt32, enabled: Bool) -> [UInt32] {
+        watching.withLock { state in
+            if enabled { state.numbers.insert(number) } else { state.numbers.remove(number) }
+            return state.numbers.sorted()
+        }
+    }
+
     public func conversationStarted(at site: TrapSite) {
         stats.conversationStarted()
         trace?.conversationStarted(at: site)
+        let emit = watching.withLock { $0.numbers.contains(site.number.rawValue) ? $0.emit : nil }
+        emit?("PORTAL_HYPERCALL", .object([
+            ("hypercall", .int(Int64(site.number.rawValue))), ("vcpu", .int(Int64(site.vcpu))),
+            ("region", .uint64(site.regionAddress)),
+        ]))
     }
 
     public func conversationEnded(at site: TrapSite, failure: PortalError?) {

@@ -210,9 +210,16 @@ extension Portalctl {
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "The event name (e.g. PORTAL_HYPERCALL), or 'all'.") var event: String
         @Option(name: .long, help: "Exit after this many events.") var count: Int?
+        @Option(name: .long, help: "First ask for PORTAL_HYPERCALL events of this hypercall number (watch-hypercall).")
+        var hypercall: Number?
 
         func run() throws {
             try options.run { connection in
+                if let hypercall {
+                    _ = try connection.execute("watch-hypercall", [("hypercall", .uint64(hypercall.value))])
+                }
+                print("watching \(event) events")
+                fflush(nil)   // a script may wait for this line before making the guest act
                 var seen = 0
                 while count.map({ seen < $0 }) ?? true {
                     let message = try connection.nextEvent()

@@ -15,7 +15,7 @@ import Testing
         let server = ControlServer(path: path, engine: engine, version: (0, 1, 0, "portal test"), logger: logger) {
             StandardCommands.make(engine: engine, info: PortalInfo(version: "0.1.0", emulator: "test",
                                                                    architecture: "x86_64", vcpus: 1),
-                                  stats: nil, requests: $0)
+                                  recorder: nil, requests: $0)
         }
         try server.start()
         return (server, TinyGuest(engine: engine))
@@ -43,7 +43,7 @@ import Testing
         client.send(#"{"execute":"qmp_capabilities"}"#)
         #expect(try client.line() == #"{"return":{}}"#)
         client.send(#"{"execute":"query-commands","id":{"nested":[1,2]}}"#)
-        #expect(try client.line() == #"{"return":[{"name":"qmp_capabilities"},{"name":"query-commands"},{"name":"query-portal"},{"name":"guest-memory-read"},{"name":"guest-memory-read-string"},{"name":"guest-memory-write"},{"name":"guest-get-time"}],"id":{"nested":[1,2]}}"#)
+        #expect(try client.line() == #"{"return":[{"name":"qmp_capabilities"},{"name":"query-commands"},{"name":"query-portal"},{"name":"query-stats"},{"name":"watch-hypercall"},{"name":"guest-memory-read"},{"name":"guest-memory-read-string"},{"name":"guest-memory-write"},{"name":"guest-get-time"}],"id":{"nested":[1,2]}}"#)
         // Two messages in one write, one split across two writes.
         client.send(#"{"execute":"nope","id":1}  {"execute":"query-portal","arguments":{"x":1},"id":2}{"execute":"#)
         #expect(try client.line() == #"{"error":{"class":"CommandNotFound","desc":"The command nope has not been found"},"id":1}"#)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from qemu.qmp import ExecuteError, QMPClient
+from qemu.qmp import EventListener, ExecuteError, QMPClient
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -28,7 +28,7 @@ GUESTS = os.path.join(ROOT, "Tests", "guests", "build", "x86_64")
 CONTRACT_PAGE = 0x101000
 STOP_WORD = CONTRACT_PAGE + 24
 CONTRACT_BYTES = "1122334455667788" + b"portal-contract\0".hex()
-COMMANDS = ["qmp_capabilities", "query-commands", "query-portal", "query-stats", "guest-memory-read",
+COMMANDS = ["qmp_capabilities", "query-commands", "query-portal", "query-stats", "watch-hypercall", "guest-memory-read",
             "guest-memory-read-string", "guest-memory-write", "guest-get-time"]
 
 results = {"passed": 0, "failed": 0}
@@ -258,6 +258,35 @@ def qmp_shell_test(python, path):
           f"status {run.returncode}, stdout {run.stdout!r}, stderr {run.stderr!r}")
 
 
+async def event_tests(path, portalctl):
+    """watch-hypercall: each interrupt conversation announced as a PORTAL_HYPERCALL event."""
+    qmp = QMPClient("events")
+    await qmp.connect(path)
+    listener = EventListener()
+    with qmp.listen(listener):
+        expect_equal("watch-hypercall", await qmp.execute("watch-hypercall", {"hypercall": 0x7902}),
+                     {"watching": [0x7902]})
+        watcher = None
+        if portalctl:
+            watcher = subprocess.Popen([portalctl, "watch", "PORTAL_HYPERCALL", "--count", "1", "--json",
+                                        "--socket", path], stdout=subprocess.PIPE, text=True)
+            expect_equal("portalctl-watch-ready", watcher.stdout.readline(), "watching PORTAL_HYPERCALL events\n")
+        await qmp.execute("guest-memory-read", {"address": CONTRACT_PAGE, "size": 1})
+        event = await asyncio.wait_for(listener.get(), 20)
+        data = dict(event["data"])
+        check("qemu.qmp-event", event["event"] == "PORTAL_HYPERCALL" and data.pop("region") > 0
+              and data == {"hypercall": 0x7902, "vcpu": 0}
+              and sorted(event["timestamp"]) == ["microseconds", "seconds"]
+              and abs(event["timestamp"]["seconds"] - time.time()) < 60, event)
+        if watcher:
+            line = json.loads(watcher.stdout.readline())
+            expect_equal("portalctl-watch", (line["event"], line["data"]["hypercall"], watcher.wait(20)),
+                         ("PORTAL_HYPERCALL", 0x7902, 0))
+        expect_equal("watch-hypercall-off", await qmp.execute("watch-hypercall", {"hypercall": 0x7902, "enable": False}),
+                     {"watching": []})
+    await qmp.disconnect()
+
+
 def trace_tests(path, trace_path):
     """The trace's lines, exactly (times and latencies aside), and query-stats agreeing with them."""
     # The last reply went out inside its interrupt conversation, which ends
@@ -329,6 +358,7 @@ def main():
         import mcp_tests  # beside this file
         mcp_tests.run(args.portalctl, guest.socket_path, check, expect_equal)
 
+    asyncio.run(event_tests(guest.socket_path, args.portalctl))
     trace_tests(guest.socket_path, trace_path)
 
     # Writing the stop word ends the guest; the socket goes with the plugin.
