@@ -110,13 +110,13 @@ FUZZ_TEST_SEED ?= 1
 FUZZ_SKIP ?=
 
 asan-lib: setup
-	swift build --sanitize=address --scratch-path .build-asan
+	swift build --sanitize=address --scratch-path .build-asan --product portal
 
 tsan-lib: setup
-	swift build --sanitize=thread --scratch-path .build-tsan-lib
+	swift build --sanitize=thread --scratch-path .build-tsan-lib --product portal
 
 fuzz-lib: setup
-	swift build --sanitize=address --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
+	swift build --sanitize=address --scratch-path .build-fuzz --product portal -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 
 # libFuzzer on the real library through the plugin ABI, for FUZZ_SECONDS.
 fuzz: debug fuzz-lib
