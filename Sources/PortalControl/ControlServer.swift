@@ -4,8 +4,9 @@ import Glibc
 import PortalEngine
 import Synchronization
 
-/// Why the control socket could not be opened; the text names the path and the reason.
-public struct ControlSocketError: Error, Equatable, Sendable, CustomStringConvertible {
+/// Why the control socket or the trace file could not be set up; the text
+/// names the path and the reason.
+public struct ControlSetupError: Error, Equatable, Sendable, CustomStringConvertible {
     /// One line saying what is wrong.
     public let message: String
 
@@ -109,14 +110,14 @@ public final class ControlServer: @unchecked Sendable {
     /// An existing socket at `path` that nobody listens on (left by a
     /// process that died) is replaced; any other file, or a socket some
     /// process is listening on, is left alone and refused.
-    /// - Throws: `ControlSocketError` saying why the socket cannot be used.
-    public func start() throws(ControlSocketError) {
+    /// - Throws: `ControlSetupError` saying why the socket cannot be used.
+    public func start() throws(ControlSetupError) {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         guard !pathBytes.isEmpty, pathBytes.count < capacity, !pathBytes.contains(0) else {
-            throw ControlSocketError(message: "'\(path)' cannot name a Unix socket: expected 1 to \(capacity - 1) bytes without NUL")
+            throw ControlSetupError(message: "'\(path)' cannot name a Unix socket: expected 1 to \(capacity - 1) bytes without NUL")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: pathBytes)
@@ -124,7 +125,7 @@ public final class ControlServer: @unchecked Sendable {
         try refuseExisting(address)
 
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw ControlSocketError(message: "cannot create a socket for '\(path)': \(errorText())") }
+        guard fd >= 0 else { throw ControlSetupError(message: "cannot create a socket for '\(path)': \(errorText())") }
         // The file bind creates takes the socket inode's mode (less the
         // umask): 0600 from the start, no window where others may connect.
         fchmod(fd, 0o600)
@@ -136,14 +137,14 @@ public final class ControlServer: @unchecked Sendable {
         guard bound == 0 else {
             let reason = errorText()
             close(fd)
-            throw ControlSocketError(message: "cannot create the control socket '\(path)': \(reason)")
+            throw ControlSetupError(message: "cannot create the control socket '\(path)': \(reason)")
         }
         chmod(path, 0o600)
         guard listen(fd, 16) == 0 else {
             let reason = errorText()
             close(fd)
             unlink(path)
-            throw ControlSocketError(message: "cannot listen on '\(path)': \(reason)")
+            throw ControlSetupError(message: "cannot listen on '\(path)': \(reason)")
         }
         var info = stat()
         if lstat(path, &info) == 0 { socketIdentity = (UInt(info.st_dev), UInt(info.st_ino)) }
@@ -152,7 +153,7 @@ public final class ControlServer: @unchecked Sendable {
             let reason = errorText()
             close(fd)
             unlink(path)
-            throw ControlSocketError(message: "cannot create the control thread's wake-up pipe: \(reason)")
+            throw ControlSetupError(message: "cannot create the control thread's wake-up pipe: \(reason)")
         }
         listener = fd
         (wakeRead, wakeWrite) = (pipeEnds[0], pipeEnds[1])
@@ -168,21 +169,21 @@ public final class ControlServer: @unchecked Sendable {
         guard status == 0 else {
             Unmanaged<ControlServer>.fromOpaque(context).release()
             closeEverything()
-            throw ControlSocketError(message: "cannot start the control thread: \(String(cString: strerror(status)))")
+            throw ControlSetupError(message: "cannot start the control thread: \(String(cString: strerror(status)))")
         }
         thread = created
         logger.info("control: listening on \(path)")
     }
 
     /// Refuses a path that holds anything but a dead socket; removes a dead one.
-    private func refuseExisting(_ address: sockaddr_un) throws(ControlSocketError) {
+    private func refuseExisting(_ address: sockaddr_un) throws(ControlSetupError) {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
-            throw ControlSocketError(message: "'\(path)' exists and is not a socket; refusing to replace it")
+            throw ControlSetupError(message: "'\(path)' exists and is not a socket; refusing to replace it")
         }
         let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { throw ControlSocketError(message: "cannot probe '\(path)': \(errorText())") }
+        guard probe >= 0 else { throw ControlSetupError(message: "cannot probe '\(path)': \(errorText())") }
         defer { close(probe) }
         var target = address
         let connected = withUnsafePointer(to: &target) {
@@ -191,11 +192,11 @@ public final class ControlServer: @unchecked Sendable {
             }
         }
         if connected == 0 || errno == EAGAIN {
-            throw ControlSocketError(message: "'\(path)' is a live socket another process is listening on; refusing to take it over")
+            throw ControlSetupError(message: "'\(path)' is a live socket another process is listening on; refusing to take it over")
         }
         // Nobody listens: a socket left behind by a process that ended.
         guard unlink(path) == 0 else {
-            throw ControlSocketError(message: "cannot remove the stale socket '\(path)': \(errorText())")
+            throw ControlSetupError(message: "cannot remove the stale socket '\(path)': \(errorText())")
         }
     }
 
@@ -452,13 +453,11 @@ public final class ControlServer: @unchecked Sendable {
         case .guest(let work):
             let request = GuestRequest(connectionID: connection.id, requestID: id, command: name, work: work,
                                        now: monotonicNanoseconds())
-            connection.pending.append(request)
-            if !requests.submit(request) {
-                connection.pending.removeLast()
-                _ = request.abandon()
-                reply(to: connection, id: id, .failure(QMPError(
-                    "\(name): the request could not be queued for the guest (see the plugin's log)")))
+            if let refusal = requests.submit(request) {
+                reply(to: connection, id: id, .failure(QMPError("\(name): \(refusal)")))
+                return
             }
+            connection.pending.append(request)
         }
     }
 

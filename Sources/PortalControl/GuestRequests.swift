@@ -59,6 +59,12 @@ public final class GuestRequest: Sendable {
     /// result is dropped).
     func finish() -> Bool { move(from: .running, to: .finished) }
 
+    /// Whether the client gave up on it or left.
+    var isAbandoned: Bool { state.load(ordering: .acquiring) == State.abandoned.rawValue }
+
+    /// Whether it still waits for the guest.
+    var isWaiting: Bool { state.load(ordering: .acquiring) == State.waiting.rawValue }
+
     /// The client gave up or left. Returns the state it was abandoned in,
     /// or nil if it had finished already.
     func abandon() -> State? {
@@ -104,15 +110,34 @@ public final class GuestRequestQueue: Sendable {
         engine.unregisterInterrupt(Self.interruptName)
     }
 
-    /// Requests waiting for the guest's next interrupt conversation.
-    public var waitingCount: Int { queue.withLock { $0.count } }
+    /// Requests that may wait for the guest at once: a guest that never
+    /// runs its interrupt conversation must not let clients grow the queue
+    /// without bound.
+    public static let limit = 1024
+
+    /// Requests waiting for the guest's next interrupt conversation (not
+    /// those whose client gave up).
+    public var waitingCount: Int { queue.withLock { $0.lazy.filter(\.isWaiting).count } }
 
     /// Queues `request` for the guest's next interrupt conversation.
+    /// Requests abandoned meanwhile are dropped from the queue first.
     /// - Parameter request: the request.
-    /// - Returns: false if the engine refused to queue the interrupt.
-    func submit(_ request: GuestRequest) -> Bool {
-        queue.withLock { $0.append(request) }
-        return engine.queueInterrupt(Self.interruptName)
+    /// - Returns: nil if queued, else why not.
+    func submit(_ request: GuestRequest) -> String? {
+        let queued = queue.withLock { queue -> Bool in
+            queue.removeAll(where: \.isAbandoned)
+            guard queue.count < Self.limit else { return false }
+            queue.append(request)
+            return true
+        }
+        guard queued else {
+            return "\(Self.limit) requests are already waiting for the guest's interrupt conversation; try again later"
+        }
+        guard engine.queueInterrupt(Self.interruptName) else {
+            _ = request.abandon()
+            return "the request could not be queued for the guest (see the plugin's log)"
+        }
+        return nil
     }
 
     private func takeNext() -> GuestRequest? {

@@ -117,11 +117,11 @@ public final class TraceFile: Sendable {
     /// - Parameters:
     ///   - path: the file.
     ///   - ops: the op table, for op names.
-    /// - Throws: `ControlSocketError` (the file's path and strerror's text) if it cannot be opened.
-    public init(path: String, ops: OpTable) throws(ControlSocketError) {
+    /// - Throws: `ControlSetupError` (the file's path and strerror's text) if it cannot be opened.
+    public init(path: String, ops: OpTable) throws(ControlSetupError) {
         descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw ControlSocketError(message: "cannot open the trace file '\(path)': \(errorText())")
+            throw ControlSetupError(message: "cannot open the trace file '\(path)': \(errorText())")
         }
         self.ops = ops
     }

@@ -97,6 +97,21 @@ import Testing
         #expect(try client.line() == #"{"return":{"address":0,"size":1,"hex":"00"},"id":2}"#)
     }
 
+    @Test func waitingRequestsAreBounded() throws {
+        let (server, guest) = try Self.makeServer("bounded")
+        defer { server.stop() }
+        let client = try TestClient(path: server.path)
+        try client.negotiate()
+        client.send((0...GuestRequestQueue.limit).map { #"{"execute":"guest-get-time","id":\#($0)}"# }.joined())
+        #expect(try client.line() == "{\"error\":{\"class\":\"GenericError\",\"desc\":\"guest-get-time: 1024 requests are already waiting for the guest's interrupt conversation; try again later\"},\"id\":1024}")
+        #expect(server.waitingRequests == GuestRequestQueue.limit)
+        // One window serves them all, in order.
+        Self.waitForFlag(guest)
+        #expect(guest.interruptConversation() == Array(repeating: 17, count: GuestRequestQueue.limit))
+        #expect(try client.line() == #"{"return":123456789,"id":0}"#)
+        #expect(server.waitingRequests == 0)
+    }
+
     @Test func malformedAndOversizedKeepTheConnection() throws {
         let (server, _) = try Self.makeServer("malformed")
         defer { server.stop() }
@@ -126,12 +141,12 @@ import Testing
         let logger = PortalLogger(level: .off) { _ in }
         let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64, logger: logger)
         let onPlain = ControlServer(path: plain, engine: engine, version: (0, 1, 0, "t"), logger: logger) { _ in [] }
-        #expect(throws: ControlSocketError(message: "'\(plain)' exists and is not a socket; refusing to replace it")) {
+        #expect(throws: ControlSetupError(message: "'\(plain)' exists and is not a socket; refusing to replace it")) {
             try onPlain.start()
         }
         let (live, _) = try Self.makeServer("live")
         let second = ControlServer(path: live.path, engine: engine, version: (0, 1, 0, "t"), logger: logger) { _ in [] }
-        #expect(throws: ControlSocketError(message: "'\(live.path)' is a live socket another process is listening on; refusing to take it over")) {
+        #expect(throws: ControlSetupError(message: "'\(live.path)' is a live socket another process is listening on; refusing to take it over")) {
             try second.start()
         }
         var info = stat()
