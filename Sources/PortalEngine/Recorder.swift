@@ -31,8 +31,9 @@ public struct RoundTrip: Sendable {
     public var site: TrapSite
     /// The op sent.
     public var op: UInt32
-    /// The command's address and size, as sent.
+    /// The command's address, masked to the guest's width.
     public var address: UInt64
+    /// The command's size as the work gave it (the engine clamps it when writing).
     public var size: Int64
     /// The guest's answer.
     public var response: ResponseCode
