@@ -49,13 +49,21 @@ final class TinyGuest: @unchecked Sendable {
     /// - Returns: the commands served (op numbers).
     @discardableResult
     func interruptConversation() -> [UInt32] {
+        conversation(HypercallNumber.portalInterrupt.rawValue, arg1: TinyGuest.flag)
+    }
+
+    /// One conversation on hypercall `number`, serving each command until
+    /// NONE, or until `limit` commands were served (the guest then leaves
+    /// the conversation unfinished).
+    /// - Returns: the commands served (op numbers).
+    @discardableResult
+    func conversation(_ number: UInt32, arg1: UInt64 = 0, limit: Int = .max) -> [UInt32] {
         let region = Int(TinyGuest.region)
         for offset in 0..<24 { bytes[region + offset] = 0 }
         var served: [UInt32] = []
         var answer: UInt64 = 0
-        while true {
-            _ = trap(Hypercall(number: UInt64(HypercallNumber.portalInterrupt.rawValue), arg1: TinyGuest.flag,
-                               arg3: TinyGuest.region, arg4: answer))
+        while served.count < limit {
+            _ = trap(Hypercall(number: UInt64(number), arg1: arg1, arg3: TinyGuest.region, arg4: answer))
             let op = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: region, as: UInt32.self) }
             if op == 0 { return served }
             served.append(op)
@@ -96,6 +104,7 @@ final class TinyGuest: @unchecked Sendable {
             store32(code, region)
             answer = UInt64(code)
         }
+        return served
     }
 }
 
