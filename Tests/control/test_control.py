@@ -22,6 +22,8 @@ import time
 
 from qemu.qmp import EventListener, ExecuteError, QMPClient
 
+sys.dont_write_bytecode = True   # the helper modules beside this file leave no __pycache__
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GUESTS = os.path.join(ROOT, "Tests", "guests", "build", "x86_64")
