@@ -35,7 +35,7 @@ SWIFT_LINK := -Xlinker -soname=libportal.so
 # claim. Debug builds and `swift test` keep every check.
 SWIFT_RELEASE := -Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build test-control clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -93,7 +93,7 @@ demo: release demo-module-release qemu guests
 	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),load=$(CURDIR)/$(RELEASE_DEMO),module_arg=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-control test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
@@ -134,6 +134,13 @@ test-linux: debug qemu linux
 test-linux-arm64: debug qemu linux-arm64
 	LINUX_ARCH=arm64 Tests/guests/linux/test.sh $(DEBUG_LIB)
 
+# The control socket (control=PATH) in real QEMU: the unmodified qemu.qmp
+# client and qmp-shell (PyPI, in a private venv), raw sockets and portalctl
+# against the x86_64 control guests.
+test-control: debug qemu guests
+	python=$$(scripts/python-env.sh) && $$python Tests/control/test_control.py \
+	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl
+
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings
 # are `make bench`'s business).
@@ -171,13 +178,13 @@ FUZZ_TEST_SEED ?= 1
 FUZZ_SKIP ?=
 
 asan-lib: setup
-	swift build --sanitize=address --scratch-path .build-asan $(SWIFT_LINK)
+	swift build --sanitize=address --scratch-path .build-asan --product portal $(SWIFT_LINK)
 
 tsan-lib: setup
-	swift build --sanitize=thread --scratch-path .build-tsan-lib $(SWIFT_LINK)
+	swift build --sanitize=thread --scratch-path .build-tsan-lib --product portal $(SWIFT_LINK)
 
 fuzz-lib: setup
-	swift build --sanitize=address --scratch-path .build-fuzz $(SWIFT_LINK) -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
+	swift build --sanitize=address --scratch-path .build-fuzz --product portal $(SWIFT_LINK) -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 
 # libFuzzer on the real library through the plugin ABI, for FUZZ_SECONDS.
 fuzz: debug demo-module fuzz-lib

@@ -11,6 +11,11 @@ let package = Package(
         // load=PATH): declares the API version the module is built for.
         .library(name: "PortalAnalysisModule", targets: ["PortalAnalysisModule"]),
         .library(name: "PortalOperations", targets: ["PortalOperations"]),
+        .executable(name: "portalctl", targets: ["portalctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
     ],
     targets: [
         // The protocol and the conversation engine: pure Swift, no emulator, no C.
@@ -27,7 +32,20 @@ let package = Package(
         .systemLibrary(name: "CGLib", pkgConfig: "glib-2.0",
                        providers: [.apt(["libglib2.0-dev"])]),
         // The plugin: adapts each emulator ABI to the engine, and the C API.
-        .target(name: "Portal", dependencies: ["PortalEngine", "PortalOperations", "CPortalShim"]),
+        .target(name: "Portal", dependencies: ["PortalEngine", "PortalOperations", "PortalControl", "CPortalShim"]),
+        // The control plane: a QMP server on a Unix socket whose commands
+        // run as engine interrupt work (no emulator specifics, no Foundation).
+        .target(name: "PortalControl", dependencies: ["PortalEngine"]),
+        // Capstone for `portalctl dis` (scripts/setup.sh installs libcapstone-dev).
+        .systemLibrary(name: "CCapstone", pkgConfig: "capstone",
+                       providers: [.apt(["libcapstone-dev"])]),
+        // The command-line client of the control socket.
+        .executableTarget(name: "portalctl", dependencies: [
+            "PortalControl", "CCapstone",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "MCP", package: "swift-sdk"),
+        ]),
+        .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine"]),
         // The exported portal_analysis_api_version of a Swift analysis module.
         .target(name: "PortalAnalysisModule"),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),

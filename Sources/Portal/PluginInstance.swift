@@ -1,4 +1,5 @@
 import CPortalShim
+import PortalControl
 import PortalEngine
 import Synchronization
 
@@ -10,6 +11,9 @@ struct LoadedModule: @unchecked Sendable {
     /// Its entry points; the library handle stays open (modules.c says why).
     let module: portal_module
 }
+
+/// The plugin's version, as `query-portal` and the control socket's greeting report it.
+let pluginVersion = (major: 0, minor: 1, micro: 0)
 
 /// Everything one load of the plugin owns: the engine, its vCPUs and its log.
 /// Exactly one instance is current between init and uninit, whichever
@@ -24,15 +28,34 @@ final class PluginInstance: Sendable {
     let qemu: QemuFrontend?
     /// The analysis modules initialised so far, in load order.
     let modules = Lock<[LoadedModule]>([])
+    /// The control socket (`control=PATH`), started by `load` once the instance is current.
+    let control: ControlServer?
 
     init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink,
-         qemu: QemuFrontend? = nil) {
+         qemu: QemuFrontend? = nil, trace: TraceFile? = nil) {
         self.sink = sink
         self.qemu = qemu
+        // Statistics are kept only for someone who can ask for them (a
+        // control socket) or with a trace: otherwise the engine has no
+        // recorder and its round trips pay nothing.
+        let recorder = configuration.controlPath != nil || trace != nil ? ControlRecorder(trace: trace) : nil
         let engine = PortalEngine(configuration: configuration, layout: layout,
-                                  logger: sink.logger(level: configuration.logLevel))
+                                  logger: sink.logger(level: configuration.logLevel), recorder: recorder)
         self.engine = engine
         vcpus = BorrowedObjects((0..<vcpuCount).map { engine.makeVCPU(index: $0) })
+        control = configuration.controlPath.map { path in
+            let info = PortalInfo(
+                version: "\(pluginVersion.major).\(pluginVersion.minor).\(pluginVersion.micro)",
+                emulator: qemu == nil ? "panda" : "qemu", architecture: qemu?.target.name, vcpus: vcpuCount)
+            let server = ControlServer(
+                path: path, engine: engine,
+                version: (pluginVersion.major, pluginVersion.minor, pluginVersion.micro, "portal \(info.version)"),
+                logger: engine.logger
+            ) { requests in StandardCommands.make(engine: engine, info: info, recorder: recorder,
+                                                   requests: requests) }
+            recorder?.sendEvents { [weak server] name, data in server?.emit(event: name, data: data) }
+            return server
+        }
     }
 
     var logger: PortalLogger { engine.logger }
@@ -74,6 +97,7 @@ final class PluginInstance: Sendable {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
         let unloaded = instance.takeUnretainedValue()
         unloaded.exitModules()
+        unloaded.control?.stop()
         unloaded.engine.shutdown()
         if !vcpusMayRun { instance.release() }
     }
@@ -106,8 +130,17 @@ final class PluginInstance: Sendable {
                 return nil
             }
         }
+        var trace: TraceFile?
+        if let path = configuration.tracePath {
+            do {
+                trace = try TraceFile(path: path, ops: configuration.ops)
+            } catch {
+                sink.logger(level: .error).error("\(entryPoint): argument 'trace=\(path)': \(error)")
+                return nil
+            }
+        }
         let instance = PluginInstance(configuration: configuration, layout: layout, vcpuCount: vcpuCount,
-                                      sink: sink, qemu: qemu())
+                                      sink: sink, qemu: qemu(), trace: trace)
         guard install(instance) else {
             early.error("\(entryPoint): the plugin is already loaded: libportal.so (or an analysis module linked with it) was given to the emulator twice; give analysis modules to libportal.so with load=PATH")
             return nil
@@ -117,6 +150,15 @@ final class PluginInstance: Sendable {
         for request in configuration.modules {
             if let reason = instance.loadModule(request) {
                 instance.logger.error("\(entryPoint): load=\(request.path): \(reason)")
+                uninstall()
+                return nil
+            }
+        }
+        if let control = instance.control {
+            do {
+                try control.start()
+            } catch {
+                instance.logger.error("\(entryPoint): argument 'control=\(control.path)': \(error)")
                 uninstall()
                 return nil
             }

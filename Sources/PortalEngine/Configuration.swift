@@ -23,6 +23,10 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// Analysis modules to load (`load=PATH`, each followed by its `module_arg=`
     /// items), in the order given.
     public var modules: [AnalysisModuleRequest] = []
+    /// Path of the control socket (QMP) to listen on, if any.
+    public var controlPath: String? = nil
+    /// File that gets one JSON line per round trip and per conversation start and end.
+    public var tracePath: String? = nil
 
     public init() {}
 
@@ -34,7 +38,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     public static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "load", "module_arg",
+        "max_interrupts", "stale_after", "load", "module_arg", "control", "trace",
     ]
 
     /// Arguments that may be given more than once: each `load=` names one
@@ -100,6 +104,16 @@ public struct PortalConfiguration: Sendable, Equatable {
                         "an analysis module's argument must follow the load=PATH it belongs to")
                 }
                 configuration.modules[configuration.modules.count - 1].arguments.append(value)
+            case "control":
+                guard !value.isEmpty else {
+                    throw ArgumentError(argument: argument, message: "expected the path of the control socket")
+                }
+                configuration.controlPath = value
+            case "trace":
+                guard !value.isEmpty else {
+                    throw ArgumentError(argument: argument, message: "expected the path of the trace file")
+                }
+                configuration.tracePath = value
             case "ops":
                 let text: String
                 do {

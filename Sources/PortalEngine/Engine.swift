@@ -13,6 +13,10 @@ public final class PortalEngine: @unchecked Sendable {
     public let configuration: PortalConfiguration
     public let layout: GuestLayout
     public let logger: PortalLogger
+    /// Sees conversations and round trips (trace, statistics): the work of
+    /// each new conversation is wrapped in a `RecordedWork`, so the round
+    /// trip itself has no hook and costs the same with or without one.
+    public let recorder: (any PortalRecorder)?
 
     private let registeredRegionSize: Atomic<Int>
     private let opNumbers: OpNumbers
@@ -25,10 +29,12 @@ public final class PortalEngine: @unchecked Sendable {
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
 
-    package init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
+    package init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger,
+                recorder: (any PortalRecorder)? = nil) {
         self.configuration = configuration
         self.layout = layout
         self.logger = logger
+        self.recorder = recorder
         self.registeredRegionSize = Atomic(configuration.regionSize)
         self.opNumbers = OpNumbers(configuration.ops)
         self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
@@ -182,7 +188,7 @@ public final class PortalEngine: @unchecked Sendable {
         var call = call
         call.vcpu = vcpu.index
         call.arg3 = region
-        let work: any ConversationWork
+        var work: any ConversationWork
         var window: InterruptWindow? = nil
         if let attached {
             work = attached.make(call)
@@ -193,6 +199,7 @@ public final class PortalEngine: @unchecked Sendable {
             window = InterruptWindow(installBudget: configuration.installBudget)
             work = InterruptWindowWork(handlers: pending)
         }
+        if let recorder { work = RecordedWork(work, recorder: recorder) }
         let conversation = Conversation(call: call, engine: self, window: window, work: work)
         return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
                     isNew: true)

@@ -237,7 +237,7 @@ struct ConfigurationTests {
     @Test func everyArgument() throws {
         let configuration = try parse(
             ["log=debug", "log_file=/tmp/x.log", "region_size=0x3fe8", "install_budget=5", "ops=/t",
-             "max_conversations=10", "max_interrupts=3", "stale_after=77"],
+             "max_conversations=10", "max_interrupts=3", "stale_after=77", "control=/tmp/c.sock", "trace=/tmp/t.jsonl"],
             files: ["/t": "READ\nWRITE\n"])
         #expect(configuration.logLevel == .debug)
         #expect(configuration.logFile == "/tmp/x.log")
@@ -247,6 +247,8 @@ struct ConfigurationTests {
         #expect(configuration.maxConversations == 10)
         #expect(configuration.maxInterrupts == 3)
         #expect(configuration.staleAfter == 77)
+        #expect(configuration.controlPath == "/tmp/c.sock")
+        #expect(configuration.tracePath == "/tmp/t.jsonl")
     }
 
     /// `load=` repeats and keeps its order; each `module_arg=` belongs to the
@@ -272,7 +274,7 @@ struct ConfigurationTests {
 
     @Test func refusals() {
         #expect(throws: ArgumentError(argument: "colour=red", message:
-            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, load, module_arg")) {
+            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, load, module_arg, control, trace")) {
             try parse(["colour=red"])
         }
         #expect(throws: ArgumentError(argument: "verbose", message: "expected key=value")) {

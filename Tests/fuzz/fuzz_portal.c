@@ -18,7 +18,9 @@
  * finish, fail, send garbage commands and call the C API re-entrantly;
  * interrupt work queued at any time; uninit_plugin with live conversations;
  * init_plugin with arguments and op tables the input writes, and with an
- * emulator that describes an impossible guest.
+ * emulator that describes an impossible guest; and bytes from a client of
+ * the control socket (control=PATH: the QMP request framer and parser, the
+ * commands' argument checks, guest requests run as interrupt work).
  *
  * Besides what AddressSanitizer, UndefinedBehaviorSanitizer and
  * LeakSanitizer report, the target stops with a message when:
@@ -51,11 +53,14 @@
 #include "../harness/guest.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sanitizer/allocator_interface.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -127,7 +132,7 @@ static const int odd_cpu_indices[] = {-1, INT_MIN, INT_MAX, 16, 4096, 4097, 1 <<
 static char demo_load[8200];
 static const char *const variant_args[8][MAX_VARIANT_ARGS] = {
     {"log=off", "log_file=/dev/null", "demo=tour", "max_conversations=64", "max_interrupts=8",
-     "stale_after=16"},
+     "stale_after=16", "control=@CONTROL"},
     {"log=debug", "log_file=/dev/null", "demo=tour", "max_conversations=64", "max_interrupts=8",
      "stale_after=16", "install_budget=3"},
     {"log=off", "log_file=/dev/null", "demo=tour", "region_size=64", "max_conversations=4",
@@ -140,7 +145,7 @@ static const char *const variant_args[8][MAX_VARIANT_ARGS] = {
     {"log=warn", "log_file=/dev/null", "demo=tour", "region_size=16360", "max_conversations=64",
      "max_interrupts=8", "stale_after=16"},
     {"log=off", "log_file=/dev/null", "demo=tour", "max_conversations=64", "max_interrupts=8",
-     "stale_after=1000"},
+     "stale_after=1000", "control=@CONTROL"},
 };
 
 /* Op tables the guest module can use (FA_GUEST_OPS). */
@@ -161,6 +166,7 @@ typedef struct script_cmd {
 static struct {
     /* set once */
     char ops_path[4096];
+    char control_path[108];
     bool trace;
     bool skip_bench, skip_hugelen;
     uint8_t user_pattern[USER_PAGES * GUEST_PAGE_SIZE];
@@ -825,6 +831,7 @@ static void plugin_up(void)
     if (variant == 4 && fz.skip_bench)
         variant = 0;
     char ops_arg[4200];
+    char control_arg[160];
     for (int i = 0; i < MAX_VARIANT_ARGS && variant_args[variant][i]; i++) {
         const char *a = variant_args[variant][i];
         if (strcmp(a, "ops=@OPS") == 0) {
@@ -833,6 +840,10 @@ static void plugin_up(void)
         } else if (strcmp(a, "demo=tour") == 0 || strcmp(a, "demo=bench") == 0) {
             args[n++] = demo_load;
             a = strcmp(a, "demo=tour") == 0 ? "module_arg=tour" : "module_arg=bench";
+        }
+        if (strcmp(a, "control=@CONTROL") == 0) {
+            snprintf(control_arg, sizeof control_arg, "control=%s", fz.control_path);
+            a = control_arg;
         }
         args[n++] = a;
     }
@@ -1167,6 +1178,59 @@ static void do_boot(reader *r)
     guest_conv_free(c);
 }
 
+/* FA_CONTROL: a client of the control socket (argument variants 0 and 7)
+ * sends the input's bytes, after the greeting and (flags bit 0) the
+ * capability negotiation, then closes its sending side and reads until the
+ * server has answered everything and closed the connection. A server that
+ * does not answer within 5 s is a finding. Guest requests among the bytes
+ * wait as interrupt work: later traps of the input run them. */
+static void do_control(reader *r)
+{
+    uint8_t flags = r8(r);
+    uint16_t len = r16(r) % 2049;
+    uint8_t bytes[2048];
+    size_t got = 0;
+    while (got < len && !r_done(r))
+        bytes[got++] = r8(r);
+    if (fz.variant != 0 && fz.variant != 7)
+        return;
+    trace("  CONTROL flags %#x, %zu bytes\n", flags, got);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("control: socket: %s", strerror(errno));
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    snprintf(address.sun_path, sizeof address.sun_path, "%s", fz.control_path);
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        /* FA_INIT_ARGS may have loaded the plugin without a socket. */
+        close(fd);
+        return;
+    }
+    struct timeval wait = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    static const char negotiate[] = "{\"execute\":\"qmp_capabilities\"}";
+    if ((flags & 1) && send(fd, negotiate, sizeof negotiate - 1, MSG_NOSIGNAL) < 0)
+        die("control: send: %s", strerror(errno));
+    if (got > 0 && send(fd, bytes, got, MSG_NOSIGNAL) < 0)
+        die("control: send: %s", strerror(errno));
+    shutdown(fd, SHUT_WR);
+    char reply[65536];
+    for (;;) {
+        ssize_t n = recv(fd, reply, sizeof reply, 0);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == ECONNRESET)
+                break;
+            die("control: the server did not finish answering within 5 s: %s", strerror(errno));
+        }
+    }
+    close(fd);
+}
+
 static void run_action(reader *r)
 {
     uint8_t op = r8(r) % FA_COUNT;
@@ -1282,6 +1346,7 @@ static void run_action(reader *r)
         }
         plugin_up_custom(r);
         break;
+    case FA_CONTROL: do_control(r); break;
     case FA_COUNT: break;
     }
 }
@@ -1384,6 +1449,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("%s does not export the C API of portal.h", lib);
 
     write_ops_file(dir);
+    snprintf(fz.control_path, sizeof fz.control_path, "/tmp/portal-fuzz-control-%d.sock", (int)getpid());
     for (size_t i = 0; i < sizeof big_payload; i++)
         big_payload[i] = (uint8_t)(i * 131u + (i >> 9));
     for (size_t i = 0; i < sizeof fz.user_pattern; i++)

@@ -68,6 +68,7 @@ enum fz_action {
     FA_GUEST_OPS,      /* u8 table: the guest module's op numbering (0 standard, 1 older, 2 shuffled, 3 tiny) */
     FA_INIT_ARGS,      /* u8 keys, u8 lie, per key u32 value / u8 choice, [u8 n, n op-table lines]:
                         * uninit_plugin, then init_plugin with arguments the input chooses */
+    FA_CONTROL,        /* u8 flags, u16 len, len bytes: a client of the control socket sends them */
     FA_COUNT
 };
 

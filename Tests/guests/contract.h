@@ -283,6 +283,26 @@ static inline unsigned char contract_user_byte(unsigned long long a)
 #define CONTRACT_BENCH_ADDR(page)   (page)        /* the bench word: offset 0 */
 #define CONTRACT_PAGE_MAGIC         "portal-contract"
 
+/*
+ * The control guests (guest-control, guest-control-deaf), for the control
+ * socket's tests: after the boot sequence,
+ *  - guest-control prints "control: polling the interrupt flag" and then,
+ *    like the guest module's timer, runs a PORTAL_INTERRUPT conversation
+ *    (arg1 = &flag) every CONTRACT_CONTROL_SPIN idle loop iterations, until
+ *    the u32 at CONTRACT_PAGE_ADDR + CONTRACT_CONTROL_STOP_OFFSET (0 at boot)
+ *    is non-zero; it prints "control: stop word 0xV" and exits with the
+ *    usual summary (no other check).
+ *  - guest-control-deaf prints "control: not looking at the interrupt flag"
+ *    and spins without another trap until QEMU is stopped.
+ * Both link the symbol control_code: three known instructions (x86: mov
+ * eax, 0x1338; out 0x88, eax; ret; the hypercall sequences of the other
+ * architectures likewise) for the disassembly test.
+ */
+#define CONTRACT_CONTROL_STOP_OFFSET 24u
+#ifndef CONTRACT_CONTROL_SPIN
+#define CONTRACT_CONTROL_SPIN 20000u
+#endif
+
 /* The number of round trips the guest-bench binaries ask for (build.sh may
  * override it with -DBENCH_N=...). */
 #ifndef BENCH_N

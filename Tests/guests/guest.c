@@ -346,10 +346,11 @@ extern u8 __image_start[], __image_end[], __bss_start[], __bss_end[];
 struct contract_page {
     u64 bench_word;
     char magic[16];
+    u32 control_stop;     /* CONTRACT_CONTROL_STOP_OFFSET: the control guests poll it */
 };
 __attribute__((section(".contract"), aligned(4096), used))
-static const struct contract_page contract_page = {
-    CONTRACT_BENCH_WORD, CONTRACT_PAGE_MAGIC,
+static struct contract_page contract_page = {
+    CONTRACT_BENCH_WORD, CONTRACT_PAGE_MAGIC, 0,
 };
 
 /* Regions: a pool of pages used round-robin, one per conversation, so that
@@ -698,6 +699,52 @@ void guest_main(void)
     }
     check_eq("noplugin-reads", served_read - before, BENCH_N);
     check_eq("noplugin-sum", sum, CONTRACT_BENCH_WORD * (u64)BENCH_N);
+    finish();
+}
+
+#elif defined(GUEST_CONTROL) || defined(GUEST_CONTROL_DEAF)
+
+/* Known instructions for the control socket's disassembly test
+ * (contract.h, CONTROL_CODE). */
+#if defined(__x86_64__) || defined(__i386__)
+__asm__(".text\n.globl control_code\ncontrol_code:\n"
+        "movl $0x1338, %eax\noutl %eax, $0x88\nret\n");
+#elif defined(__riscv)
+__asm__(".text\n.globl control_code\ncontrol_code:\n"
+        "li a7, 0x1338\nxori x0, x0, 0\nret\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.globl control_code\ncontrol_code:\n"
+        "mov x8, #0x1338\nmsr S0_0_c5_c0_0, xzr\nret\n");
+#elif defined(__arm__)
+__asm__(".text\n.arm\n.globl control_code\ncontrol_code:\n"
+        "movw r7, #0x1338\nmcr p7, 0, r0, c0, c0, 0\nbx lr\n");
+#endif
+
+void guest_main(void)
+{
+    boot();
+    /* guest-control, like the guest module's timer: an interrupt
+     * conversation now and then (the host can raise the flag only while the
+     * guest traps), until the host writes a non-zero stop word into the
+     * contract page. guest-control-deaf never traps again and never looks
+     * at the flag: requests to it must time out. */
+#if defined(GUEST_CONTROL)
+    print("control: polling the interrupt flag\n");
+#else
+    print("control: not looking at the interrupt flag\n");
+#endif
+    u32 before = irq_conversations;
+    while (*(volatile u32 *)&contract_page.control_stop == 0) {
+#if defined(GUEST_CONTROL)
+        (void)igloo_portal(CONTRACT_HC_PORTAL_INTERRUPT, (ureg)&irq_flag, 0);
+#endif
+        for (volatile u32 i = 0; i < CONTRACT_CONTROL_SPIN; i++) {
+        }
+    }
+    print("control: stop word ");
+    print_hex(*(volatile u32 *)&contract_page.control_stop);
+    print("\n");
+    check_eq("control-no-nested-interrupts", irq_conversations - before, 0);
     finish();
 }
 

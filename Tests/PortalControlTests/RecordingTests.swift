@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import PortalControl
+import PortalEngine
+import Testing
+
+/// The recorder behind `query-stats` and `trace=PATH`, driven by a `TinyGuest`.
+struct RecordingTests {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String { "no such thing" }
+    }
+
+    @Test func statisticsAndTraceOfFailedReclaimedAndFinishedConversations() throws {
+        let path = "/tmp/portal-recording-test-\(getpid()).jsonl"
+        defer { unlink(path) }
+        let recorder = ControlRecorder(trace: try TraceFile(path: path, ops: .standard))
+        let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64,
+                                  logger: PortalLogger(level: .off) { _ in }, recorder: recorder)
+        let guest = TinyGuest(engine: engine)
+        engine.attach(HypercallNumber(rawValue: 0x1338)) { guest in
+            let bytes = try await guest.readBytes(at: 0x100, count: 4)
+            if guest.call.arg1 == 1 { throw Failure() }
+            if guest.call.arg1 == 2 { return 7 }
+            try await guest.write([9], at: 0x200)
+            _ = try await guest.readBytes(at: 0x7ffff, count: 2)   // READ_FAIL
+            return UInt64(bytes.count)
+        }
+        guest.conversation(0x1338)                 // READ, WRITE, READ: fails at the READ_FAIL
+        guest.conversation(0x1338, arg1: 1)        // READ, then the handler throws
+        guest.conversation(0x1338, limit: 1)       // a READ the guest never answers: it leaves ...
+        guest.conversation(0x1338)                 // ... and starts anew on the page: reclaimed
+        guest.conversation(0x1338, arg1: 2)        // READ, finished
+        let stats = recorder.stats.snapshot(ops: .standard)
+        #expect(stats["round-trips"] == .int(8))
+        #expect(stats["ops"] == .object([("READ", .int(6)), ("WRITE", .int(2))]))
+        #expect(stats["responses"] == .object([("READ_OK", .int(4)), ("READ_FAIL", .int(2)), ("WRITE_OK", .int(2))]))
+        #expect(stats["conversations"] == .object([("started", .int(5)), ("ended", .int(1)), ("failed", .int(3)),
+                                                   ("reclaimed", .int(1))]))
+        let latency = try #require(stats["latency-ns"])
+        #expect(latency["p50"]!.uint64Value! <= latency["p99"]!.uint64Value!)
+        #expect(latency["p99"]!.uint64Value! <= latency["max"]!.uint64Value!)
+
+        let file = fopen(path, "r")
+        defer { fclose(file) }
+        var lines: [String] = []
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, 4096, file) != nil {
+            var line = String(cString: buffer)
+            line.removeLast()
+            // Times and latencies vary: cut them out.
+            line = line.replacing(/"time":[0-9]+,/, with: "").replacing(/,"ns":[0-9]+/, with: "")
+            lines.append(line)
+        }
+        let site = #""vcpu":0,"hypercall":4920,"region":32768"#
+        #expect(lines == [
+            #"{"event":"conversation-start",\#(site)}"#,
+            #"{"event":"round-trip",\#(site),"op":"READ","address":256,"size":4,"response":"READ_OK","payload":4}"#,
+            #"{"event":"round-trip",\#(site),"op":"WRITE","address":512,"size":1,"response":"WRITE_OK","payload":0}"#,
+            #"{"event":"round-trip",\#(site),"op":"READ","address":524287,"size":2,"response":"READ_FAIL","payload":0}"#,
+            #"{"event":"conversation-end",\#(site),"outcome":"failed","reason":"the work failed: reading 2 bytes at 0x7ffff stopped after 0 bytes (READ_FAIL)"}"#,
+            #"{"event":"conversation-start",\#(site)}"#,
+            #"{"event":"round-trip",\#(site),"op":"READ","address":256,"size":4,"response":"READ_OK","payload":4}"#,
+            #"{"event":"conversation-end",\#(site),"outcome":"failed","reason":"the work failed: no such thing"}"#,
+            #"{"event":"conversation-start",\#(site)}"#,
+            #"{"event":"conversation-end",\#(site),"outcome":"reclaimed","reason":"the guest started a new conversation on this region; the unfinished one was dropped"}"#,
+            #"{"event":"conversation-start",\#(site)}"#,
+            #"{"event":"round-trip",\#(site),"op":"READ","address":256,"size":4,"response":"READ_OK","payload":4}"#,
+            #"{"event":"round-trip",\#(site),"op":"WRITE","address":512,"size":1,"response":"WRITE_OK","payload":0}"#,
+            #"{"event":"round-trip",\#(site),"op":"READ","address":524287,"size":2,"response":"READ_FAIL","payload":0}"#,
+            #"{"event":"conversation-end",\#(site),"outcome":"failed","reason":"the work failed: reading 2 bytes at 0x7ffff stopped after 0 bytes (READ_FAIL)"}"#,
+            #"{"event":"conversation-start",\#(site)}"#,
+            #"{"event":"round-trip",\#(site),"op":"READ","address":256,"size":4,"response":"READ_OK","payload":4}"#,
+            #"{"event":"conversation-end",\#(site),"outcome":"finished"}"#,
+        ])
+    }
+}
