@@ -100,9 +100,7 @@ public final class GuestRequestQueue: Sendable {
     /// - Parameter engine: the engine whose interrupt conversations run the requests.
     init(engine: PortalEngine) {
         self.engine = engine
-        engine.registerInterrupt(Self.interruptName) { [self] guest in
-            try await runWaiting(guest)
-        }
+        engine.registerInterrupt(Self.interruptName) { guest in try await self.runWaiting(guest) }
     }
 
     /// Removes the interrupt handler (at unload).
