@@ -143,6 +143,9 @@ public final class PortalEngine: @unchecked Sendable {
         let site = TrapSite(number: number, vcpu: vcpu.index, regionAddress: region)
 
         let outcome = serve(call, number: number, region: region, site: site, vcpu: vcpu, memory: memory)
+        // The command is written: a scratch buffer replaced during this trap
+        // can go (the answer the work read may have lain in it).
+        vcpu.endTrap()
         // Interrupt work queued before or during this trap is announced now,
         // and again at every trap until the guest runs the interrupt conversation.
         if interrupts.hasPending { setFlag(1, memory: memory) }

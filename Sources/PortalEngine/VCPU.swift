@@ -4,6 +4,12 @@ public final class VCPU: @unchecked Sendable {
     /// Header and payload of the region being written or read: every round
     /// trip goes through it, so none allocates.
     private var scratch: UnsafeMutableRawBufferPointer
+    /// The buffer `scratch` replaced when the guest registered a larger
+    /// region size during this trap. A work's step may still point into it
+    /// (a C step may send `response->data` back as its next command's
+    /// payload), so it lives until the trap is over: freed by
+    /// `endTrap`, never before the command has been encoded.
+    private var retiredScratch: UnsafeMutableRawBufferPointer?
     /// Conversations this vCPU served recently, by a hash of their region
     /// address. A conversation usually stays on one vCPU, so this skips the
     /// shared table (its lock and its hashing) on almost every trap, for a
@@ -25,6 +31,7 @@ public final class VCPU: @unchecked Sendable {
     }
 
     deinit {
+        retiredScratch?.deallocate()
         scratch.deallocate()
         recent.deinitialize(count: Self.recentSlots)
         recent.deallocate()
@@ -51,14 +58,31 @@ public final class VCPU: @unchecked Sendable {
         if recent[slot] === conversation { recent[slot] = nil }
     }
 
-    /// A buffer for a header and `payloadSize` payload bytes.
+    /// A buffer for a header and `payloadSize` payload bytes. Growing it
+    /// keeps the old one alive until `endTrap`: the answer the work is
+    /// looking at may lie in it.
     @inline(__always)
     func scratch(payloadSize: Int) -> UnsafeMutableRawBufferPointer {
         let needed = RegionHeader.size + payloadSize
-        if scratch.count < needed {
-            scratch.deallocate()
-            scratch = .allocate(byteCount: needed, alignment: 16)
-        }
+        if scratch.count < needed { grow(to: needed) }
         return scratch
+    }
+
+    @inline(never)
+    private func grow(to needed: Int) {
+        // At most one answer is read per trap, so at most one buffer the work
+        // may reference is retired; an earlier retired one is unreachable.
+        retiredScratch?.deallocate()
+        retiredScratch = scratch
+        scratch = .allocate(byteCount: needed, alignment: 16)
+    }
+
+    /// The trap is over: no work can reference a retired buffer any more.
+    @inline(__always)
+    func endTrap() {
+        if let retired = retiredScratch {
+            retired.deallocate()
+            retiredScratch = nil
+        }
     }
 }
