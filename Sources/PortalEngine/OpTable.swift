@@ -104,7 +104,8 @@ public struct OpTable: Sendable, Equatable {
             }
             var name = String(decoding: nameBytes, as: UTF8.self).uppercased()
             if name.hasPrefix("HYPER_OP_") { name.removeFirst(9) }
-            guard !name.isEmpty else {
+            // What follows the prefix must be an identifier too ("HYPER_OP_7UP").
+            guard Self.isIdentifier(name.utf8[...]) else {
                 throw OpTableError(line: lineNumber, message: "'\(line)' is not an op name")
             }
             if name == "NONE" || name == "MAX" {
@@ -148,7 +149,7 @@ public struct OpTable: Sendable, Equatable {
     }
 
     /// A C identifier in ASCII, as the guest module's enum spells its ops.
-    private static func isIdentifier(_ name: ArraySlice<UInt8>) -> Bool {
+    private static func isIdentifier<Bytes: Collection<UInt8>>(_ name: Bytes) -> Bool {
         func isLetter(_ byte: UInt8) -> Bool {
             (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                 || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || byte == UInt8(ascii: "_")

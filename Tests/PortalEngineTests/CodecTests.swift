@@ -135,6 +135,10 @@ struct OpTableTests {
         ("READ =\n", 1, "READ = '' is not a number"),
         ("MAX\n", 1, "MAX needs its number"),
         ("READ\nMAX = 3\n", 2, "MAX = 3, expected 2"),
+        // Upper-cased first, these became FILE and STRASSE.
+        ("ﬁle\n", 1, "'ﬁle' is not an op name"),
+        ("READ\nstraße\n", 2, "'straße' is not an op name"),
+        ("READ\r\nREAD_\u{0}\r\n", 2, "'READ_\u{0}' is not an op name"),
     ])
     func refusesABadTable(text: String, line: Int, message: String) {
         #expect(throws: OpTableError(line: line, message: message)) {

@@ -1,6 +1,9 @@
 @testable import PortalEngine
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Copies `count` guest bytes from `source` to `destination` the way a C
 /// step function may: READ the source, then WRITE whatever came back, with
@@ -59,5 +62,56 @@ struct RobustnessTests {
         #expect(engine.regionSize == 8168)
         #expect(guest.bytes(at: 0x4800, count: 64) == pattern)
         #expect(log.matching("error").isEmpty)
+    }
+
+    /// Issue 8, item 4: a table written with CRLF line ends parses as the
+    /// same table with LF ones (a `\r\n` is one Character, so splitting
+    /// the String at "\n" never split it).
+    @Test func opTableWithCRLFLineEnds() throws {
+        let table = try OpTable(parsing: "# ops\r\nHYPER_OP_NONE = 0\r\nREAD\r\nwrite = 2\r\n\r\nREAD_STR\r\nMAX = 4\r\n")
+        #expect(table.names == ["READ", "WRITE", "READ_STR"])
+        #expect(table.max == 4)
+        #expect(throws: OpTableError(line: 2, message: "READ is listed twice")) {
+            try OpTable(parsing: "READ\r\nread\r\n")
+        }
+    }
+
+    /// Issue 8, item 3: the largest table `ops=` accepts (1 MiB of the
+    /// shortest distinct names, about 217,000 of them) loads through the
+    /// argument parser. Duplicate checks were a linear search per line:
+    /// 16 minutes in a debug build; the time limit only stops a hang.
+    @Test(.timeLimit(.minutes(1))) func largestLegalOpTableLoads() throws {
+        let firsts = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ_".utf8)
+        let rests = firsts + Array("0123456789".utf8)
+        var text: [UInt8] = []
+        var count = 0
+        func add(_ name: [UInt8]) -> Bool {
+            guard text.count + name.count + 1 <= 1 << 20 else { return false }
+            if name == Array("MAX".utf8) || name == Array("NONE".utf8) { return true }
+            text += name
+            text.append(UInt8(ascii: "\n"))
+            count += 1
+            return true
+        }
+        var names: [[UInt8]] = firsts.map { [$0] }
+        while !names.isEmpty {
+            var longer: [[UInt8]] = []
+            for name in names {
+                guard add(name) else { break }
+                for next in rests { longer.append(name + [next]) }
+            }
+            names = text.count + 6 <= 1 << 20 ? longer : []
+        }
+        #expect(text.count > (1 << 20) - 6 && text.count <= 1 << 20)
+        let path = "/tmp/portal-unit-largest-ops-\(getpid()).txt"
+        let file = try #require(fopen(path, "w"))
+        #expect(fwrite(text, 1, text.count, file) == text.count)
+        fclose(file)
+        defer { unlink(path) }
+        let configuration = try PortalConfiguration.parse(["ops=\(path)"]) { try PortalConfiguration.readTextFile($0) }
+        #expect(configuration.ops.names.count == count)
+        #expect(count > 200_000)
+        #expect(configuration.ops.max == UInt32(count + 1))
+        #expect(configuration.ops.names.last == String(decoding: text.dropLast().split(separator: UInt8(ascii: "\n")).last!, as: UTF8.self))
     }
 }
