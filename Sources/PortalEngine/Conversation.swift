@@ -58,6 +58,11 @@ public final class Conversation: @unchecked Sendable {
     /// Whether it is in the engine's table of waiting conversations. Set and
     /// cleared under the table's lock, by whoever holds the claim.
     var isWaiting = false
+    /// The waiting table's order (under its lock): the neighbours queued
+    /// before and after it, and the `lastHeard` stamp it was queued with.
+    unowned(unsafe) var olderWaiting: Conversation?
+    unowned(unsafe) var newerWaiting: Conversation?
+    var queuedAt: UInt64 = 0
 
     /// Who may touch this conversation: exactly one trapping vCPU at a time.
     let claim = Atomic<UInt8>(Claim.busy)

@@ -20,7 +20,7 @@ public final class PortalEngine: @unchecked Sendable {
     private let flagAddress = Atomic<UInt64>(0)
     private let handlers = HandlerRegistry()
     private let interrupts: InterruptQueue
-    private let waiting = Lock<[UInt64: Conversation]>([:])
+    private let waiting = Lock(WaitingTable())
     /// Conversations that have started waiting so far: the clock by which a
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
@@ -357,60 +357,65 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     /// Enters a new conversation in the table; the reason if it may not wait.
+    ///
+    /// Abandoned conversations are reclaimed here, oldest first, in O(1)
+    /// amortised per start (`WaitingTable`): any the guest has not come back
+    /// to while `stale_after` others started waiting, and, when the table is
+    /// full, the one it neglected longest, so that a guest that abandons
+    /// conversations cannot lock well-behaved ones out. Only when every
+    /// waiting conversation is being served by a vCPU at this moment is the
+    /// new one refused.
     private func startWaiting(_ conversation: Conversation) -> PortalError? {
         let limit = configuration.maxConversations
         let staleAfter = UInt64(configuration.staleAfter)
-        var reclaimed: [(Conversation, UInt64)] = []
+        var reclaimed: [(Conversation, PortalError)] = []
         let refusal = waiting.withLock { table -> PortalError? in
             // Conversations leave the table before their claim ends, so one
             // still in it is live.
             if table[conversation.regionAddress] != nil { return .busyOnAnotherVCPU }
             let now = waitStarts.load(ordering: .relaxed) + 1
             waitStarts.store(now, ordering: .relaxed)
-            // Look for abandoned conversations now and then (often enough
-            // that none outlives `stale_after` by much), and whenever the
-            // table is full.
-            if now % min(staleAfter, 1024) == 0 || table.count >= limit {
-                reclaimed = reclaimStale(&table, now: now, staleAfter: staleAfter)
+            // Entries a vCPU is serving right now are moved back; at most
+            // one pass over the table is spent on them.
+            var busySkipped = 0
+            while busySkipped < table.count, let (oldest, heard) = table.leastRecentlyHeard() {
+                let since = now - min(now, heard)
+                let reason: PortalError
+                if since > staleAfter {
+                    reason = .neverCameBack(waitStarts: since)
+                } else if table.count >= limit {
+                    reason = .evictedForRoom(limit: limit, waitStarts: since)
+                } else {
+                    break
+                }
+                guard oldest.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
+                                                   ordering: .acquiring).exchanged else {
+                    table.moveToBack(oldest, stamp: now)
+                    busySkipped += 1
+                    continue
+                }
+                oldest.machine.end()
+                oldest.isWaiting = false
+                table.remove(oldest)
+                reclaimed.append((oldest, reason))
             }
             guard table.count < limit else { return .conversationLimit(limit) }
-            table[conversation.regionAddress] = conversation
+            table.insert(conversation, stamp: now)
             conversation.isWaiting = true
             return nil
         }
-        for (stale, since) in reclaimed {
-            let reason = PortalError.neverCameBack(waitStarts: since)
+        // Nothing is written to their regions: the guest may have given the
+        // pages to someone else.
+        for (stale, reason) in reclaimed {
             logger.warn("\(stale.site): \(reason)")
             stale.work.cancel(stale, because: reason)
         }
         return refusal
     }
 
-    /// Takes out of the table every idle conversation that has not heard from
-    /// the guest while `staleAfter` others started waiting. Nothing is written
-    /// to their regions: the guest may have given the page to someone else.
-    private func reclaimStale(_ table: inout [UInt64: Conversation], now: UInt64,
-                              staleAfter: UInt64) -> [(Conversation, UInt64)] {
-        var reclaimed: [(Conversation, UInt64)] = []
-        for candidate in table.values {
-            let since = now - min(now, candidate.lastHeard.load(ordering: .relaxed))
-            guard since > staleAfter,
-                  candidate.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
-                                                  ordering: .acquiring).exchanged else { continue }
-            candidate.machine.end()
-            candidate.isWaiting = false
-            reclaimed.append((candidate, since))
-        }
-        // Removed after the walk: removing during it copies the whole table.
-        for (stale, _) in reclaimed { table[stale.regionAddress] = nil }
-        return reclaimed.sorted { $0.0.regionAddress < $1.0.regionAddress }
-    }
-
     private func stopWaiting(_ conversation: Conversation) {
         waiting.withLock { table in
-            if table[conversation.regionAddress] === conversation {
-                table[conversation.regionAddress] = nil
-            }
+            table.remove(conversation)
             conversation.isWaiting = false
         }
     }
@@ -463,11 +468,7 @@ public final class PortalEngine: @unchecked Sendable {
     /// and drops pending interrupts (logged). A conversation a running vCPU
     /// holds at that moment is left to that vCPU.
     public func shutdown() {
-        let live = waiting.withLock { table -> [Conversation] in
-            let live = table.values.sorted { $0.regionAddress < $1.regionAddress }
-            table.removeAll()
-            return live
-        }
+        let live = waiting.withLock { $0.removeAll() }
         for conversation in live {
             // A vCPU still running (QEMU exits from one vCPU while others
             // run) may hold it: that vCPU finishes it, not this thread.

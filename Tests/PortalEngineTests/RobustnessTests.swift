@@ -114,4 +114,64 @@ struct RobustnessTests {
         #expect(configuration.ops.max == UInt32(count + 1))
         #expect(configuration.ops.names.last == String(decoding: text.dropLast().split(separator: UInt8(ascii: "\n")).last!, as: UTF8.self))
     }
+
+    /// Issue 8, item 6: a guest that abandoned `max_conversations`
+    /// conversations (trapped once, never came back, pages kept) does not
+    /// lock out the next ones: the first newcomer reclaims the oldest
+    /// abandoned one, and each finished conversation leaves room again.
+    @Test func abandonedConversationsDoNotDenyService() {
+        let log = LogRecorder()
+        var configuration = PortalConfiguration()
+        configuration.maxConversations = 32
+        let engine = makeEngine(configuration, log: log)
+        let (guest, vcpu) = bootedGuest(engine, regionPages: 40)
+        guest.map(0x4000, count: 4096)
+        guest.store([7], at: 0x4000)
+        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) + g.call.arg1 }
+        for _ in 0..<32 {
+            var abandoned = guest.startPortal(engine, vcpu: vcpu, number: event, 1000)
+            let waits = abandoned.trap(engine, guest: guest)
+            #expect(waits)
+        }
+        #expect(engine.liveConversations == 32)
+        let results = (0..<200 as Range<UInt64>).map { guest.portal(engine, vcpu: vcpu, number: event, $0) }
+        #expect(results == (0..<200).map { $0 + 7 })
+        #expect(engine.liveConversations == 31)
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: 32 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (32 conversations started waiting since its last trap); reclaimed to make room",
+        ])
+        #expect(log.matching("error").isEmpty)
+    }
+
+    /// The table's order survives conversations the guest keeps coming back
+    /// to: with a full table, the one reclaimed is the one idle longest,
+    /// not the one that started first.
+    @Test func fullTableReclaimsByLastTrapNotByStart() {
+        let log = LogRecorder()
+        var configuration = PortalConfiguration()
+        configuration.maxConversations = 3
+        let engine = makeEngine(configuration, log: log)
+        let (guest, vcpu) = bootedGuest(engine, regionPages: 8)
+        guest.map(0x4000, count: 4096)
+        engine.attach(.syscallEnter) { g in
+            for _ in 0..<4 { _ = try await g.read(UInt8.self, at: 0x4000) }
+            return g.call.arg1
+        }
+        var loops = (0..<3 as Range<UInt64>).map { guest.startPortal(engine, vcpu: vcpu, number: event, $0) }
+        for index in loops.indices { _ = loops[index].trap(engine, guest: guest) }
+        // The first comes back twice more; the second is now idle longest.
+        _ = loops[0].trap(engine, guest: guest)
+        _ = loops[2].trap(engine, guest: guest)
+        _ = loops[0].trap(engine, guest: guest)
+        var fourth = guest.startPortal(engine, vcpu: vcpu, number: event, 3)
+        let fourthWaits = fourth.trap(engine, guest: guest)
+        #expect(fourthWaits)
+        #expect(log.matching("warn") == [
+            "warn: hypercall 0x1338 on vCPU 0, region 0x102000: 3 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (2 conversations started waiting since its last trap); reclaimed to make room",
+        ])
+        while fourth.trap(engine, guest: guest) {}
+        for index in loops.indices { while loops[index].trap(engine, guest: guest) {} }
+        #expect(loops.map(\.result) == [0, UInt64(event), 2])
+        #expect(fourth.result == 3)
+    }
 }
