@@ -25,10 +25,22 @@ public final class PortalEngine: @unchecked Sendable {
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
 
-    public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger) {
+    /// Rate limit of the lines a guest can cause (`guestLog`).
+    let logLimiter: LogLimiter
+
+    /// Makes an engine for one guest.
+    /// - Parameters:
+    ///   - configuration: the plugin's arguments.
+    ///   - layout: the guest's word width and byte order.
+    ///   - logger: where log lines go.
+    ///   - logClock: monotonic nanoseconds for the rate limit of lines the
+    ///     guest causes; nil for CLOCK_MONOTONIC (tests pass their own).
+    public init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger,
+                logClock: (@Sendable () -> UInt64)? = nil) {
         self.configuration = configuration
         self.layout = layout
         self.logger = logger
+        self.logLimiter = LogLimiter(clock: logClock ?? LogLimiter.monotonicNanoseconds)
         self.registeredRegionSize = Atomic(configuration.regionSize)
         self.opNumbers = OpNumbers(configuration.ops)
         self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
@@ -163,7 +175,7 @@ public final class PortalEngine: @unchecked Sendable {
             }
         // arg4 = 0: the guest gave up on it and starts a new conversation here.
         case .busy:
-            logger.error("\(site): \(PortalError.busyOnAnotherVCPU)")
+            guestLog(.error, site, .busyOnAnotherVCPU)
             return .handled
         case .none:
             break
@@ -178,7 +190,7 @@ public final class PortalEngine: @unchecked Sendable {
             // The guest is mid-loop, but nothing waits on this region (the
             // conversation was ended, or never started): end the guest's loop.
             // Before any interrupt is taken, so none is lost with the loop.
-            logger.warn("\(site): \(PortalError.strayAnswer(ResponseCode(rawValue: answer)))")
+            guestLog(.warn, site, .strayAnswer(ResponseCode(rawValue: answer)))
             writeNone(region, vcpu: vcpu, memory: memory, site: site)
             return .handled
         }
@@ -317,7 +329,7 @@ public final class PortalEngine: @unchecked Sendable {
         vcpu.forget(conversation)
         conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
         if let failure {
-            logger.log(level, "\(site): \(failure)")
+            guestLog(level, site, failure)
             conversation.work.cancel(conversation, because: failure)
         }
     }
@@ -327,7 +339,8 @@ public final class PortalEngine: @unchecked Sendable {
         RegionHeader(op: 0, pid: currentProcessID, address: 0, size: 0).encode(to: scratch.baseAddress!,
                                                                                layout: layout)
         if !memory.write(region, from: UnsafeRawBufferPointer(rebasing: scratch[..<RegionHeader.size])) {
-            logger.error("\(site): could not write NONE to end the guest's loop: \(PortalError.regionUnwritable(bytes: RegionHeader.size))")
+            guestLog(.error, "NONE unwritable", site.number,
+                     "\(site): could not write NONE to end the guest's loop: \(PortalError.regionUnwritable(bytes: RegionHeader.size))")
         }
     }
 
@@ -407,7 +420,7 @@ public final class PortalEngine: @unchecked Sendable {
         // Nothing is written to their regions: the guest may have given the
         // pages to someone else.
         for (stale, reason) in reclaimed {
-            logger.warn("\(stale.site): \(reason)")
+            guestLog(.warn, stale.site, reason)
             stale.work.cancel(stale, because: reason)
         }
         return refusal
@@ -426,25 +439,28 @@ public final class PortalEngine: @unchecked Sendable {
         let requested = call.arg1 & layout.addressMask
         let site = "hypercall \(HypercallNumber.registerMemRegion) on vCPU \(call.vcpu)"
         guard requested >= 1, requested <= UInt64(PortalConfiguration.maxRegionSize) else {
-            logger.error("\(site): region size \(requested) refused, expected 1 to \(PortalConfiguration.maxRegionSize) payload bytes; keeping \(regionSize)")
+            guestLog(.error, "region size refused", .registerMemRegion,
+                     "\(site): region size \(requested) refused, expected 1 to \(PortalConfiguration.maxRegionSize) payload bytes; keeping \(regionSize)")
             return
         }
         registeredRegionSize.store(Int(requested), ordering: .relaxed)
-        logger.info("\(site): the guest's regions carry \(requested) payload bytes")
+        guestLog(.info, "region size", .registerMemRegion, "\(site): the guest's regions carry \(requested) payload bytes")
     }
 
     private func enableInterrupts(_ call: Hypercall, memory: GuestMemory) {
         let address = call.arg1 & layout.addressMask
         let site = "hypercall \(HypercallNumber.enablePortalInterrupt) on vCPU \(call.vcpu)"
         guard address != 0 else {
-            logger.error("\(site): interrupt flag address 0 refused, expected the guest address of a u64")
+            guestLog(.error, "flag address refused", .enablePortalInterrupt,
+                     "\(site): interrupt flag address 0 refused, expected the guest address of a u64")
             return
         }
         if call.arg2 != 0 {
-            logger.warn("\(site): arg2 is \(hex(call.arg2)), expected 0; using the flag at \(hex(address))")
+            guestLog(.warn, "flag arg2", .enablePortalInterrupt,
+                     "\(site): arg2 is \(hex(call.arg2)), expected 0; using the flag at \(hex(address))")
         }
         flagAddress.store(address, ordering: .relaxed)
-        logger.info("\(site): interrupt flag at \(hex(address))")
+        guestLog(.info, "flag address", .enablePortalInterrupt, "\(site): interrupt flag at \(hex(address))")
         // Work queued before the guest was ready is announced right away.
         if interrupts.hasPending { setFlag(1, memory: memory) }
     }
@@ -460,6 +476,32 @@ public final class PortalEngine: @unchecked Sendable {
                 logger.debug("could not write \(value) to the interrupt flag at \(hex(address)); trying again at the next trap")
             }
         }
+    }
+
+    // MARK: Lines the guest causes
+
+    /// Logs a line the guest caused, at most `LogLimiter.burst` per second
+    /// per `kind` and hypercall `number`; what is suppressed is counted and
+    /// reported with the next line of that kind after the second.
+    func guestLog(_ level: LogLevel, _ kind: String, _ number: HypercallNumber,
+                  _ message: @autoclosure () -> String) {
+        guard level <= logger.level && level != .off else { return }
+        switch logLimiter.admit(LogLimiter.Key(kind: kind, number: number.rawValue)) {
+        case .print(let suppressedBefore):
+            if suppressedBefore > 0 {
+                logger.log(level, "hypercall \(number): \(suppressedBefore) more '\(kind)' lines were suppressed (at most \(logLimiter.burst) a second for each kind and hypercall)")
+            }
+            logger.log(level, message())
+        case .suppressFirst:
+            logger.log(level, "hypercall \(number): more than \(logLimiter.burst) '\(kind)' lines this second; further ones are counted, not printed")
+        case .suppress:
+            break
+        }
+    }
+
+    /// `guestLog` for a conversation's failure.
+    func guestLog(_ level: LogLevel, _ site: TrapSite, _ error: PortalError) {
+        guestLog(level, error.kind, site.number, "\(site): \(error)")
     }
 
     // MARK: Unloading
@@ -480,6 +522,9 @@ public final class PortalEngine: @unchecked Sendable {
             conversation.isWaiting = false
             conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
             conversation.work.cancel(conversation, because: .unloaded)
+        }
+        for (key, count) in logLimiter.unreported() {
+            logger.warn("hypercall \(HypercallNumber(rawValue: key.number)): \(count) more '\(key.kind)' lines were suppressed before unload (at most \(logLimiter.burst) a second for each kind and hypercall)")
         }
         let pending = interrupts.pendingNames
         if !pending.isEmpty {

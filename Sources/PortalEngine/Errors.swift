@@ -46,6 +46,28 @@ public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     case conversationEnded
     case unloaded
 
+    /// The case's name: what log lines are rate-limited by (with the
+    /// hypercall number), so one kind of trouble cannot hide another.
+    public var kind: String {
+        switch self {
+        case .invalidResponse: "invalid response"
+        case .answerTooLarge: "answer too large"
+        case .regionUnreadable: "region unreadable"
+        case .regionUnwritable: "region unwritable"
+        case .invalidOp: "invalid op"
+        case .workFailed: "work failed"
+        case .abandoned: "abandoned"
+        case .conversationLimit: "conversation limit"
+        case .evictedForRoom: "reclaimed for room"
+        case .neverCameBack: "never came back"
+        case .busyOnAnotherVCPU: "busy on another vCPU"
+        case .strayAnswer: "stray answer"
+        case .suspendedOutsideGuest: "suspended outside the guest"
+        case .conversationEnded: "conversation ended"
+        case .unloaded: "unloaded"
+        }
+    }
+
     public var description: String {
         switch self {
         case .invalidResponse(let value):

@@ -174,4 +174,45 @@ struct RobustnessTests {
         #expect(loops.map(\.result) == [0, UInt64(event), 2])
         #expect(fourth.result == 3)
     }
+
+    /// Issue 8, item 9: lines a guest causes are rate-limited per kind and
+    /// hypercall number: 10 a second, then one line saying the rest are
+    /// counted; the count is reported with the next line after the second,
+    /// and at unload. Other kinds and numbers are not held back.
+    @Test func linesTheGuestCausesAreRateLimited() {
+        let log = LogRecorder()
+        let now = Atomic<UInt64>(5_000_000_000)
+        let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64,
+                                  logger: log.logger(level: .warn),
+                                  logClock: { now.load(ordering: .relaxed) })
+        let (guest, vcpu) = bootedGuest(engine)
+        engine.attach(.syscallEnter) { _ in 0 }
+        engine.attach(.syscallReturn) { _ in 0 }
+        func strayAnswers(_ count: Int, number: UInt32 = event) {
+            for _ in 0..<count {
+                _ = engine.hypercall(Hypercall(number: UInt64(number), arg3: 0x10_0000,
+                                               arg4: UInt64(ResponseCode.readOK.rawValue)),
+                                     vcpu: vcpu, memory: guest.memory)
+            }
+        }
+        let stray = "warn: hypercall 0x1338 on vCPU 0, region 0x100000: the guest answered READ_OK but no conversation is live on this region; its loop was ended"
+        strayAnswers(50)
+        strayAnswers(1, number: HypercallNumber.syscallReturn.rawValue)
+        #expect(log.all == Array(repeating: stray, count: 10) + [
+            "warn: hypercall 0x1338: more than 10 'stray answer' lines this second; further ones are counted, not printed",
+            "warn: hypercall 0x1339 on vCPU 0, region 0x100000: the guest answered READ_OK but no conversation is live on this region; its loop was ended",
+        ])
+        now.add(999_999_999, ordering: .relaxed)
+        strayAnswers(1)
+        #expect(log.all.count == 12)
+        now.add(1, ordering: .relaxed)
+        strayAnswers(12)
+        #expect(Array(log.all.dropFirst(12)) == [
+            "warn: hypercall 0x1338: 41 more 'stray answer' lines were suppressed (at most 10 a second for each kind and hypercall)",
+        ] + Array(repeating: stray, count: 10) + [
+            "warn: hypercall 0x1338: more than 10 'stray answer' lines this second; further ones are counted, not printed",
+        ])
+        engine.shutdown()
+        #expect(log.all.last == "warn: hypercall 0x1338: 2 more 'stray answer' lines were suppressed before unload (at most 10 a second for each kind and hypercall)")
+    }
 }
