@@ -291,8 +291,10 @@ public final class PortalEngine: @unchecked Sendable {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             regionIsOurs: false)
             }
-            vcpu.remember(conversation)
-            conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
+            // A waiting conversation has its ticket (`startWaiting`).
+            let ticket = conversation.ticket.unsafelyUnwrapped
+            vcpu.remember(conversation.regionAddress, ticket, conversation.generation)
+            ticket.release(conversation.generation, as: WaitingTicket.Claim.idle)
             return .handled
         case .finished(let value):
             conversation.machine.workFinished()
@@ -326,8 +328,6 @@ public final class PortalEngine: @unchecked Sendable {
         // Only a conversation that waited is in the table: one that finishes
         // on its first trap takes no lock.
         if conversation.isWaiting { stopWaiting(conversation) }
-        vcpu.forget(conversation)
-        conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
         if let failure {
             guestLog(level, site, failure)
             conversation.work.cancel(conversation, because: failure)
@@ -354,19 +354,20 @@ public final class PortalEngine: @unchecked Sendable {
 
     @inline(__always)
     private func claimWaiting(_ region: UInt64, vcpu: VCPU) -> ClaimResult {
-        if let last = vcpu.recentConversation(region), last.regionAddress == region,
-           last.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.busy,
-                                      ordering: .acquiring).exchanged {
-            return .claimed(last)
+        if let (ticket, generation) = vcpu.recent(region),
+           ticket.claim(generation, as: WaitingTicket.Claim.busy).claimed {
+            return .claimed(ticket.conversation.unsafelyUnwrapped)
         }
-        guard let found = waiting.withLock({ $0[region] }) else { return .none }
-        let (exchanged, original) = found.claim.compareExchange(
-            expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring)
-        if exchanged {
-            vcpu.remember(found)
+        guard let (found, ticket, generation) = waiting.withLock({ table -> (Conversation, WaitingTicket, UInt64)? in
+            guard let found = table[region], let ticket = found.ticket else { return nil }
+            return (found, ticket, found.generation)
+        }) else { return .none }
+        let (claimed, state) = ticket.claim(generation, as: WaitingTicket.Claim.busy)
+        if claimed {
+            vcpu.remember(region, ticket, generation)
             return .claimed(found)
         }
-        return original == Conversation.Claim.busy ? .busy : .none
+        return state == WaitingTicket.state(generation, WaitingTicket.Claim.busy) ? .busy : .none
     }
 
     /// Enters a new conversation in the table; the reason if it may not wait.
@@ -401,8 +402,8 @@ public final class PortalEngine: @unchecked Sendable {
                 } else {
                     break
                 }
-                guard oldest.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
-                                                   ordering: .acquiring).exchanged else {
+                guard let ticket = oldest.ticket,
+                      ticket.claim(oldest.generation, as: WaitingTicket.Claim.ended).claimed else {
                     table.moveToBack(oldest, stamp: now)
                     busySkipped += 1
                     continue
@@ -510,17 +511,20 @@ public final class PortalEngine: @unchecked Sendable {
     /// and drops pending interrupts (logged). A conversation a running vCPU
     /// holds at that moment is left to that vCPU.
     public func shutdown() {
-        let live = waiting.withLock { $0.removeAll() }
-        for conversation in live {
-            // A vCPU still running (QEMU exits from one vCPU while others
-            // run) may hold it: that vCPU finishes it, not this thread.
-            guard conversation.claim.compareExchange(
-                expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring
-            ).exchanged else { continue }
+        // A vCPU still running (QEMU exits from one vCPU while others run)
+        // may hold one: that vCPU finishes it, not this thread.
+        let ended = waiting.withLock { table -> [Conversation] in
+            table.all.filter { conversation in
+                guard let ticket = conversation.ticket,
+                      ticket.claim(conversation.generation, as: WaitingTicket.Claim.busy).claimed else { return false }
+                conversation.machine.end()
+                conversation.isWaiting = false
+                table.remove(conversation)
+                return true
+            }
+        }
+        for conversation in ended {
             logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
-            conversation.machine.end()
-            conversation.isWaiting = false
-            conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
             conversation.work.cancel(conversation, because: .unloaded)
         }
         for (key, count) in logLimiter.unreported() {

@@ -11,23 +11,30 @@ public final class VCPU: @unchecked Sendable {
     /// `endTrap`, never before the command has been encoded.
     private var retiredScratch: UnsafeMutableRawBufferPointer?
     /// Conversations this vCPU served recently, by a hash of their region
-    /// address. A conversation usually stays on one vCPU, so this skips the
-    /// shared table (its lock and its hashing) on almost every trap, for a
-    /// handful of interleaved conversations as for one; the conversation's
-    /// claim keeps it correct when it migrates or has ended meanwhile.
-    /// 4,096 slots (32 KiB per vCPU) keep even 4,096 conversations
-    /// interleaved on one vCPU off the shared table: a round trip then costs
-    /// the same as with one (`make bench`, "live conversations"). A
-    /// conversation that ends is forgotten by the vCPU it ends on; one that
-    /// migrated stays in its old slot, unused, until another replaces it.
-    private let recent: UnsafeMutablePointer<Conversation?>
+    /// address, as (region, ticket, generation): no reference to the
+    /// conversation itself, so an entry keeps nothing alive after its
+    /// conversation ended, on this vCPU or any other. A conversation usually
+    /// stays on one vCPU, so this skips the shared table (its lock and its
+    /// hashing) on almost every trap, for a handful of interleaved
+    /// conversations as for one; claiming the ticket's generation keeps it
+    /// correct when the conversation migrated or has ended meanwhile.
+    /// 4,096 slots (96 KiB per vCPU) keep even 4,096 conversations
+    /// interleaved on one vCPU off the shared table (`make bench`, "live
+    /// conversations").
+    private let recent: UnsafeMutablePointer<RecentEntry>
     private static let recentSlots = 4096
+
+    struct RecentEntry {
+        var region: UInt64
+        unowned(unsafe) var ticket: WaitingTicket?
+        var generation: UInt64
+    }
 
     init(index: Int) {
         self.index = index
         scratch = .allocate(byteCount: RegionHeader.size + 4096, alignment: 16)
         recent = .allocate(capacity: Self.recentSlots)
-        recent.initialize(repeating: nil, count: Self.recentSlots)
+        recent.initialize(repeating: RecentEntry(region: 0, ticket: nil, generation: 0), count: Self.recentSlots)
     }
 
     deinit {
@@ -43,19 +50,17 @@ public final class VCPU: @unchecked Sendable {
         Int(truncatingIfNeeded: (region >> 12) ^ (region >> 20)) & (Self.recentSlots - 1)
     }
 
+    /// The ticket and generation this vCPU last served `region` with.
     @inline(__always)
-    func recentConversation(_ region: UInt64) -> Conversation? { recent[slot(region)] }
-
-    @inline(__always)
-    func remember(_ conversation: Conversation) {
-        let slot = slot(conversation.regionAddress)
-        if recent[slot] !== conversation { recent[slot] = conversation }
+    func recent(_ region: UInt64) -> (WaitingTicket, UInt64)? {
+        let entry = recent[slot(region)]
+        guard entry.region == region, let ticket = entry.ticket else { return nil }
+        return (ticket, entry.generation)
     }
 
     @inline(__always)
-    func forget(_ conversation: Conversation) {
-        let slot = slot(conversation.regionAddress)
-        if recent[slot] === conversation { recent[slot] = nil }
+    func remember(_ region: UInt64, _ ticket: WaitingTicket, _ generation: UInt64) {
+        recent[slot(region)] = RecentEntry(region: region, ticket: ticket, generation: generation)
     }
 
     /// A buffer for a header and `payloadSize` payload bytes. Growing it

@@ -15,6 +15,11 @@ struct WaitingTable {
     /// links entries that are in it.
     private unowned(unsafe) var oldest: Conversation?
     private unowned(unsafe) var newest: Conversation?
+    /// Every ticket made (never freed: vCPU caches may still name one), and
+    /// those free for the next conversation. At most `max_conversations`
+    /// are ever made.
+    private var tickets: [WaitingTicket] = []
+    private var freeTickets: [WaitingTicket] = []
 
     /// Conversations waiting.
     var count: Int { byRegion.count }
@@ -24,17 +29,43 @@ struct WaitingTable {
 
     /// Enters `conversation`, which must not be waiting already; `stamp` is
     /// the engine's count of conversation starts (its clock) now.
+    /// Its ticket comes with the claim held (busy) by the caller.
     mutating func insert(_ conversation: Conversation, stamp: UInt64) {
         byRegion[conversation.regionAddress] = conversation
         append(conversation, stamp: stamp)
+        let ticket: WaitingTicket
+        if let free = freeTickets.popLast() {
+            ticket = free
+        } else {
+            ticket = WaitingTicket()
+            tickets.append(ticket)
+        }
+        let generation = (ticket.state.load(ordering: .relaxed) >> 2) + 1
+        ticket.conversation = conversation
+        ticket.state.store(WaitingTicket.state(generation, WaitingTicket.Claim.busy), ordering: .relaxed)
+        conversation.ticket = ticket
+        conversation.generation = generation
     }
 
-    /// Takes `conversation` out, if it is the one waiting on its region.
+    /// Takes `conversation` out, if it is the one waiting on its region,
+    /// and ends its ticket's generation. The caller holds its claim.
     mutating func remove(_ conversation: Conversation) {
         guard byRegion[conversation.regionAddress] === conversation else { return }
         unlink(conversation)
         byRegion[conversation.regionAddress] = nil
+        if let ticket = conversation.ticket {
+            ticket.release(conversation.generation, as: WaitingTicket.Claim.ended)
+            ticket.conversation = nil
+            freeTickets.append(ticket)
+            conversation.ticket = nil
+        }
     }
+
+    /// Tickets made so far (each one is reused): at most `max_conversations`.
+    var ticketCount: Int { tickets.count }
+
+    /// What waits, by region address.
+    var all: [Conversation] { byRegion.values.sorted { $0.regionAddress < $1.regionAddress } }
 
     /// The conversation the guest came back to least recently, and the
     /// stamp of that last time. Entries heard from since they were queued
@@ -53,19 +84,6 @@ struct WaitingTable {
     mutating func moveToBack(_ conversation: Conversation, stamp: UInt64) {
         unlink(conversation)
         append(conversation, stamp: stamp)
-    }
-
-    /// Empties the table; returns what waited, by region address.
-    mutating func removeAll() -> [Conversation] {
-        let all = byRegion.values.sorted { $0.regionAddress < $1.regionAddress }
-        for conversation in all {
-            conversation.olderWaiting = nil
-            conversation.newerWaiting = nil
-        }
-        byRegion.removeAll()
-        oldest = nil
-        newest = nil
-        return all
     }
 
     private mutating func append(_ conversation: Conversation, stamp: UInt64) {
