@@ -52,15 +52,23 @@ public final class PortalEngine: @unchecked Sendable {
     /// Conversations waiting for the guest's next trap.
     public var liveConversations: Int { waiting.withLock { $0.count } }
 
-    public func makeVCPU(index: Int) -> VCPU { VCPU(index: index) }
+    /// The state of vCPU `index`, made once per vCPU before its first trap
+    /// (it registers as a reader of the handler table).
+    /// - Parameter index: the vCPU's number.
+    /// - Returns: the state to pass to every `hypercall` of that vCPU.
+    public func makeVCPU(index: Int) -> VCPU {
+        let vcpu = VCPU(index: index)
+        handlers.register(vcpu.handlerReader)
+        return vcpu
+    }
 
     // MARK: Analysis API
 
     /// Runs `factory`'s work for every conversation hypercall `number` starts;
     /// replaces earlier work on that number. The protocol's own numbers are refused.
-    /// Attach once per number, not per event: every attach or detach keeps a
-    /// small snapshot of the handler table (about 160 bytes) until unload,
-    /// because vCPUs read the table without a lock.
+    /// Each attach or detach rebuilds the handler table (O(numbers attached))
+    /// so that vCPUs look numbers up in O(1) without a lock; the table it
+    /// replaces is freed once no vCPU reads it.
     @discardableResult
     public func attach(_ number: HypercallNumber, _ factory: WorkFactory) -> Bool {
         guard !number.isReservedByProtocol else {
@@ -80,6 +88,10 @@ public final class PortalEngine: @unchecked Sendable {
 
     @discardableResult
     public func detach(_ number: HypercallNumber) -> Bool { handlers.remove(number.rawValue) }
+
+    /// Handler tables in memory: the current one, plus any replaced while a
+    /// vCPU was looking a number up (freed at the next attach or detach).
+    var handlerTablesAlive: Int { handlers.tablesAlive }
 
     public func registerInterrupt(_ name: String, _ factory: WorkFactory) {
         interrupts.register(name, factory)
@@ -120,10 +132,14 @@ public final class PortalEngine: @unchecked Sendable {
     /// Whether hypercall `number` is the engine's business: one of the
     /// protocol's own or one with work attached. Front ends that pay for
     /// every register they read (QEMU) ask this after reading only the number.
+    /// - Parameters:
+    ///   - rawNumber: the number register, full width.
+    ///   - vcpu: the trapping vCPU (it reads the handler table).
+    /// - Returns: whether `hypercall` would serve it.
     @inline(__always)
-    public func serves(_ rawNumber: UInt64) -> Bool {
+    public func serves(_ rawNumber: UInt64, vcpu: VCPU) -> Bool {
         let number = HypercallNumber(register: rawNumber)
-        return number.isReservedByProtocol || handlers.contains(number.rawValue)
+        return number.isReservedByProtocol || handlers.contains(number.rawValue, reader: vcpu.handlerReader)
     }
 
     /// Whether serving this hypercall needs arg1 and arg2: only a
@@ -182,7 +198,7 @@ public final class PortalEngine: @unchecked Sendable {
         }
 
         let isInterrupt = number == .portalInterrupt
-        let attached = isInterrupt ? nil : handlers.lookup(number.rawValue)
+        let attached = isInterrupt ? nil : handlers.lookup(number.rawValue, reader: vcpu.handlerReader)
         if !isInterrupt && attached == nil { return .notMine }
 
         let answer = UInt32(truncatingIfNeeded: call.arg4)

@@ -1,6 +1,8 @@
 /// Per-vCPU state, touched only by that vCPU's thread.
 public final class VCPU: @unchecked Sendable {
     public let index: Int
+    /// This vCPU's announcement when it reads the handler table.
+    let handlerReader = HandlerReader()
     /// Header and payload of the region being written or read: every round
     /// trip goes through it, so none allocates.
     private var scratch: UnsafeMutableRawBufferPointer

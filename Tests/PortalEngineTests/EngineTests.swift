@@ -17,10 +17,11 @@ struct ConversationTests {
     @Test func frontEndsCanReadOnlyTheRegistersTheEngineNeeds() {
         let engine = makeEngine()
         engine.attach(.syscallEnter) { _ in 0 }
-        #expect(engine.serves(0x1338))
-        #expect(engine.serves(0xffff_ffff_bebe_bebe))
-        #expect(engine.serves(0x7902))
-        #expect(!engine.serves(0x1339))
+        let vcpu = engine.makeVCPU(index: 0)
+        #expect(engine.serves(0x1338, vcpu: vcpu))
+        #expect(engine.serves(0xffff_ffff_bebe_bebe, vcpu: vcpu))
+        #expect(engine.serves(0x7902, vcpu: vcpu))
+        #expect(!engine.serves(0x1339, vcpu: vcpu))
         #expect(PortalEngine.needsArguments(number: 0x1338, answer: 0))
         #expect(PortalEngine.needsArguments(number: 0x1338, answer: 0xffff_ffff_0000_0000))
         #expect(!PortalEngine.needsArguments(number: 0x1338, answer: UInt64(ResponseCode.readOK.rawValue)))
