@@ -68,7 +68,9 @@ public final class Conversation: @unchecked Sendable {
     /// (exactly one trapping vCPU at a time), for this generation of the
     /// ticket. Set under the table's lock when it starts waiting; nil
     /// before (nobody else can reach it then) and after.
-    unowned(unsafe) var ticket: WaitingTicket?
+    /// Unretained: tickets live as long as the engine, and a round trip
+    /// then pays no reference counting for it.
+    var ticket: Unmanaged<WaitingTicket>?
     var generation: UInt64 = 0
 
     init(call: Hypercall, engine: PortalEngine, window: InterruptWindow?, work: any ConversationWork) {

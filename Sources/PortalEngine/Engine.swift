@@ -310,7 +310,7 @@ public final class PortalEngine: @unchecked Sendable {
             // A waiting conversation has its ticket (`startWaiting`).
             let ticket = conversation.ticket.unsafelyUnwrapped
             vcpu.remember(conversation.regionAddress, ticket, conversation.generation)
-            ticket.release(conversation.generation, as: WaitingTicket.Claim.idle)
+            ticket._withUnsafeGuaranteedRef { $0.release(conversation.generation, as: WaitingTicket.Claim.idle) }
             return .handled
         case .finished(let value):
             conversation.machine.workFinished()
@@ -370,17 +370,14 @@ public final class PortalEngine: @unchecked Sendable {
 
     @inline(__always)
     private func claimWaiting(_ region: UInt64, vcpu: VCPU) -> ClaimResult {
-        if let (ticket, generation) = vcpu.recent(region),
-           ticket.claim(generation, as: WaitingTicket.Claim.busy).claimed {
-            return .claimed(ticket.conversation.unsafelyUnwrapped)
-        }
+        if let conversation = vcpu.claimRecent(region) { return .claimed(conversation) }
         guard let (found, ticket, generation) = waiting.withLock({ table -> (Conversation, WaitingTicket, UInt64)? in
-            guard let found = table[region], let ticket = found.ticket else { return nil }
+            guard let found = table[region], let ticket = found.ticket?.takeUnretainedValue() else { return nil }
             return (found, ticket, found.generation)
         }) else { return .none }
         let (claimed, state) = ticket.claim(generation, as: WaitingTicket.Claim.busy)
         if claimed {
-            vcpu.remember(region, ticket, generation)
+            vcpu.remember(region, Unmanaged.passUnretained(ticket), generation)
             return .claimed(found)
         }
         return state == WaitingTicket.state(generation, WaitingTicket.Claim.busy) ? .busy : .none
@@ -418,7 +415,7 @@ public final class PortalEngine: @unchecked Sendable {
                 } else {
                     break
                 }
-                guard let ticket = oldest.ticket,
+                guard let ticket = oldest.ticket?.takeUnretainedValue(),
                       ticket.claim(oldest.generation, as: WaitingTicket.Claim.ended).claimed else {
                     table.moveToBack(oldest, stamp: now)
                     busySkipped += 1
@@ -531,7 +528,7 @@ public final class PortalEngine: @unchecked Sendable {
         // may hold one: that vCPU finishes it, not this thread.
         let ended = waiting.withLock { table -> [Conversation] in
             table.all.filter { conversation in
-                guard let ticket = conversation.ticket,
+                guard let ticket = conversation.ticket?.takeUnretainedValue(),
                       ticket.claim(conversation.generation, as: WaitingTicket.Claim.busy).claimed else { return false }
                 conversation.machine.end()
                 conversation.isWaiting = false

@@ -28,7 +28,7 @@ public final class VCPU: @unchecked Sendable {
 
     struct RecentEntry {
         var region: UInt64
-        unowned(unsafe) var ticket: WaitingTicket?
+        var ticket: Unmanaged<WaitingTicket>?
         var generation: UInt64
     }
 
@@ -52,16 +52,21 @@ public final class VCPU: @unchecked Sendable {
         Int(truncatingIfNeeded: (region >> 12) ^ (region >> 20)) & (Self.recentSlots - 1)
     }
 
-    /// The ticket and generation this vCPU last served `region` with.
+    /// Claims the conversation this vCPU last served on `region`, if its
+    /// ticket is still in that generation and idle. The ticket is used
+    /// through the entry's unowned reference: tickets outlive every cache.
     @inline(__always)
-    func recent(_ region: UInt64) -> (WaitingTicket, UInt64)? {
+    func claimRecent(_ region: UInt64) -> Conversation? {
         let entry = recent[slot(region)]
         guard entry.region == region, let ticket = entry.ticket else { return nil }
-        return (ticket, entry.generation)
+        return ticket._withUnsafeGuaranteedRef { ticket in
+            ticket.claim(entry.generation, as: WaitingTicket.Claim.busy).claimed
+                ? ticket.conversation.unsafelyUnwrapped : nil
+        }
     }
 
     @inline(__always)
-    func remember(_ region: UInt64, _ ticket: WaitingTicket, _ generation: UInt64) {
+    func remember(_ region: UInt64, _ ticket: Unmanaged<WaitingTicket>, _ generation: UInt64) {
         recent[slot(region)] = RecentEntry(region: region, ticket: ticket, generation: generation)
     }
 

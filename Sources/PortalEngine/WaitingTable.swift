@@ -43,7 +43,7 @@ struct WaitingTable {
         let generation = (ticket.state.load(ordering: .relaxed) >> 2) + 1
         ticket.conversation = conversation
         ticket.state.store(WaitingTicket.state(generation, WaitingTicket.Claim.busy), ordering: .relaxed)
-        conversation.ticket = ticket
+        conversation.ticket = Unmanaged.passUnretained(ticket)
         conversation.generation = generation
     }
 
@@ -53,7 +53,7 @@ struct WaitingTable {
         guard byRegion[conversation.regionAddress] === conversation else { return }
         unlink(conversation)
         byRegion[conversation.regionAddress] = nil
-        if let ticket = conversation.ticket {
+        if let ticket = conversation.ticket?.takeUnretainedValue() {
             ticket.release(conversation.generation, as: WaitingTicket.Claim.ended)
             ticket.conversation = nil
             freeTickets.append(ticket)
