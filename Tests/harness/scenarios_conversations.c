@@ -474,6 +474,52 @@ static void *vcpu_thread(void *arg)
     return NULL;
 }
 
+/* The first answers of 8 vCPUs at the same moment: the threads wait at a
+ * barrier, then each runs one conversation. Run first in a fresh process
+ * (Tests/fuzz/run-sanitized.sh does), it makes the library's lazily
+ * initialised globals (ResponseCode.none) initialise on several vCPU threads
+ * at once: the path of the swift_once entry in Tests/fuzz/tsan.supp. */
+typedef struct first_answer_job {
+    guest *g;
+    int vcpu;
+    pthread_barrier_t *start;
+    uint64_t ret;
+} first_answer_job;
+
+static void *first_answer_thread(void *arg)
+{
+    first_answer_job *j = arg;
+    guest_put_u64(j->g, SLOT_IN(j->g, j->vcpu), 0x1000 + (uint64_t)j->vcpu);
+    pthread_barrier_wait(j->start);
+    j->ret = igloo_portal(j->g, j->vcpu, HC_SYSCALL_ENTER, SLOT_IN(j->g, j->vcpu), SLOT_OUT(j->g, j->vcpu));
+    return NULL;
+}
+
+static void first_answers_at_once(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, NV);
+    memset(&ws, 0, sizeof ws);
+    guest_set_recording(g, false);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, NV);
+    static first_answer_job jobs[NV];
+    pthread_t th[NV];
+    for (int v = 0; v < NV; v++) {
+        jobs[v] = (first_answer_job){g, v, &start, 0};
+        pthread_create(&th[v], NULL, first_answer_thread, &jobs[v]);
+    }
+    for (int v = 0; v < NV; v++)
+        pthread_join(th[v], NULL);
+    pthread_barrier_destroy(&start);
+    for (int v = 0; v < NV; v++) {
+        CHECK_EQ(jobs[v].ret, 0x1000 + (uint64_t)v + 1);
+        CHECK_EQ(guest_get_u64(g, SLOT_OUT(g, v)), word_out(0x1000 + (uint64_t)v));
+    }
+    CHECK_EQ(ws.failed, 0);
+}
+
 /* 8 threads, one per vCPU, each running conversations (a third of them with
  * a nested one) while the main thread queues interrupts. */
 static void concurrent_threads(T *t)
@@ -729,6 +775,7 @@ const scenario scenarios_conversations[] = {
     {"nested_three_levels", nested_three_levels, false},
     {"migration", migration, false},
     {"interleave_1000", interleave_1000, false},
+    {"first_answers_at_once", first_answers_at_once, false},
     {"concurrent_threads", concurrent_threads, false},
     {"uninit_with_live_conversations", uninit_with_live_conversations, false},
     {"max_conversations", max_conversations, false},
