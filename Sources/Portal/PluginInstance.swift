@@ -102,7 +102,7 @@ final class PluginInstance: Sendable {
     static func load(entryPoint: String, arguments: [String], layout: GuestLayout, vcpuCount: Int,
                      handle: UInt = 0, qemu: @autoclosure () -> QemuFrontend? = nil) -> PluginInstance? {
         let early = LogSink.standardError.logger(level: .error)
-        // Each vCPU's state is made up front (about 36 KiB).
+        // Each vCPU's state is made up front (about 100 KiB: its conversation cache and region buffer).
         guard (1...4096).contains(vcpuCount) else {
             early.error("\(entryPoint): the emulator reports \(vcpuCount) vCPUs, expected 1 to 4096")
             return nil

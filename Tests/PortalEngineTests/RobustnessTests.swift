@@ -57,7 +57,10 @@ private final class ReadOnceWork: ConversationWork, @unchecked Sendable {
     func cancel(_ conversation: Conversation, because reason: PortalError) {}
 }
 
-@Suite("Robustness")
+/// Serialized: two of these tests measure or use a lot of memory
+/// (the largest op table, the resident size after a million re-attaches)
+/// and must not overlap each other.
+@Suite("Robustness", .serialized)
 struct RobustnessTests {
     /// Issue 8, item 1: a larger region registered by another vCPU between an
     /// answer and the next command must not free the buffer the answer lies
