@@ -75,7 +75,7 @@ struct RobustnessTests {
         let pattern = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
         guest.store(pattern, at: 0x4000)
         engine.attach(.syscallEnter, WorkFactory { _ in
-            CopyThroughAnswer(source: 0x4000, destination: 0x4800, count: 64) {
+            CopyThroughAnswer(source: 0x4000, destination: 0x4800, count: 64) { [unowned engine] in
                 _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: 8168, vcpu: 1), vcpu: other,
                                      memory: guest.memory)
             }
@@ -163,6 +163,8 @@ struct RobustnessTests {
             "warn: hypercall 0x1338 on vCPU 0, region 0x100000: 32 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (32 conversations started waiting since its last trap); reclaimed to make room",
         ])
         #expect(log.matching("error").isEmpty)
+        // The abandoned handlers are still suspended in their reads.
+        engine.shutdown()
     }
 
     /// The table's order survives conversations the guest keeps coming back
@@ -318,6 +320,27 @@ struct RobustnessTests {
         }
         #expect(wrong.value == 0)
         #expect(engine.handlerTablesAlive == 1)
+    }
+
+    /// Issue 8, item 10 (what the README says): detaching a number stops new
+    /// conversations on it, and one already waiting is served to completion
+    /// by the work it started with.
+    @Test func detachedNumbersWaitingConversationIsServedToCompletion() {
+        let log = LogRecorder()
+        let engine = makeEngine(log: log)
+        let (guest, vcpu) = bootedGuest(engine)
+        guest.map(0x4000, count: 4096)
+        guest.store([5], at: 0x4000)
+        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) + 100 }
+        var waiting = guest.startPortal(engine, vcpu: vcpu, number: event)
+        let waits = waiting.trap(engine, guest: guest)
+        #expect(waits)
+        #expect(engine.detach(.syscallEnter))
+        while waiting.trap(engine, guest: guest) {}
+        #expect(waiting.result == 105)
+        let fresh = engine.hypercall(Hypercall(number: UInt64(event), arg3: 0x10_2000), vcpu: vcpu, memory: guest.memory)
+        #expect(fresh == .notMine)
+        #expect(log.matching("warn").isEmpty && log.matching("error").isEmpty)
     }
 }
 
