@@ -351,7 +351,9 @@ struct FailureTests {
         let (guest, vcpu) = bootedGuest(engine)
         let after = Lock<String>("")
         engine.attach(.syscallEnter) { g in
-            try await Task.sleep(for: .milliseconds(1))
+            // Long enough that the sleep cannot end before the trap does,
+            // even on a loaded machine (1 ms did, with other tests running).
+            try await Task.sleep(for: .milliseconds(300))
             do {
                 _ = try await g.read(UInt8.self, at: 0x4000)
             } catch {
@@ -365,7 +367,7 @@ struct FailureTests {
         ])
         #expect(engine.liveConversations == 0)
         // The handler goes on where its sleep ends, without the guest.
-        for _ in 0..<200 where after.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(5)) }
+        for _ in 0..<600 where after.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(5)) }
         #expect(after.withLock { $0 } == "the conversation has ended")
     }
 

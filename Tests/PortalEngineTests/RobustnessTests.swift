@@ -74,8 +74,9 @@ struct RobustnessTests {
         guest.map(0x4000, count: 4096)
         let pattern = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
         guest.store(pattern, at: 0x4000)
-        engine.attach(.syscallEnter, WorkFactory { _ in
-            CopyThroughAnswer(source: 0x4000, destination: 0x4800, count: 64) { [unowned engine] in
+        // Unowned: the engine holds this factory.
+        engine.attach(.syscallEnter, WorkFactory { [unowned engine] _ in
+            CopyThroughAnswer(source: 0x4000, destination: 0x4800, count: 64) {
                 _ = engine.hypercall(Hypercall(number: 0xbebe_bebe, arg1: 8168, vcpu: 1), vcpu: other,
                                      memory: guest.memory)
             }
