@@ -61,9 +61,6 @@ struct WaitingTable {
         }
     }
 
-    /// Tickets made so far (each one is reused): at most `max_conversations`.
-    var ticketCount: Int { tickets.count }
-
     /// What waits, by region address.
     var all: [Conversation] { byRegion.values.sorted { $0.regionAddress < $1.regionAddress } }
 
