@@ -30,16 +30,25 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
     }
     let layout = GuestLayout(wordBits: Int(info.word_bits), byteOrder: info.big_endian != 0 ? .big : .little)
     guard let instance = PluginInstance.load(entryPoint: "init_plugin", arguments: arguments, layout: layout,
-                                             vcpuCount: Int(info.vcpu_count)) else { return false }
+                                             vcpuCount: Int(info.vcpu_count),
+                                             handle: UInt(bitPattern: handle)) else { return false }
     portal_panda_register(handle, pandaHypercall)
     instance.logger.info("loaded for a \(layout) guest with \(info.vcpu_count) vCPUs")
     return true
 }
 
+/// PANDA-style exit point: ends the load `handle` made (see panda.h). A
+/// handle that did not make the current load is refused with a line and
+/// changes nothing.
 @_cdecl("uninit_plugin")
 public func uninitPlugin(_ handle: UnsafeMutableRawPointer?) {
-    if portal_shim_has_panda_host(), let handle { portal_panda_unregister(handle) }
-    PluginInstance.uninstall()
+    guard let (current, logger) = PluginInstance.withCurrent({ ($0.handle, $0.logger) }) else { return }
+    guard let handle, current == UInt(bitPattern: handle) else {
+        logger.error("uninit_plugin: handle \(handle.map { "\($0)" } ?? "NULL") did not load the plugin (the current load's handle is \(UnsafeRawPointer(bitPattern: current).map { "\($0)" } ?? "none")); nothing was unloaded")
+        return
+    }
+    if portal_shim_has_panda_host() { portal_panda_unregister(handle) }
+    _ = PluginInstance.uninstall(handle: UInt(bitPattern: handle))
 }
 
 private let pandaHypercall: panda_hypercall_cb = { cpu, registers in

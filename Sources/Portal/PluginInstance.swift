@@ -30,11 +30,14 @@ final class PluginInstance: Sendable {
     let modules = Lock<[LoadedModule]>([])
     /// The control socket (`control=PATH`), started by `load` once the instance is current.
     let control: ControlServer?
+    /// The PANDA-style `self` this load was made for (its address), 0 under QEMU.
+    let handle: UInt
 
     init(configuration: PortalConfiguration, layout: GuestLayout, vcpuCount: Int, sink: LogSink,
-         qemu: QemuFrontend? = nil, trace: TraceFile? = nil) {
+         qemu: QemuFrontend? = nil, handle: UInt = 0, trace: TraceFile? = nil) {
         self.sink = sink
         self.qemu = qemu
+        self.handle = handle
         // Statistics are kept only for someone who can ask for them (a
         // control socket) or with a trace: otherwise the engine has no
         // recorder and its round trips pay nothing.
@@ -73,9 +76,15 @@ final class PluginInstance: Sendable {
     }
 
     /// Makes `instance` current; false if another load is still current.
+    /// A refused instance is released here, and with it its log descriptor.
     static func install(_ instance: PluginInstance) -> Bool {
-        current.compareExchange(expected: nil, desired: Unmanaged.passRetained(instance),
-                                ordering: .acquiringAndReleasing).exchanged
+        let retained = Unmanaged.passRetained(instance)
+        guard current.compareExchange(expected: nil, desired: retained,
+                                      ordering: .acquiringAndReleasing).exchanged else {
+            retained.release()
+            return false
+        }
+        return true
     }
 
     /// Where a refused argument is reported: the person reads the log they
@@ -95,6 +104,26 @@ final class PluginInstance: Sendable {
     /// (QEMU's at-exit callback), so the instance is left alive.
     static func uninstall(vcpusMayRun: Bool = false) {
         guard let instance = current.exchange(nil, ordering: .acquiringAndReleasing) else { return }
+        end(instance, vcpusMayRun: vcpusMayRun)
+    }
+
+    /// Ends the current load only if it was made with `handle` (the
+    /// PANDA-style `self`): an emulator's `uninit_plugin` for a plugin it
+    /// never loaded must not tear down the one it did.
+    /// - Parameter handle: the handle `uninit_plugin` was called with.
+    /// - Returns: false, with nothing changed, when the current load has
+    ///   another handle or there is none.
+    static func uninstall(handle: UInt) -> Bool {
+        guard let instance = current.load(ordering: .acquiring),
+              instance._withUnsafeGuaranteedRef({ $0.handle == handle }),
+              current.compareExchange(expected: instance, desired: nil,
+                                      ordering: .acquiringAndReleasing).exchanged
+        else { return false }
+        end(instance, vcpusMayRun: false)
+        return true
+    }
+
+    private static func end(_ instance: Unmanaged<PluginInstance>, vcpusMayRun: Bool) {
         let unloaded = instance.takeUnretainedValue()
         unloaded.exitModules()
         unloaded.control?.stop()
@@ -107,9 +136,9 @@ final class PluginInstance: Sendable {
     /// load the analysis modules named. nil, after one log line naming
     /// `entryPoint` and the reason, when any step refuses.
     static func load(entryPoint: String, arguments: [String], layout: GuestLayout, vcpuCount: Int,
-                     qemu: @autoclosure () -> QemuFrontend? = nil) -> PluginInstance? {
+                     handle: UInt = 0, qemu: @autoclosure () -> QemuFrontend? = nil) -> PluginInstance? {
         let early = LogSink.standardError.logger(level: .error)
-        // Each vCPU's state is made up front (about 36 KiB).
+        // Each vCPU's state is made up front (about 100 KiB: its conversation cache and region buffer).
         guard (1...4096).contains(vcpuCount) else {
             early.error("\(entryPoint): the emulator reports \(vcpuCount) vCPUs, expected 1 to 4096")
             return nil
@@ -140,7 +169,7 @@ final class PluginInstance: Sendable {
             }
         }
         let instance = PluginInstance(configuration: configuration, layout: layout, vcpuCount: vcpuCount,
-                                      sink: sink, qemu: qemu(), trace: trace)
+                                      sink: sink, qemu: qemu(), handle: handle, trace: trace)
         guard install(instance) else {
             early.error("\(entryPoint): the plugin is already loaded: libportal.so (or an analysis module linked with it) was given to the emulator twice; give analysis modules to libportal.so with load=PATH")
             return nil

@@ -193,7 +193,7 @@ private func serveQemuHypercall(_ instance: PluginInstance, _ frontend: QemuFron
         instance.logger.error("hypercall on vCPU \(vcpu.index): QEMU could not read its number register; ignored")
         return
     }
-    guard instance.engine.serves(number) else { return }
+    guard instance.engine.serves(number, vcpu: vcpu) else { return }
     guard let arg3 = frontend.read(slot.arg3!, of: slot, width: &width),
           let arg4 = frontend.read(slot.arg4!, of: slot, width: &width) else {
         instance.logger.error("hypercall \(HypercallNumber(register: number)) on vCPU \(vcpu.index): QEMU could not read its argument registers; ignored")

@@ -158,21 +158,59 @@ public struct AnalysisModuleRequest: Sendable, Equatable {
 }
 
 extension PortalConfiguration {
-    /// Reads a file named by an argument (the op table). `limit` keeps a
-    /// path such as /dev/zero from being read until memory runs out.
+    /// Reads a file named by an argument (the op table).
+    ///
+    /// Only a regular file is read: the file is opened without blocking and
+    /// checked before any byte is read, so a FIFO with no writer cannot hang
+    /// the emulator's start-up, and a device such as /dev/zero is refused
+    /// rather than read until `limit`.
+    /// - Parameters:
+    ///   - path: the path as the argument gives it.
+    ///   - limit: the most bytes accepted (`ops=` takes at most 1 MiB).
+    /// - Returns: the file's contents, decoded as UTF-8 (invalid bytes replaced).
+    /// - Throws: `FileError` with strerror's text, "it is a FIFO, expected a
+    ///   regular file" (and so on for other kinds), or "longer than N bytes".
     public static func readTextFile(_ path: String, limit: Int = 1 << 20) throws(FileError) -> String {
-        guard let file = fopen(path, "r") else { throw FileError(String(cString: strerror(errno))) }
-        defer { fclose(file) }
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(String(cString: strerror(errno))) }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw FileError(String(cString: strerror(errno))) }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw FileError("it is \(fileKind(status.st_mode)), expected a regular file")
+        }
+        guard status.st_size <= limit else { throw FileError("longer than \(limit) bytes") }
         var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let count = fread(&buffer, 1, buffer.count, file)
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw FileError(String(cString: strerror(errno)))
+            }
             if count == 0 { break }
             bytes.append(contentsOf: buffer[..<count])
+            // The file may grow while it is read.
             guard bytes.count <= limit else { throw FileError("longer than \(limit) bytes") }
         }
-        if ferror(file) != 0 { throw FileError(String(cString: strerror(errno))) }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// What kind of file `mode` (a stat `st_mode`) describes, with its
+    /// article, for messages that refuse it: "a FIFO", "a directory", ...
+    /// - Parameter mode: `st_mode` from stat(2).
+    /// - Returns: the kind in words.
+    public static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: "a regular file"
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link"
+        default: "a file of unknown kind"
+        }
     }
 }
 

@@ -38,7 +38,7 @@ public protocol ConversationWork: AnyObject {
 }
 
 /// One conversation between a piece of work and the guest, identified by the
-/// guest page it uses. Only the vCPU that holds its claim touches it.
+/// guest page it uses. Only the vCPU that holds its claim (`ticket`) touches it.
 public final class Conversation: @unchecked Sendable {
     /// The hypercall that started it (its vCPU may differ from later traps').
     public let call: Hypercall
@@ -58,14 +58,20 @@ public final class Conversation: @unchecked Sendable {
     /// Whether it is in the engine's table of waiting conversations. Set and
     /// cleared under the table's lock, by whoever holds the claim.
     var isWaiting = false
+    /// The waiting table's order (under its lock): the neighbours queued
+    /// before and after it, and the `lastHeard` stamp it was queued with.
+    unowned(unsafe) var olderWaiting: Conversation?
+    unowned(unsafe) var newerWaiting: Conversation?
+    var queuedAt: UInt64 = 0
 
-    /// Who may touch this conversation: exactly one trapping vCPU at a time.
-    let claim = Atomic<UInt8>(Claim.busy)
-    enum Claim {
-        static let idle: UInt8 = 0
-        static let busy: UInt8 = 1
-        static let ended: UInt8 = 2
-    }
+    /// Who may touch this conversation once it waits: its ticket's claim
+    /// (exactly one trapping vCPU at a time), for this generation of the
+    /// ticket. Set under the table's lock when it starts waiting; nil
+    /// before (nobody else can reach it then) and after.
+    /// Unretained: tickets live as long as the engine, and a round trip
+    /// then pays no reference counting for it.
+    var ticket: Unmanaged<WaitingTicket>?
+    var generation: UInt64 = 0
 
     init(call: Hypercall, engine: PortalEngine, window: InterruptWindow?, work: any ConversationWork) {
         self.call = call
@@ -83,4 +89,47 @@ public final class Conversation: @unchecked Sendable {
     public var ops: OpTable { engine.configuration.ops }
     /// Payload bytes one command or answer can carry, as registered by the guest.
     public var regionSize: Int { engine.regionSize }
+}
+
+/// The claim of a waiting conversation, in memory the engine never frees
+/// while it lives: tickets are pooled by the waiting table and handed to
+/// one conversation after another, each time with a new generation.
+///
+/// This is what lets each vCPU remember the conversations it served
+/// without keeping them alive: its cache holds (ticket, generation) pairs,
+/// and claiming a conversation through a remembered pair is one
+/// compare-and-swap that fails once that generation is over. A conversation
+/// is referenced only by the waiting table and the trap serving it, so the
+/// memory held is bounded by `max_conversations`, not by the caches.
+final class WaitingTicket: @unchecked Sendable {
+    /// `generation << 2 | claim`.
+    let state = Atomic<UInt64>(0)
+    /// The conversation of the current generation: read only by whoever
+    /// holds its claim, set and cleared under the table's lock.
+    var conversation: Conversation?
+
+    enum Claim {
+        static let idle: UInt64 = 0
+        static let busy: UInt64 = 1
+        static let ended: UInt64 = 2
+    }
+
+    @inline(__always)
+    static func state(_ generation: UInt64, _ claim: UInt64) -> UInt64 { generation << 2 | claim }
+
+    /// Takes the claim of `generation` from idle to `desired`; the state
+    /// found when it was not idle.
+    @inline(__always)
+    func claim(_ generation: UInt64, as desired: UInt64) -> (claimed: Bool, found: UInt64) {
+        let (exchanged, original) = state.compareExchange(
+            expected: Self.state(generation, Claim.idle), desired: Self.state(generation, desired),
+            ordering: .acquiring)
+        return (exchanged, original)
+    }
+
+    /// Lets go of the claim of `generation` (the holder does this).
+    @inline(__always)
+    func release(_ generation: UInt64, as claim: UInt64) {
+        state.store(Self.state(generation, claim), ordering: .releasing)
+    }
 }

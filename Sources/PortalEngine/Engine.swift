@@ -24,17 +24,30 @@ public final class PortalEngine: @unchecked Sendable {
     private let flagAddress = Atomic<UInt64>(0)
     private let handlers = HandlerRegistry()
     private let interrupts: InterruptQueue
-    private let waiting = Lock<[UInt64: Conversation]>([:])
+    private let waiting = Lock(WaitingTable())
     /// Conversations that have started waiting so far: the clock by which a
     /// conversation the guest never came back to is recognised as abandoned.
     private let waitStarts = Atomic<UInt64>(0)
 
+    /// Rate limit of the lines a guest can cause (`guestLog`).
+    let logLimiter: LogLimiter
+
+    /// Makes an engine for one guest.
+    /// - Parameters:
+    ///   - configuration: the plugin's arguments.
+    ///   - layout: the guest's word width and byte order.
+    ///   - logger: where log lines go.
+    ///   - logClock: monotonic nanoseconds for the rate limit of lines the
+    ///     guest causes; nil for CLOCK_MONOTONIC (tests pass their own).
+    ///   - recorder: receives every conversation's start, round trips and end
+    ///     (statistics, trace); nil records nothing and costs nothing.
     package init(configuration: PortalConfiguration, layout: GuestLayout, logger: PortalLogger,
-                recorder: (any PortalRecorder)? = nil) {
+                 recorder: (any PortalRecorder)? = nil, logClock: (@Sendable () -> UInt64)? = nil) {
         self.configuration = configuration
         self.layout = layout
         self.logger = logger
         self.recorder = recorder
+        self.logLimiter = LogLimiter(clock: logClock ?? LogLimiter.monotonicNanoseconds)
         self.registeredRegionSize = Atomic(configuration.regionSize)
         self.opNumbers = OpNumbers(configuration.ops)
         self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
@@ -46,15 +59,23 @@ public final class PortalEngine: @unchecked Sendable {
     /// Conversations waiting for the guest's next trap.
     public var liveConversations: Int { waiting.withLock { $0.count } }
 
-    package func makeVCPU(index: Int) -> VCPU { VCPU(index: index) }
+    /// The state of vCPU `index`, made once per vCPU before its first trap
+    /// (it registers as a reader of the handler table).
+    /// - Parameter index: the vCPU's number.
+    /// - Returns: the state to pass to every `hypercall` of that vCPU.
+    package func makeVCPU(index: Int) -> VCPU {
+        let vcpu = VCPU(index: index)
+        handlers.register(vcpu.handlerReader)
+        return vcpu
+    }
 
     // MARK: Analysis API
 
     /// Runs `factory`'s work for every conversation hypercall `number` starts;
     /// replaces earlier work on that number. The protocol's own numbers are refused.
-    /// Attach once per number, not per event: every attach or detach keeps a
-    /// small snapshot of the handler table (about 160 bytes) until unload,
-    /// because vCPUs read the table without a lock.
+    /// Each attach or detach rebuilds the handler table (O(numbers attached))
+    /// so that vCPUs look numbers up in O(1) without a lock; the table it
+    /// replaces is freed once no vCPU reads it.
     @discardableResult
     public func attach(_ number: HypercallNumber, _ factory: WorkFactory) -> Bool {
         guard !number.isReservedByProtocol else {
@@ -74,6 +95,10 @@ public final class PortalEngine: @unchecked Sendable {
 
     @discardableResult
     public func detach(_ number: HypercallNumber) -> Bool { handlers.remove(number.rawValue) }
+
+    /// Handler tables in memory: the current one, plus any replaced while a
+    /// vCPU was looking a number up (freed at the next attach or detach).
+    var handlerTablesAlive: Int { handlers.tablesAlive }
 
     public func registerInterrupt(_ name: String, _ factory: WorkFactory) {
         interrupts.register(name, factory)
@@ -114,10 +139,14 @@ public final class PortalEngine: @unchecked Sendable {
     /// Whether hypercall `number` is the engine's business: one of the
     /// protocol's own or one with work attached. Front ends that pay for
     /// every register they read (QEMU) ask this after reading only the number.
+    /// - Parameters:
+    ///   - rawNumber: the number register, full width.
+    ///   - vcpu: the trapping vCPU (it reads the handler table).
+    /// - Returns: whether `hypercall` would serve it.
     @inline(__always)
-    package func serves(_ rawNumber: UInt64) -> Bool {
+    package func serves(_ rawNumber: UInt64, vcpu: VCPU) -> Bool {
         let number = HypercallNumber(register: rawNumber)
-        return number.isReservedByProtocol || handlers.contains(number.rawValue)
+        return number.isReservedByProtocol || handlers.contains(number.rawValue, reader: vcpu.handlerReader)
     }
 
     /// Whether serving this hypercall needs arg1 and arg2: only a
@@ -148,6 +177,9 @@ public final class PortalEngine: @unchecked Sendable {
         let site = TrapSite(number: number, vcpu: vcpu.index, regionAddress: region)
 
         let outcome = serve(call, number: number, region: region, site: site, vcpu: vcpu, memory: memory)
+        // The command is written: a scratch buffer replaced during this trap
+        // can go (the answer the work read may have lain in it).
+        vcpu.endTrap()
         // Interrupt work queued before or during this trap is announced now,
         // and again at every trap until the guest runs the interrupt conversation.
         if interrupts.hasPending { setFlag(1, memory: memory) }
@@ -165,14 +197,14 @@ public final class PortalEngine: @unchecked Sendable {
             }
         // arg4 = 0: the guest gave up on it and starts a new conversation here.
         case .busy:
-            logger.error("\(site): \(PortalError.busyOnAnotherVCPU)")
+            guestLog(.error, site, .busyOnAnotherVCPU)
             return .handled
         case .none:
             break
         }
 
         let isInterrupt = number == .portalInterrupt
-        let attached = isInterrupt ? nil : handlers.lookup(number.rawValue)
+        let attached = isInterrupt ? nil : handlers.lookup(number.rawValue, reader: vcpu.handlerReader)
         if !isInterrupt && attached == nil { return .notMine }
 
         let answer = UInt32(truncatingIfNeeded: call.arg4)
@@ -180,7 +212,7 @@ public final class PortalEngine: @unchecked Sendable {
             // The guest is mid-loop, but nothing waits on this region (the
             // conversation was ended, or never started): end the guest's loop.
             // Before any interrupt is taken, so none is lost with the loop.
-            logger.warn("\(site): \(PortalError.strayAnswer(ResponseCode(rawValue: answer)))")
+            guestLog(.warn, site, .strayAnswer(ResponseCode(rawValue: answer)))
             writeNone(region, vcpu: vcpu, memory: memory, site: site)
             return .handled
         }
@@ -282,8 +314,10 @@ public final class PortalEngine: @unchecked Sendable {
                 return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
                             regionIsOurs: false)
             }
-            vcpu.remember(conversation)
-            conversation.claim.store(Conversation.Claim.idle, ordering: .releasing)
+            // A waiting conversation has its ticket (`startWaiting`).
+            let ticket = conversation.ticket.unsafelyUnwrapped
+            vcpu.remember(conversation.regionAddress, ticket, conversation.generation)
+            ticket._withUnsafeGuaranteedRef { $0.release(conversation.generation, as: WaitingTicket.Claim.idle) }
             return .handled
         case .finished(let value):
             conversation.machine.workFinished()
@@ -317,10 +351,8 @@ public final class PortalEngine: @unchecked Sendable {
         // Only a conversation that waited is in the table: one that finishes
         // on its first trap takes no lock.
         if conversation.isWaiting { stopWaiting(conversation) }
-        vcpu.forget(conversation)
-        conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
         if let failure {
-            logger.log(level, "\(site): \(failure)")
+            guestLog(level, site, failure)
             conversation.work.cancel(conversation, because: failure)
         }
     }
@@ -330,7 +362,8 @@ public final class PortalEngine: @unchecked Sendable {
         RegionHeader(op: 0, pid: currentProcessID, address: 0, size: 0).encode(to: scratch.baseAddress!,
                                                                                layout: layout)
         if !memory.write(region, from: UnsafeRawBufferPointer(rebasing: scratch[..<RegionHeader.size])) {
-            logger.error("\(site): could not write NONE to end the guest's loop: \(PortalError.regionUnwritable(bytes: RegionHeader.size))")
+            guestLog(.error, "NONE unwritable", site.number,
+                     "\(site): could not write NONE to end the guest's loop: \(PortalError.regionUnwritable(bytes: RegionHeader.size))")
         }
     }
 
@@ -344,76 +377,79 @@ public final class PortalEngine: @unchecked Sendable {
 
     @inline(__always)
     private func claimWaiting(_ region: UInt64, vcpu: VCPU) -> ClaimResult {
-        if let last = vcpu.recentConversation(region), last.regionAddress == region,
-           last.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.busy,
-                                      ordering: .acquiring).exchanged {
-            return .claimed(last)
-        }
-        guard let found = waiting.withLock({ $0[region] }) else { return .none }
-        let (exchanged, original) = found.claim.compareExchange(
-            expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring)
-        if exchanged {
-            vcpu.remember(found)
+        if let conversation = vcpu.claimRecent(region) { return .claimed(conversation) }
+        guard let (found, ticket, generation) = waiting.withLock({ table -> (Conversation, WaitingTicket, UInt64)? in
+            guard let found = table[region], let ticket = found.ticket?.takeUnretainedValue() else { return nil }
+            return (found, ticket, found.generation)
+        }) else { return .none }
+        let (claimed, state) = ticket.claim(generation, as: WaitingTicket.Claim.busy)
+        if claimed {
+            vcpu.remember(region, Unmanaged.passUnretained(ticket), generation)
             return .claimed(found)
         }
-        return original == Conversation.Claim.busy ? .busy : .none
+        return state == WaitingTicket.state(generation, WaitingTicket.Claim.busy) ? .busy : .none
     }
 
     /// Enters a new conversation in the table; the reason if it may not wait.
+    ///
+    /// Abandoned conversations are reclaimed here, oldest first, in O(1)
+    /// amortised per start (`WaitingTable`): any the guest has not come back
+    /// to while `stale_after` others started waiting, and, when the table is
+    /// full, the one it neglected longest, so that a guest that abandons
+    /// conversations cannot lock well-behaved ones out. Only when every
+    /// waiting conversation is being served by a vCPU at this moment is the
+    /// new one refused.
     private func startWaiting(_ conversation: Conversation) -> PortalError? {
         let limit = configuration.maxConversations
         let staleAfter = UInt64(configuration.staleAfter)
-        var reclaimed: [(Conversation, UInt64)] = []
+        var reclaimed: [(Conversation, PortalError)] = []
         let refusal = waiting.withLock { table -> PortalError? in
             // Conversations leave the table before their claim ends, so one
             // still in it is live.
             if table[conversation.regionAddress] != nil { return .busyOnAnotherVCPU }
             let now = waitStarts.load(ordering: .relaxed) + 1
             waitStarts.store(now, ordering: .relaxed)
-            // Look for abandoned conversations now and then (often enough
-            // that none outlives `stale_after` by much), and whenever the
-            // table is full.
-            if now % min(staleAfter, 1024) == 0 || table.count >= limit {
-                reclaimed = reclaimStale(&table, now: now, staleAfter: staleAfter)
+            // Entries a vCPU is serving right now are moved back; at most
+            // one pass over the table is spent on them.
+            var busySkipped = 0
+            while busySkipped < table.count, let (oldest, heard) = table.leastRecentlyHeard() {
+                let since = now - min(now, heard)
+                let reason: PortalError
+                if since > staleAfter {
+                    reason = .neverCameBack(waitStarts: since)
+                } else if table.count >= limit {
+                    reason = .evictedForRoom(limit: limit, waitStarts: since)
+                } else {
+                    break
+                }
+                guard let ticket = oldest.ticket?.takeUnretainedValue(),
+                      ticket.claim(oldest.generation, as: WaitingTicket.Claim.ended).claimed else {
+                    table.moveToBack(oldest, stamp: now)
+                    busySkipped += 1
+                    continue
+                }
+                oldest.machine.end()
+                oldest.isWaiting = false
+                table.remove(oldest)
+                reclaimed.append((oldest, reason))
             }
             guard table.count < limit else { return .conversationLimit(limit) }
-            table[conversation.regionAddress] = conversation
+            table.insert(conversation, stamp: now)
             conversation.isWaiting = true
             return nil
         }
-        for (stale, since) in reclaimed {
-            let reason = PortalError.neverCameBack(waitStarts: since)
-            logger.warn("\(stale.site): \(reason)")
+        // Nothing is written to their regions: the guest may have given the
+        // pages to someone else.
+        for (stale, reason) in reclaimed {
+            guestLog(.warn, stale.site, reason)
             stale.work.cancel(stale, because: reason)
         }
         return refusal
     }
 
-    /// Takes out of the table every idle conversation that has not heard from
-    /// the guest while `staleAfter` others started waiting. Nothing is written
-    /// to their regions: the guest may have given the page to someone else.
-    private func reclaimStale(_ table: inout [UInt64: Conversation], now: UInt64,
-                              staleAfter: UInt64) -> [(Conversation, UInt64)] {
-        var reclaimed: [(Conversation, UInt64)] = []
-        for candidate in table.values {
-            let since = now - min(now, candidate.lastHeard.load(ordering: .relaxed))
-            guard since > staleAfter,
-                  candidate.claim.compareExchange(expected: Conversation.Claim.idle, desired: Conversation.Claim.ended,
-                                                  ordering: .acquiring).exchanged else { continue }
-            candidate.machine.end()
-            candidate.isWaiting = false
-            reclaimed.append((candidate, since))
-        }
-        // Removed after the walk: removing during it copies the whole table.
-        for (stale, _) in reclaimed { table[stale.regionAddress] = nil }
-        return reclaimed.sorted { $0.0.regionAddress < $1.0.regionAddress }
-    }
-
     private func stopWaiting(_ conversation: Conversation) {
         waiting.withLock { table in
-            if table[conversation.regionAddress] === conversation {
-                table[conversation.regionAddress] = nil
-            }
+            table.remove(conversation)
             conversation.isWaiting = false
         }
     }
@@ -424,25 +460,28 @@ public final class PortalEngine: @unchecked Sendable {
         let requested = call.arg1 & layout.addressMask
         let site = "hypercall \(HypercallNumber.registerMemRegion) on vCPU \(call.vcpu)"
         guard requested >= 1, requested <= UInt64(PortalConfiguration.maxRegionSize) else {
-            logger.error("\(site): region size \(requested) refused, expected 1 to \(PortalConfiguration.maxRegionSize) payload bytes; keeping \(regionSize)")
+            guestLog(.error, "region size refused", .registerMemRegion,
+                     "\(site): region size \(requested) refused, expected 1 to \(PortalConfiguration.maxRegionSize) payload bytes; keeping \(regionSize)")
             return
         }
         registeredRegionSize.store(Int(requested), ordering: .relaxed)
-        logger.info("\(site): the guest's regions carry \(requested) payload bytes")
+        guestLog(.info, "region size", .registerMemRegion, "\(site): the guest's regions carry \(requested) payload bytes")
     }
 
     private func enableInterrupts(_ call: Hypercall, memory: GuestMemory) {
         let address = call.arg1 & layout.addressMask
         let site = "hypercall \(HypercallNumber.enablePortalInterrupt) on vCPU \(call.vcpu)"
         guard address != 0 else {
-            logger.error("\(site): interrupt flag address 0 refused, expected the guest address of a u64")
+            guestLog(.error, "flag address refused", .enablePortalInterrupt,
+                     "\(site): interrupt flag address 0 refused, expected the guest address of a u64")
             return
         }
         if call.arg2 != 0 {
-            logger.warn("\(site): arg2 is \(hex(call.arg2)), expected 0; using the flag at \(hex(address))")
+            guestLog(.warn, "flag arg2", .enablePortalInterrupt,
+                     "\(site): arg2 is \(hex(call.arg2)), expected 0; using the flag at \(hex(address))")
         }
         flagAddress.store(address, ordering: .relaxed)
-        logger.info("\(site): interrupt flag at \(hex(address))")
+        guestLog(.info, "flag address", .enablePortalInterrupt, "\(site): interrupt flag at \(hex(address))")
         // Work queued before the guest was ready is announced right away.
         if interrupts.hasPending { setFlag(1, memory: memory) }
     }
@@ -460,28 +499,56 @@ public final class PortalEngine: @unchecked Sendable {
         }
     }
 
+    // MARK: Lines the guest causes
+
+    /// Logs a line the guest caused, at most `LogLimiter.burst` per second
+    /// per `kind` and hypercall `number`; what is suppressed is counted and
+    /// reported with the next line of that kind after the second.
+    func guestLog(_ level: LogLevel, _ kind: String, _ number: HypercallNumber,
+                  _ message: @autoclosure () -> String) {
+        guard level <= logger.level && level != .off else { return }
+        switch logLimiter.admit(LogLimiter.Key(kind: kind, number: number.rawValue)) {
+        case .print(let suppressedBefore):
+            if suppressedBefore > 0 {
+                logger.log(level, "hypercall \(number): \(suppressedBefore) more '\(kind)' lines were suppressed (at most \(logLimiter.burst) a second for each kind and hypercall)")
+            }
+            logger.log(level, message())
+        case .suppressFirst:
+            logger.log(level, "hypercall \(number): more than \(logLimiter.burst) '\(kind)' lines this second; further ones are counted, not printed")
+        case .suppress:
+            break
+        }
+    }
+
+    /// `guestLog` for a conversation's failure.
+    func guestLog(_ level: LogLevel, _ site: TrapSite, _ error: PortalError) {
+        guestLog(level, error.kind, site.number, "\(site): \(error)")
+    }
+
     // MARK: Unloading
 
     /// Ends every waiting conversation (each is logged, its work cancelled)
     /// and drops pending interrupts (logged). A conversation a running vCPU
     /// holds at that moment is left to that vCPU.
     package func shutdown() {
-        let live = waiting.withLock { table -> [Conversation] in
-            let live = table.values.sorted { $0.regionAddress < $1.regionAddress }
-            table.removeAll()
-            return live
+        // A vCPU still running (QEMU exits from one vCPU while others run)
+        // may hold one: that vCPU finishes it, not this thread.
+        let ended = waiting.withLock { table -> [Conversation] in
+            table.all.filter { conversation in
+                guard let ticket = conversation.ticket?.takeUnretainedValue(),
+                      ticket.claim(conversation.generation, as: WaitingTicket.Claim.busy).claimed else { return false }
+                conversation.machine.end()
+                conversation.isWaiting = false
+                table.remove(conversation)
+                return true
+            }
         }
-        for conversation in live {
-            // A vCPU still running (QEMU exits from one vCPU while others
-            // run) may hold it: that vCPU finishes it, not this thread.
-            guard conversation.claim.compareExchange(
-                expected: Conversation.Claim.idle, desired: Conversation.Claim.busy, ordering: .acquiring
-            ).exchanged else { continue }
+        for conversation in ended {
             logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
-            conversation.machine.end()
-            conversation.isWaiting = false
-            conversation.claim.store(Conversation.Claim.ended, ordering: .releasing)
             conversation.work.cancel(conversation, because: .unloaded)
+        }
+        for (key, count) in logLimiter.unreported() {
+            logger.warn("hypercall \(HypercallNumber(rawValue: key.number)): \(count) more '\(key.kind)' lines were suppressed before unload (at most \(logLimiter.burst) a second for each kind and hypercall)")
         }
         let pending = interrupts.pendingNames
         if !pending.isEmpty {

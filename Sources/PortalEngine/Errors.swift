@@ -31,7 +31,11 @@ public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The guest trapped with arg4 = 0 on a region with a live conversation:
     /// it gave up on the old one and started anew.
     case abandoned
+    /// Every waiting conversation was being served by a vCPU at that moment.
     case conversationLimit(Int)
+    /// The table was full: the conversation the guest neglected longest
+    /// (idle while this many others started waiting) made room.
+    case evictedForRoom(limit: Int, waitStarts: UInt64)
     /// Idle while this many other conversations started waiting.
     case neverCameBack(waitStarts: UInt64)
     case busyOnAnotherVCPU
@@ -41,6 +45,28 @@ public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Thrown into a handler whose conversation is already over.
     case conversationEnded
     case unloaded
+
+    /// The case's name: what log lines are rate-limited by (with the
+    /// hypercall number), so one kind of trouble cannot hide another.
+    public var kind: String {
+        switch self {
+        case .invalidResponse: "invalid response"
+        case .answerTooLarge: "answer too large"
+        case .regionUnreadable: "region unreadable"
+        case .regionUnwritable: "region unwritable"
+        case .invalidOp: "invalid op"
+        case .workFailed: "work failed"
+        case .abandoned: "abandoned"
+        case .conversationLimit: "conversation limit"
+        case .evictedForRoom: "reclaimed for room"
+        case .neverCameBack: "never came back"
+        case .busyOnAnotherVCPU: "busy on another vCPU"
+        case .strayAnswer: "stray answer"
+        case .suspendedOutsideGuest: "suspended outside the guest"
+        case .conversationEnded: "conversation ended"
+        case .unloaded: "unloaded"
+        }
+    }
 
     public var description: String {
         switch self {
@@ -59,7 +85,9 @@ public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {
         case .abandoned:
             "the guest started a new conversation on this region; the unfinished one was dropped"
         case .conversationLimit(let limit):
-            "\(limit) conversations are already live (max_conversations); this one was refused"
+            "\(limit) conversations are already live (max_conversations) and every one is being served right now; this one was refused"
+        case .evictedForRoom(let limit, let starts):
+            "\(limit) conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (\(starts) conversations started waiting since its last trap); reclaimed to make room"
         case .neverCameBack(let starts):
             "the guest never came back to this conversation (\(starts) conversations started waiting since its last trap, stale_after); reclaimed"
         case .busyOnAnotherVCPU:

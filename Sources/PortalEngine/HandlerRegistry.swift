@@ -1,73 +1,152 @@
 import Synchronization
 
-/// Work attached to hypercall numbers. Read on every trap and changed
-/// rarely, so readers take an immutable snapshot without locking; every
-/// snapshot ever published stays alive with the registry, so a reader never
-/// sees one freed under it.
-final class HandlerRegistry: Sendable {
-    private final class Table: Sendable {
-        let numbers: [UInt32]
-        let factories: [WorkFactory]
+/// One thread's right to read the handler table: each vCPU has its own.
+///
+/// `epoch` is odd while its vCPU is reading the table and counts its reads,
+/// so that a writer can tell when a table it replaced is no longer read by
+/// anyone (quiescent-state reclamation). Only its vCPU's thread writes it.
+final class HandlerReader: Sendable {
+    let epoch = Atomic<UInt64>(0)
+}
 
-        init(numbers: [UInt32], factories: [WorkFactory]) {
-            self.numbers = numbers
+/// Work attached to hypercall numbers.
+///
+/// Read on every trap and changed rarely. Readers (vCPU threads) look a
+/// number up without a lock, in O(1): the table is an immutable
+/// open-addressed hash table, replaced as a whole on every attach or
+/// detach. A replaced table is freed as soon as every vCPU that was
+/// reading at that moment has finished that read, which each write checks
+/// for: the memory kept is the current table plus, at most, tables replaced
+/// while a vCPU was inside one look-up (not one snapshot per attach or
+/// detach until unload).
+///
+/// The reader announces itself with a sequentially consistent store to its
+/// own epoch (no other thread writes that cache line) before it loads the
+/// table, and the writer loads every epoch after it swapped the table, so
+/// either the writer sees the reader inside, or the reader sees the new table.
+final class HandlerRegistry: @unchecked Sendable {
+    /// An immutable open-addressed table: `keys[i]` is a number or `empty`,
+    /// `factories[i]` its work; linear probing, at most half full.
+    final class Table: @unchecked Sendable {
+        static let empty = UInt64.max
+        let keys: UnsafeMutablePointer<UInt64>
+        let factories: [WorkFactory?]
+        let mask: Int
+
+        init(_ entries: [UInt32: WorkFactory]) {
+            var capacity = 8
+            while capacity < entries.count * 2 { capacity *= 2 }
+            mask = capacity - 1
+            keys = .allocate(capacity: capacity)
+            keys.initialize(repeating: Self.empty, count: capacity)
+            var factories = [WorkFactory?](repeating: nil, count: capacity)
+            for (number, factory) in entries {
+                var index = Self.home(number, mask)
+                while keys[index] != Self.empty { index = (index + 1) & mask }
+                keys[index] = UInt64(number)
+                factories[index] = factory
+            }
             self.factories = factories
         }
+
+        deinit { keys.deallocate() }
+
+        /// Fibonacci hashing: numbers that differ in low bits spread out.
+        @inline(__always)
+        static func home(_ number: UInt32, _ mask: Int) -> Int {
+            Int(truncatingIfNeeded: (UInt64(number) &* 0x9e37_79b9_7f4a_7c15) >> 40) & mask
+        }
+
+        @inline(__always)
+        func index(of number: UInt32) -> Int? {
+            var index = Self.home(number, mask)
+            while true {
+                let key = keys[index]
+                if key == UInt64(number) { return index }
+                if key == Self.empty { return nil }
+                index = (index + 1) & mask
+            }
+        }
+    }
+
+    private struct WriterState {
+        /// The attached work, as the next table will hold it.
+        var entries: [UInt32: WorkFactory] = [:]
+        var readers: [HandlerReader] = []
+        /// Replaced tables, with each reader's epoch right after the swap.
+        var retired: [(table: Unmanaged<Table>, epochs: [UInt64])] = []
     }
 
     private let current: Atomic<Unmanaged<Table>>
-    private let published: Lock<[Table]>
+    private let writer = Lock(WriterState())
 
     init() {
-        let empty = Table(numbers: [], factories: [])
-        current = Atomic(Unmanaged.passUnretained(empty))
-        published = Lock([empty])
+        current = Atomic(Unmanaged.passRetained(Table([:])))
+    }
+
+    deinit {
+        current.load(ordering: .acquiring).release()
+        writer.withLock { state in
+            for (table, _) in state.retired { table.release() }
+        }
+    }
+
+    /// Lets `reader` read the table; every vCPU registers once, before its first trap.
+    func register(_ reader: HandlerReader) {
+        writer.withLock { $0.readers.append(reader) }
+    }
+
+    /// Runs `body` on the current table, announced through `reader`.
+    @inline(__always)
+    private func reading<R>(_ reader: HandlerReader, _ body: (Table) -> R) -> R {
+        let inside = reader.epoch.load(ordering: .relaxed) &+ 1
+        reader.epoch.store(inside, ordering: .sequentiallyConsistent)
+        let result = current.load(ordering: .sequentiallyConsistent)._withUnsafeGuaranteedRef(body)
+        reader.epoch.store(inside &+ 1, ordering: .releasing)
+        return result
     }
 
     /// Whether work is attached to `number`, without copying its factory.
-    func contains(_ number: UInt32) -> Bool {
-        current.load(ordering: .acquiring)._withUnsafeGuaranteedRef { $0.numbers.contains(number) }
+    @inline(__always)
+    func contains(_ number: UInt32, reader: HandlerReader) -> Bool {
+        reading(reader) { $0.index(of: number) != nil }
     }
 
-    func lookup(_ number: UInt32) -> WorkFactory? {
-        current.load(ordering: .acquiring)._withUnsafeGuaranteedRef { table in
-            for index in table.numbers.indices where table.numbers[index] == number {
-                return table.factories[index]
-            }
-            return nil
-        }
+    @inline(__always)
+    func lookup(_ number: UInt32, reader: HandlerReader) -> WorkFactory? {
+        reading(reader) { table in table.index(of: number).flatMap { table.factories[$0] } }
     }
 
     func set(_ number: UInt32, _ factory: WorkFactory) {
-        _ = publish { numbers, factories in
-            if let index = numbers.firstIndex(of: number) {
-                factories[index] = factory
-            } else {
-                numbers.append(number)
-                factories.append(factory)
-            }
-            return true
-        }
+        _ = publish { $0.updateValue(factory, forKey: number); return true }
     }
 
     func remove(_ number: UInt32) -> Bool {
-        return publish { numbers, factories in
-            guard let index = numbers.firstIndex(of: number) else { return false }
-            numbers.remove(at: index)
-            factories.remove(at: index)
-            return true
-        }
+        publish { $0.removeValue(forKey: number) != nil }
     }
 
-    private func publish(_ change: (inout [UInt32], inout [WorkFactory]) -> Bool) -> Bool {
-        published.withLock { tables in
-            let old = tables.last!
-            var numbers = old.numbers
-            var factories = old.factories
-            guard change(&numbers, &factories) else { return false }
-            let table = Table(numbers: numbers, factories: factories)
-            tables.append(table)
-            current.store(Unmanaged.passUnretained(table), ordering: .releasing)
+    /// Tables alive now: the current one and those replaced but maybe still
+    /// being read (for tests of the memory bound).
+    var tablesAlive: Int { writer.withLock { 1 + $0.retired.count } }
+
+    private func publish(_ change: (inout [UInt32: WorkFactory]) -> Bool) -> Bool {
+        writer.withLock { state in
+            guard change(&state.entries) else { return false }
+            let replaced = current.exchange(Unmanaged.passRetained(Table(state.entries)),
+                                            ordering: .sequentiallyConsistent)
+            let epochs = state.readers.map { $0.epoch.load(ordering: .sequentiallyConsistent) }
+            state.retired.append((replaced, epochs))
+            // Free every replaced table no reader can still be in: each
+            // reader was outside (even) right after the swap, or has moved on.
+            let readers = state.readers
+            state.retired.removeAll { retired in
+                for (index, epoch) in retired.epochs.enumerated()
+                where epoch & 1 == 1 && readers[index].epoch.load(ordering: .acquiring) == epoch {
+                    return false
+                }
+                retired.table.release()
+                return true
+            }
             return true
         }
     }

@@ -121,12 +121,14 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
         if let (name, work) = current {
             work.cancel(conversation, because: reason)
             current = nil
-            engine.logger.error("\(conversation.site): interrupt '\(name)' was cut short: \(reason)")
+            engine.guestLog(.error, "interrupt cut short", .portalInterrupt,
+                            "\(conversation.site): interrupt '\(name)' was cut short: \(reason)")
         }
         while next < handlers.count {
             let name = handlers[next].name
             next += 1
-            engine.logger.warn("\(conversation.site): interrupt '\(name)' did not run; queued again")
+            engine.guestLog(.warn, "interrupt queued again", .portalInterrupt,
+                            "\(conversation.site): interrupt '\(name)' did not run; queued again")
             _ = engine.queueInterrupt(name)
         }
     }
@@ -172,6 +174,7 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
     }
 
     private func reportFailure(_ conversation: Conversation, name: String, _ error: any Error) {
-        conversation.engine.logger.error("\(conversation.site): interrupt '\(name)' failed: \(error)")
+        conversation.engine.guestLog(.error, "interrupt failed", .portalInterrupt,
+                                     "\(conversation.site): interrupt '\(name)' failed: \(error)")
     }
 }

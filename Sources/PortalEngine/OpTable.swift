@@ -64,43 +64,72 @@ public struct OpTable: Sendable, Equatable {
     /// is accepted, and so are the X-macro lines of the guest module's op
     /// list header (`X(read, READ) \`). A line `NAME = N` must agree with its position, so a file
     /// copied from the guest's enum is checked rather than trusted.
+    ///
+    /// Lines end at `\n` (a `\r` before it is trimmed like a space: files
+    /// written on Windows parse the same). The text is handled as UTF-8
+    /// bytes, not characters, so "\r\n" is two bytes rather than one
+    /// grapheme, and every check is linear: a table of the largest size
+    /// `ops=` accepts (1 MiB, about 150,000 names) parses in well under a
+    /// second. A name is checked to be a C identifier *before* it is
+    /// upper-cased: upper-casing "ﬁle" or "straße" would make FILE and
+    /// STRASSE of names no guest enum can hold.
+    /// - Parameter text: the file's contents.
+    /// - Throws: `OpTableError` naming the first line that is not an op
+    ///   name, a duplicate, a `NAME = N` that disagrees with the position,
+    ///   or a file without ops.
     public init(parsing text: String) throws(OpTableError) {
         var names: [String] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = Self.opListEntry(rawLine)
-                ?? rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
-                .trimmingSpaces()
-            if line.isEmpty { continue }
+        var seen: Set<String> = []
+        let bytes = Array(text.utf8)
+        var lineStart = 0
+        var lineNumber = 0
+        while lineStart <= bytes.count {
+            lineNumber += 1
+            var lineEnd = lineStart
+            while lineEnd < bytes.count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
+            var contentEnd = lineStart
+            while contentEnd < lineEnd && bytes[contentEnd] != UInt8(ascii: "#") { contentEnd += 1 }
+            let content = Self.opListEntry(bytes, lineStart..<lineEnd) ?? Self.trimmed(bytes, lineStart..<contentEnd)
+            if content.isEmpty { continue }
+            let line = String(decoding: bytes[content], as: UTF8.self)
             // Empty pieces are kept so that `= 5` or a lone `=` has an empty
             // name (refused below) rather than no name at all.
-            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                .map { $0.trimmingSpaces() }
-            var name = parts[0].uppercased()
+            let equals = bytes[content].firstIndex(of: UInt8(ascii: "="))
+            let nameBytes = bytes[Self.trimmed(bytes, content.lowerBound..<(equals ?? content.upperBound))]
+            let valueText = equals.map {
+                String(decoding: bytes[Self.trimmed(bytes, ($0 + 1)..<content.upperBound)], as: UTF8.self)
+            }
+            guard Self.isIdentifier(nameBytes) else {
+                throw OpTableError(line: lineNumber, message: "'\(line)' is not an op name")
+            }
+            var name = String(decoding: nameBytes, as: UTF8.self).uppercased()
             if name.hasPrefix("HYPER_OP_") { name.removeFirst(9) }
-            guard Self.isIdentifier(name) else {
-                throw OpTableError(line: index + 1, message: "'\(line)' is not an op name")
+            // What follows the prefix must be an identifier too ("HYPER_OP_7UP").
+            guard Self.isIdentifier(name.utf8[...]) else {
+                throw OpTableError(line: lineNumber, message: "'\(line)' is not an op name")
             }
             if name == "NONE" || name == "MAX" {
-                guard parts.count == 2, let value = UInt32(parts[1]) else {
-                    throw OpTableError(line: index + 1, message: "\(name) needs its number")
+                guard let valueText, let value = UInt32(valueText) else {
+                    throw OpTableError(line: lineNumber, message: "\(name) needs its number")
                 }
                 let expected = name == "NONE" ? 0 : UInt32(names.count + 1)
                 guard value == expected else {
-                    throw OpTableError(line: index + 1, message: "\(name) = \(value), expected \(expected)")
+                    throw OpTableError(line: lineNumber, message: "\(name) = \(value), expected \(expected)")
                 }
                 continue
             }
-            if parts.count == 2 {
-                guard let value = UInt32(parts[1]) else {
-                    throw OpTableError(line: index + 1, message: "\(name) = '\(parts[1])' is not a number")
+            if let valueText {
+                guard let value = UInt32(valueText) else {
+                    throw OpTableError(line: lineNumber, message: "\(name) = '\(valueText)' is not a number")
                 }
                 guard value == names.count + 1 else {
-                    throw OpTableError(line: index + 1,
+                    throw OpTableError(line: lineNumber,
                                        message: "\(name) = \(value), but its position makes it \(names.count + 1)")
                 }
             }
-            guard !names.contains(name) else {
-                throw OpTableError(line: index + 1, message: "\(name) is listed twice")
+            guard seen.insert(name).inserted else {
+                throw OpTableError(line: lineNumber, message: "\(name) is listed twice")
             }
             names.append(name)
         }
@@ -110,22 +139,44 @@ public struct OpTable: Sendable, Equatable {
 
     /// The op name of a line of the guest module's own op list header, an
     /// X-macro entry such as `    X(read, READ) \` (the last argument is the
-    /// name); nil for any other line. So `ops=` can be given the module's
-    /// header as it is, `#define` lines being comments.
-    private static func opListEntry(_ line: Substring) -> String? {
-        var entry = Substring(line.trimmingSpaces())
-        if entry.hasSuffix("\\") { entry = Substring(entry.dropLast().trimmingSpaces()) }
-        if entry.hasSuffix(",") { entry = entry.dropLast() }
-        guard entry.hasPrefix("X("), entry.hasSuffix(")") else { return nil }
-        let arguments = entry.dropFirst(2).dropLast()
-        guard let name = arguments.split(separator: ",", omittingEmptySubsequences: false).last else { return nil }
-        return name.trimmingSpaces()
+    /// name), as a range of `bytes`; nil for any other line. So `ops=` can be
+    /// given the module's header as it is, `#define` lines being comments.
+    private static func opListEntry(_ bytes: [UInt8], _ line: Range<Int>) -> Range<Int>? {
+        var entry = trimmed(bytes, line)
+        if entry.last.map({ bytes[$0] == UInt8(ascii: "\\") }) == true {
+            entry = trimmed(bytes, entry.lowerBound..<(entry.upperBound - 1))
+        }
+        if entry.last.map({ bytes[$0] == UInt8(ascii: ",") }) == true {
+            entry = entry.lowerBound..<(entry.upperBound - 1)
+        }
+        guard entry.count >= 3, bytes[entry.lowerBound] == UInt8(ascii: "X"),
+              bytes[entry.lowerBound + 1] == UInt8(ascii: "("), bytes[entry.upperBound - 1] == UInt8(ascii: ")")
+        else { return nil }
+        let arguments = (entry.lowerBound + 2)..<(entry.upperBound - 1)
+        let lastComma = bytes[arguments].lastIndex(of: UInt8(ascii: ","))
+        return trimmed(bytes, (lastComma.map { $0 + 1 } ?? arguments.lowerBound)..<arguments.upperBound)
     }
 
-    /// A C identifier, as the guest module's enum spells its ops.
-    private static func isIdentifier(_ name: String) -> Bool {
-        guard let first = name.first, first.isASCII, first.isLetter || first == "_" else { return false }
-        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+    /// `range` of `bytes` without leading and trailing spaces, tabs and `\r`.
+    private static func trimmed(_ bytes: [UInt8], _ range: Range<Int>) -> Range<Int> {
+        func isSpace(_ byte: UInt8) -> Bool {
+            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
+        }
+        var lower = range.lowerBound
+        var upper = range.upperBound
+        while lower < upper && isSpace(bytes[lower]) { lower += 1 }
+        while upper > lower && isSpace(bytes[upper - 1]) { upper -= 1 }
+        return lower..<upper
+    }
+
+    /// A C identifier in ASCII, as the guest module's enum spells its ops.
+    private static func isIdentifier<Bytes: Collection<UInt8>>(_ name: Bytes) -> Bool {
+        func isLetter(_ byte: UInt8) -> Bool {
+            (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || byte == UInt8(ascii: "_")
+        }
+        guard let first = name.first, isLetter(first) else { return false }
+        return name.allSatisfy { isLetter($0) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) }
     }
 }
 
@@ -139,13 +190,4 @@ public struct OpTableError: Error, Equatable, CustomStringConvertible {
     }
 
     public var description: String { line > 0 ? "line \(line): \(message)" : message }
-}
-
-extension Substring {
-    func trimmingSpaces() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
-        guard let first = firstIndex(where: { !isSpace($0) }) else { return "" }
-        let last = lastIndex(where: { !isSpace($0) })!
-        return String(self[first...last])
-    }
 }

@@ -798,9 +798,55 @@ static portal_step irq_budget_step(void *userdata, portal_conversation *conv,
     return PORTAL_STEP_COMMAND;
 }
 
+/* Copies guest bytes as a C step may (issue 8, item 1): READ up to 64
+ * bytes at arg1, then, after another vCPU registered a larger region size
+ * in between, WRITE what came back to arg2 with response->data itself as
+ * the payload. The plugin must not free the buffer the answer lies in
+ * before it has encoded the WRITE (AddressSanitizer, which the fuzzed
+ * library is built with, reports a heap-use-after-free if it does). The
+ * bytes are not compared: injected answers and junk regions make the answer
+ * something other than arg1's bytes. */
+static portal_step copy_step(void *userdata, portal_conversation *conv,
+                             const portal_response *response, portal_command *command,
+                             uint64_t *result)
+{
+    (void)userdata;
+    step_state *st = conv->state;
+    touch(conv, response);
+    switch (st->k++) {
+    case 0:
+        command->op = portal_op_read();
+        command->addr = conv->call.args[0];
+        command->size = conv->region_size < 64 ? conv->region_size : 64;
+        return PORTAL_STEP_COMMAND;
+    case 1: {
+        if (!response || !carries_data(response->code) || response->size == 0) {
+            *result = 0;
+            return PORTAL_STEP_FINISH;
+        }
+        uint64_t larger = (uint64_t)conv->region_size * 2 + 4096;
+        if (larger > (1u << 20))
+            larger = 1u << 20;
+        bool handled = false;
+        int other = (int)((conv->call.vcpu + 1) % guest_get_config(fz.g)->vcpus);
+        guest_hypercall(fz.g, other, 0xbebebebeu, larger, 0, 0, 0, &handled);
+        st->acc = response->size;
+        command->op = portal_op_write();
+        command->addr = conv->call.args[1];
+        command->size = (int64_t)response->size;
+        command->data = response->data;
+        command->data_length = response->size;
+        return PORTAL_STEP_COMMAND;
+    }
+    default:
+        *result = st->acc;
+        return PORTAL_STEP_FINISH;
+    }
+}
+
 static const portal_step_fn steps[FS_COUNT] = {
     script_step, fail_step, garbage_step, word_step, chunk_step, reentrant_step, finish_step,
-    irq_write_step, irq_budget_step,
+    irq_write_step, irq_budget_step, copy_step,
 };
 
 /* ------------------------------------------------------ plugin life -- */
@@ -815,6 +861,7 @@ static void attach_work(void)
     portal_attach(0x6902, chunk_step, ud);
     portal_attach(0x6903, reentrant_step, ud);
     portal_attach(0x6904, finish_step, ud);
+    portal_attach(0x7903, copy_step, ud);
     portal_register_interrupt("c_write", irq_write_step, ud);
     portal_register_interrupt("c_budget", irq_budget_step, ud);
     portal_register_interrupt("c_fail", fail_step, ud);

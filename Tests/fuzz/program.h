@@ -88,7 +88,7 @@ enum fz_num {
     FN_INIT_MODULE,    /* 0x6408400d: nothing attached at first */
     FN_MODULE_BASE,    /* 0x6408400c: a plain hypercall */
     FN_HYPERFS,        /* 0x51ec3692 */
-    FN_TRAMP,          /* 0x7903 */
+    FN_TRAMP,          /* 0x7903: copy_step (C): READ, a larger region registered, WRITE of the answer's bytes */
     FN_NAMED_COUNT,
     FN_U32 = FN_NAMED_COUNT,  /* u32 follows */
     FN_U64,            /* u64 follows */
@@ -151,7 +151,7 @@ static const char *const fz_names[FZ_NAME_COUNT] = {
 /* ---- step functions (FA_ATTACH, FA_REGISTER_IRQ) ---- */
 enum fz_step {
     FS_SCRIPT = 0, FS_FAIL, FS_GARBAGE, FS_WORD, FS_CHUNKS, FS_REENTRANT, FS_FINISH,
-    FS_IRQ_WRITE, FS_IRQ_BUDGET, FS_COUNT
+    FS_IRQ_WRITE, FS_IRQ_BUDGET, FS_COPY, FS_COUNT
 };
 
 #define FZ_SLOTS 8             /* guest conversations the program can hold */

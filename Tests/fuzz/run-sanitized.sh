@@ -32,8 +32,18 @@ asan|tsan)
     # exit status is 66 if there was any.
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:suppressions=$here/tsan.supp}
     set +e
-    "$harness" --lib "$lib" > "$log" 2>&1
+    : > "$log"
+    # first_answers_at_once as the first scenario of a fresh process, a few
+    # times: the library's lazily initialised globals then initialise on
+    # several vCPU threads at once (the swift_once entry of tsan.supp; about
+    # one run in three reaches it).
+    first_rc=0
+    for _ in 1 2 3 4 5 6 7 8; do
+        "$harness" --lib "$lib" first_answers_at_once >> "$log" 2>&1 || first_rc=$?
+    done
+    "$harness" --lib "$lib" >> "$log" 2>&1
     rc=$?
+    ((rc != 0)) || rc=$first_rc
     set -e
     summary=$(grep -aE "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
     ;;

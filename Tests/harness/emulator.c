@@ -179,6 +179,19 @@ bool emu_init(guest *g, const char *const *args, int count)
     return true;
 }
 
+bool emu_init_again(void)
+{
+    if (!lib || !initialized)
+        return false;
+    return lib_init(&self);
+}
+
+void emu_uninit_foreign(void *other)
+{
+    if (lib)
+        lib_uninit(other);
+}
+
 bool emu_initialized(void)
 {
     return initialized;

@@ -57,6 +57,11 @@ bool emu_reopen(char *error, size_t error_len);
  * any callback it registered is dropped. */
 bool emu_init(guest *g, const char *const *args, int count);
 bool emu_initialized(void);
+/* init_plugin(self) once more while loaded, with the same arguments: what
+ * an emulator that loads the plugin twice does. Returns what it returned. */
+bool emu_init_again(void);
+/* uninit_plugin(other) for a handle the emulator never loaded. */
+void emu_uninit_foreign(void *other);
 /* uninit_plugin(self), then forget the callback and the arguments. */
 void emu_uninit(void);
 

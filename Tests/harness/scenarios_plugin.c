@@ -7,9 +7,13 @@
 
 #include <dlfcn.h>
 #include <libgen.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static script s;
@@ -289,6 +293,181 @@ static void module_load_refusals(T *t)
     CHECK(t_init(t, NULL), "init_plugin without arguments failed after the refusals");
 }
 
+/* Standard error goes to a file while a scenario looks at what the plugin
+ * writes there (refusals that cannot go to the log_file). */
+typedef struct captured_stderr {
+    int saved;
+    char path[1100];
+} captured_stderr;
+
+static void capture_stderr(T *t, captured_stderr *c)
+{
+    snprintf(c->path, sizeof c->path, "%s.stderr", t->log_path);
+    fflush(stderr);
+    c->saved = dup(2);
+    int fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* Restores standard error; returns what was written (caller frees). */
+static char *release_stderr(captured_stderr *c)
+{
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    FILE *f = fopen(c->path, "r");
+    char *text = calloc(1, 65536);
+    if (f) {
+        size_t n = fread(text, 1, 65535, f);
+        text[n] = 0;
+        fclose(f);
+    }
+    unlink(c->path);
+    return text;
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int count = 0;
+    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        count++;
+    return count;
+}
+
+/* The test dies (SIGALRM) rather than hang forever if a call blocks. */
+#define WITHIN_SECONDS(n, call) (alarm(n), (call))
+#define NO_ALARM() alarm(0)
+
+/* log_file= and ops= naming a FIFO nobody opens from the other side: the
+ * plugin refuses them, saying what they are, instead of blocking in open. */
+static void fifo_arguments_refused(T *t)
+{
+    guest *g = t_guest(t, 64, false, 1);
+    (void)g;
+    char fifo[1100], log_arg[1200], ops_arg[1200], expected[1400];
+    snprintf(fifo, sizeof fifo, "%s.fifo", t->log_path);
+    unlink(fifo);
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo %s failed", fifo);
+    snprintf(log_arg, sizeof log_arg, "log_file=%s", fifo);
+    snprintf(ops_arg, sizeof ops_arg, "ops=%s", fifo);
+
+    captured_stderr c;
+    capture_stderr(t, &c);
+    const char *log_only[] = {log_arg};
+    bool loaded = WITHIN_SECONDS(10, t_init_argv(t, log_only, 1));
+    /* A refusal of another argument opens the log it names first. */
+    const char *log_and_bad[] = {log_arg, "bogus_key=1"};
+    bool loaded_bad = WITHIN_SECONDS(10, t_init_argv(t, log_and_bad, 2));
+    NO_ALARM();
+    char *err = release_stderr(&c);
+    snprintf(expected, sizeof expected,
+             LOG_PREFIX "error: init_plugin: argument '%s': it is a FIFO, expected a regular file or a character device\n",
+             log_arg);
+    int refusals = count_lines_with(err, expected);
+    int bogus = count_lines_with(err, "init_plugin: argument 'bogus_key=1': unknown argument 'bogus_key'");
+    free(err);
+    CHECK(!loaded, "init_plugin accepted %s", log_arg);
+    CHECK(!loaded_bad, "init_plugin accepted bogus_key=1");
+    CHECK(refusals == 1, "standard error has %d lines \"%s\", expected 1", refusals, expected);
+    CHECK(bogus == 1, "the refusal of bogus_key=1 is not on standard error (%d lines)", bogus);
+
+    const char *ops_only[] = {ops_arg};
+    loaded = WITHIN_SECONDS(10, t_init_argv(t, ops_only, 1));
+    NO_ALARM();
+    unlink(fifo);
+    CHECK(!loaded, "init_plugin accepted %s", ops_arg);
+    snprintf(expected, sizeof expected,
+             "init_plugin: argument '%s': cannot read the op table: it is a FIFO, expected a regular file", ops_arg);
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, expected) == 1, "no error line \"%s\" in the log_file", expected);
+}
+
+static int open_descriptors(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    int count = 0;
+    if (!dir)
+        return -1;
+    while (readdir(dir))
+        count++;
+    closedir(dir);
+    return count;
+}
+
+/* init_plugin while loaded is refused, and the refused load keeps nothing:
+ * no descriptor of its log_file (nor, under LeakSanitizer, any memory). */
+static void second_init_refused_without_leak(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 4);
+    captured_stderr c;
+    capture_stderr(t, &c);
+    bool again = emu_init_again();
+    int before = open_descriptors();
+    for (int i = 0; i < 50; i++)
+        again = again || emu_init_again();
+    int after = open_descriptors();
+    char *err = release_stderr(&c);
+    int refusals = count_lines_with(err, LOG_PREFIX "error: init_plugin: the plugin is already loaded: libportal.so (or an analysis module linked with it) was given to the emulator twice; give analysis modules to libportal.so with load=PATH\n");
+    free(err);
+    CHECK(!again, "a second init_plugin was accepted");
+    CHECK(refusals == 51, "%d refusals on standard error, expected 51", refusals);
+    CHECK(after == before, "50 refused loads left %d descriptors open", after - before);
+    /* The first load still serves. */
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.result = 9;
+    uint64_t ret;
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+    CHECK_EQ(ret, 9);
+}
+
+/* uninit_plugin with a handle that never loaded the plugin changes nothing:
+ * the current load keeps its work and its waiting conversations. */
+static void uninit_of_a_foreign_handle_refused(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.result = 12;
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    static int stranger;
+    emu_uninit_foreign(&stranger);
+    emu_uninit_foreign(NULL);
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, "uninit_plugin: handle ") == 2,
+          "the foreign uninit_plugin calls were not refused with an error line each");
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, "did not load the plugin") == 2,
+          "the refusal does not say the handle did not load the plugin");
+    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL), 12);
+    CHECK_EQ(s.starts, 1);
+}
+
+/* log_file=/dev/full: every write fails; standard error says so once. */
+static void log_file_that_cannot_be_written(T *t)
+{
+    REQUIRE_API();
+    guest *g = t_guest(t, 64, false, 1);
+    captured_stderr c;
+    capture_stderr(t, &c);
+    const char *args[] = {"log_file=/dev/full", "log=debug"};
+    bool loaded = t_init_argv(t, args, 2);
+    if (loaded) {
+        guest_boot(g, 0);
+        for (int i = 0; i < 5; i++)
+            run_failing_step(t, g);
+        t_uninit(t);
+    }
+    char *err = release_stderr(&c);
+    int said = count_lines_with(err, LOG_PREFIX "error: log_file=/dev/full: cannot write log lines (No space left on device); this and later lines are lost\n");
+    int lines = count_lines_with(err, LOG_PREFIX);
+    free(err);
+    CHECK(loaded, "init_plugin refused log_file=/dev/full (a character device)");
+    CHECK(said == 1, "standard error said %d times that log lines are lost, expected once", said);
+    CHECK(lines == 1, "standard error has %d lines, expected only that one", lines);
+}
+
 const scenario scenarios_plugin[] = {
     {"args_unknown_refused", args_unknown_refused, false},
     {"args_malformed_refused", args_malformed_refused, false},
@@ -297,6 +476,10 @@ const scenario scenarios_plugin[] = {
     {"guest_info_at_init", guest_info_at_init, false},
     {"log_levels", log_levels, false},
     {"foreign_hypercall_declined", foreign_hypercall_declined, false},
+    {"fifo_arguments_refused", fifo_arguments_refused, false},
+    {"second_init_refused_without_leak", second_init_refused_without_leak, false},
+    {"uninit_of_a_foreign_handle_refused", uninit_of_a_foreign_handle_refused, false},
+    {"log_file_that_cannot_be_written", log_file_that_cannot_be_written, false},
     {"reload_dlclose", reload_dlclose, true},
     {"module_load_serves", module_load_serves, true},
     {"module_load_refusals", module_load_refusals, true},

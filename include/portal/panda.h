@@ -23,7 +23,10 @@
  *   4. uninit_plugin(self) ends every live conversation (each one is logged)
  *      and releases everything; init_plugin may be called again afterwards.
  *      The emulator calls it with no hypercall callback in flight (vCPUs
- *      stopped), as PANDA does when it unloads a plugin.
+ *      stopped), as PANDA does when it unloads a plugin. uninit_plugin with
+ *      a `self` other than the one the current load was made with (or NULL)
+ *      changes nothing and logs an error; so does init_plugin while a load
+ *      is current (it returns false and keeps nothing of the refused load).
  *
  * Unlike PANDA, addresses are always 64-bit here (PANDA uses target_ulong),
  * and the guest's word width, byte order and vCPU count are asked for once,
@@ -35,8 +38,13 @@
  * with that callback's CPUState (work queued from another thread waits for
  * the next trap).
  *
- * Messages about a refused argument go to standard error: the log file an
- * argument names is only opened once every argument has been accepted.
+ * A refused argument is reported in the log_file= the arguments name when
+ * that file can be opened, else on standard error. log_file= must be a
+ * regular file (created if missing) or a character device, and ops= a
+ * regular file of at most 1 MiB; both are opened without blocking, so a
+ * FIFO is refused with a line saying it is one instead of stopping
+ * init_plugin. When writing to the log file fails (log_file=/dev/full),
+ * standard error says so once and later lines are lost.
  */
 #ifndef PORTAL_PANDA_H
 #define PORTAL_PANDA_H
