@@ -7,7 +7,7 @@ let allLayouts: [GuestLayout] = [.little64, .little32, .big32, .big64]
 /// Runs `body` as the work of one conversation with `guest`; returns what
 /// it returned or threw.
 func converse<T: Sendable>(_ guest: OperationsGuest, ops: OpTable = .standard,
-                           _ body: @escaping @Sendable (Guest) async throws -> T) -> Result<T, any Error> {
+                           _ body: nonisolated(nonsending) @escaping @Sendable (Guest) async throws -> T) -> Result<T, any Error> {
     var configuration = PortalConfiguration()
     configuration.ops = ops
     let engine = PortalEngine(configuration: configuration, layout: guest.layout,
