@@ -1,63 +1,23 @@
 import Synchronization
 
-/// The hypercall registers as the emulator read them.
-public struct Hypercall: Sendable, Equatable {
-    /// The number register, full width.
-    public var rawNumber: UInt64
-    public var arg1: UInt64
-    public var arg2: UInt64
-    /// The region address for hypercalls that run conversations.
-    public var arg3: UInt64
-    /// 0 on a conversation's first trap, then the guest's answer.
-    public var arg4: UInt64
-    /// The vCPU that trapped.
-    public var vcpu: Int
-
-    public init(number: UInt64, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
-                arg4: UInt64 = 0, vcpu: Int = 0) {
-        self.rawNumber = number
-        self.arg1 = arg1
-        self.arg2 = arg2
-        self.arg3 = arg3
-        self.arg4 = arg4
-        self.vcpu = vcpu
-    }
-
-    public var number: HypercallNumber { HypercallNumber(register: rawNumber) }
-}
-
-/// Work a conversation runs. The engine asks for its first step, then hands
-/// it each answer; the work never touches guest memory itself.
-public protocol ConversationWork: AnyObject {
-    func start(_ conversation: Conversation) -> WorkStep
-    /// `response.payload` is valid during this call only.
-    func resume(_ conversation: Conversation, with response: PortalResponse) -> WorkStep
-    /// The conversation ended before the work did (the guest abandoned it,
-    /// answered nonsense, or the plugin is unloading): let go of everything.
-    func cancel(_ conversation: Conversation, because reason: PortalError)
-}
-
 /// One conversation between a piece of work and the guest, identified by the
 /// guest page it uses. Only the vCPU that holds its claim (`ticket`) touches it.
 public final class Conversation: @unchecked Sendable {
     /// The hypercall that started it (its vCPU may differ from later traps').
     public let call: Hypercall
     public let regionAddress: UInt64
-    /// The engine outlives its conversations (shutdown ends them all), so
-    /// this reference needs no reference counting on the round-trip path.
-    public unowned(unsafe) let engine: PortalEngine
+    /// What the conversation uses of the engine that runs it.
+    let context: ConversationContext
     /// Set for PORTAL_INTERRUPT conversations: the window's install budget.
     public let window: InterruptWindow?
 
+    /// Its lifecycle; events come only from whoever holds its claim.
     var machine = ConversationStateMachine()
     let work: any ConversationWork
 
     /// The engine's count of conversations that had started waiting when
     /// this one last heard from the guest (see `stale_after`).
     let lastHeard = Atomic<UInt64>(0)
-    /// Whether it is in the engine's table of waiting conversations. Set and
-    /// cleared under the table's lock, by whoever holds the claim.
-    var isWaiting = false
     /// The waiting table's order (under its lock): the neighbours queued
     /// before and after it, and the `lastHeard` stamp it was queued with.
     unowned(unsafe) var olderWaiting: Conversation?
@@ -73,10 +33,10 @@ public final class Conversation: @unchecked Sendable {
     var ticket: Unmanaged<WaitingTicket>?
     var generation: UInt64 = 0
 
-    init(call: Hypercall, engine: PortalEngine, window: InterruptWindow?, work: any ConversationWork) {
+    init(call: Hypercall, context: ConversationContext, window: InterruptWindow?, work: any ConversationWork) {
         self.call = call
         self.regionAddress = call.arg3
-        self.engine = engine
+        self.context = context
         self.window = window
         self.work = work
     }
@@ -85,51 +45,40 @@ public final class Conversation: @unchecked Sendable {
         TrapSite(number: call.number, vcpu: call.vcpu, regionAddress: regionAddress)
     }
 
-    public var layout: GuestLayout { engine.layout }
-    public var ops: OpTable { engine.configuration.ops }
+    public var layout: GuestLayout { context.layout }
+    public var ops: OpTable { context.ops }
     /// Payload bytes one command or answer can carry, as registered by the guest.
-    public var regionSize: Int { engine.regionSize }
+    public var regionSize: Int { context.regionSize }
 }
 
-/// The claim of a waiting conversation, in memory the engine never frees
-/// while it lives: tickets are pooled by the waiting table and handed to
-/// one conversation after another, each time with a new generation.
+/// What a conversation, and the work it runs, may use of the engine: the
+/// guest's layout, op table and region size, the logger, and queueing an
+/// interrupt. Work reaches nothing else of the engine (not its tables, not
+/// `hypercall`), so user code holding a `Guest` cannot drive the engine
+/// from inside a conversation.
 ///
-/// This is what lets each vCPU remember the conversations it served
-/// without keeping them alive: its cache holds (ticket, generation) pairs,
-/// and claiming a conversation through a remembered pair is one
-/// compare-and-swap that fails once that generation is over. A conversation
-/// is referenced only by the waiting table and the trap serving it, so the
-/// memory held is bounded by `max_conversations`, not by the caches.
-final class WaitingTicket: @unchecked Sendable {
-    /// `generation << 2 | claim`.
-    let state = Atomic<UInt64>(0)
-    /// The conversation of the current generation: read only by whoever
-    /// holds its claim, set and cleared under the table's lock.
-    var conversation: Conversation?
+/// The engine outlives its conversations (shutdown ends them all), so the
+/// reference needs no reference counting on the round-trip path.
+struct ConversationContext: @unchecked Sendable {
+    private unowned(unsafe) let engine: PortalEngine
 
-    enum Claim {
-        static let idle: UInt64 = 0
-        static let busy: UInt64 = 1
-        static let ended: UInt64 = 2
-    }
+    init(engine: PortalEngine) { self.engine = engine }
 
-    @inline(__always)
-    static func state(_ generation: UInt64, _ claim: UInt64) -> UInt64 { generation << 2 | claim }
+    var layout: GuestLayout { engine.layout }
+    var ops: OpTable { engine.configuration.ops }
+    /// Payload bytes per region: the guest's registration, else `region_size=`.
+    var regionSize: Int { engine.regionSize }
+    var logger: PortalLogger { engine.logger }
 
-    /// Takes the claim of `generation` from idle to `desired`; the state
-    /// found when it was not idle.
-    @inline(__always)
-    func claim(_ generation: UInt64, as desired: UInt64) -> (claimed: Bool, found: UInt64) {
-        let (exchanged, original) = state.compareExchange(
-            expected: Self.state(generation, Claim.idle), desired: Self.state(generation, desired),
-            ordering: .acquiring)
-        return (exchanged, original)
-    }
+    /// Queues interrupt `name` (see `PortalEngine.queueInterrupt`).
+    /// - Returns: whether it is pending now.
+    @discardableResult
+    func queueInterrupt(_ name: String) -> Bool { engine.queueInterrupt(name) }
 
-    /// Lets go of the claim of `generation` (the holder does this).
-    @inline(__always)
-    func release(_ generation: UInt64, as claim: UInt64) {
-        state.store(Self.state(generation, claim), ordering: .releasing)
+    /// Logs a line the guest caused, rate-limited (see `PortalEngine.guestLog`).
+    func guestLog(_ level: LogLevel, _ kind: String, _ number: HypercallNumber,
+                  _ message: @autoclosure () -> String) {
+        engine.guestLog(level, kind, number, message())
     }
 }
+

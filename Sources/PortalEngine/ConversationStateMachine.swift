@@ -1,18 +1,3 @@
-/// What a conversation's work does next.
-///
-/// Noncopyable: each step is handed over once, from the work to the engine,
-/// and consumed there. As a copyable enum it was destroyed through its
-/// value witness on every round trip: 30 of a C round trip's instructions,
-/// 280 of a Swift one's (callgrind, `make bench`).
-public enum WorkStep: ~Copyable, @unchecked Sendable {
-    /// Send this command and wait for the guest's answer.
-    case command(PortalCommand)
-    /// Done: end the conversation; the value goes to the return register.
-    case finished(UInt64)
-    /// Give up: end the conversation and report why.
-    case failed(any Error)
-}
-
 /// The op numbers the protocol side needs, resolved once from the op table
 /// so that a round trip handles plain integers.
 struct OpNumbers {
@@ -27,46 +12,136 @@ struct OpNumbers {
     }
 }
 
-/// The protocol side of one conversation: which answer it waits for, and
-/// what the engine must do with each event. It does no I/O: it returns
-/// actions, and the engine reads and writes the region.
+/// The whole lifecycle of one conversation, and the protocol's policy on
+/// each event: whether the conversation enters the waiting table, whether
+/// NONE is written to end the guest's loop, what a stray answer or a restart
+/// does. It does no I/O: every event returns an `Action`, and the engine
+/// reads and writes the region, enters and leaves the waiting table, logs,
+/// and cancels the work as the action says.
+///
+/// Only the cross-thread claim (which vCPU may deliver the next event) lives
+/// outside, in the conversation's `WaitingTicket`: whoever holds the claim is
+/// the only one sending events, so the machine needs no synchronisation.
+///
+/// An event the current state does not take is refused: the conversation
+/// ends (as the state allows: NONE and leaving the table only if it waits)
+/// with a failure naming the event and the state. The engine never sends
+/// one; the refusal keeps a mistake in the engine from trapping the emulator.
 struct ConversationStateMachine {
-    enum State {
-        /// The work is deciding its next step.
+    enum State: Equatable {
+        /// Made on a first trap (arg4 = 0) and not yet waiting: its work
+        /// decides the first step. Nothing is written to the region if it ends now.
+        case starting
+        /// Its first command was accepted: the engine enters it in the
+        /// waiting table (`admitted`), or the table refuses it.
+        case admitting(payloadHint: Int)
+        /// Waiting in the table; its work decides the next step.
         case working
-        /// A command was written; the guest owes an answer. `payloadHint` is
-        /// how much payload a READ_OK/READ_PARTIAL answer can carry, so the
-        /// answer is read with one guest access.
+        /// Waiting in the table; a command was written and the guest owes an
+        /// answer. `payloadHint` is how much payload a READ_OK/READ_PARTIAL
+        /// answer can carry, so the answer is read with one guest access.
         case awaitingAnswer(payloadHint: Int)
+        /// Waiting in the table; the engine reads the answer `code` announced.
+        case readingAnswer(ResponseCode)
         case ended
     }
 
-    enum AnswerAction {
-        /// Read the header and up to `payloadHint` payload bytes, then
-        /// decode an answer with `code`.
-        case readAnswer(ResponseCode, payloadHint: Int)
-        /// Read the header only (READ_NUM carries its value in `size`).
-        case readHeader(ResponseCode)
-        /// The code is all there is (WRITE_OK, WRITE_FAIL, READ_FAIL, NONE).
-        case deliver(PortalResponse)
-        /// arg4 = 0: the guest started a new conversation on this region.
-        case restart
-        case fail(PortalError)
+    /// How the engine ends a conversation.
+    struct Ending: Equatable {
+        /// Why it ended; nil when its work finished.
+        var failure: PortalError?
+        /// The level of the line logged for `failure`.
+        var level: LogLevel
+        /// Write NONE into the region so the guest leaves its loop: only
+        /// over a command of ours, so never on a first trap (the header is
+        /// the guest's), nor after the guest took the page back or it could
+        /// not be written.
+        var writesNone: Bool
+        /// Take it out of the waiting table (it is in it).
+        var leavesTable: Bool
+        /// Tell the work it was cut short (`ConversationWork.cancel`): every
+        /// failure, unless the conversation had ended already.
+        var cancelsWork: Bool
+
+        init(failure: PortalError?, level: LogLevel, writesNone: Bool, leavesTable: Bool,
+             cancelsWork: Bool? = nil) {
+            self.failure = failure
+            self.level = level
+            self.writesNone = writesNone
+            self.leavesTable = leavesTable
+            self.cancelsWork = cancelsWork ?? (failure != nil)
+        }
     }
 
-    private(set) var state: State = .working
+    /// What the engine does after an event.
+    enum Action: Equatable {
+        /// Enter the conversation in the waiting table, then send `admitted`
+        /// or `admissionRefused`.
+        case admit
+        /// Encode and write the command; the conversation waits for the answer.
+        case writeCommand
+        /// Read the header and up to `payloadHint` payload bytes, then send
+        /// `answerRead`.
+        case readAnswer(ResponseCode, payloadHint: Int)
+        /// Read the header only (READ_NUM carries its value in `size`), then
+        /// send `answerRead`.
+        case readHeader(ResponseCode)
+        /// Hand the work the answer: the code alone when nothing was read,
+        /// else the answer as read.
+        case resume(ResponseCode)
+        /// End this conversation, then start a new one on its region (the
+        /// guest trapped with arg4 = 0: it gave this one up).
+        case restart(Ending)
+        /// End the conversation.
+        case end(Ending)
+        /// The event is not one this state takes; end as `Ending` says.
+        case refuse(Ending)
+    }
 
+    /// What a trap on a region without a waiting conversation starts.
+    enum FirstTrapAction: Equatable {
+        /// arg4 = 0: start a conversation.
+        case start
+        /// The guest is mid-loop but nothing waits on this region (the
+        /// conversation was ended, or never started): write NONE to end the
+        /// guest's loop, and log `PortalError` at warn.
+        case endGuestLoop(PortalError)
+    }
 
-    /// The work wants to send a command with `op` and `size`: nil means
-    /// write it and wait for the answer, an error means end the conversation
-    /// (NONE, dropped, reported). The engine keeps the command itself: only
-    /// what the protocol needs passes here, so a round trip copies no command.
+    private(set) var state: State = .starting
+
+    /// Whether the conversation is in the engine's waiting table.
+    var isWaiting: Bool {
+        switch state {
+        case .working, .awaitingAnswer, .readingAnswer: true
+        case .starting, .admitting, .ended: false
+        }
+    }
+
+    /// A trap found no conversation waiting on its region.
+    /// - Parameter answer: arg4.
+    /// - Returns: whether a conversation starts, or the guest's loop ends.
     @inline(__always)
-    mutating func commandSent(op: UInt32, size: Int64, ops: OpNumbers, regionSize: Int) -> PortalError? {
-        precondition(isWorking, "a command arrived while the conversation was \(state)")
+    static func trapWithoutConversation(answer: UInt64) -> FirstTrapAction {
+        let low = UInt32(truncatingIfNeeded: answer)
+        return low == 0 ? .start : .endGuestLoop(.strayAnswer(ResponseCode(rawValue: low)))
+    }
+
+    /// The work wants to send a command with `op` and `size`. The engine
+    /// keeps the command itself: only what the protocol needs passes here,
+    /// so a round trip copies no command.
+    /// - Returns: `.admit` on the first command, `.writeCommand` on later
+    ///   ones, `.end` for an op the guest cannot run.
+    @inline(__always)
+    mutating func commandSent(op: UInt32, size: Int64, ops: OpNumbers, regionSize: Int) -> Action {
+        let isFirst: Bool
+        switch state {
+        case .starting: isFirst = true
+        case .working: isFirst = false
+        default: return refuse("a command")
+        }
         guard op >= 1 && op < ops.max else {
-            state = .ended
-            return .invalidOp(op, max: ops.max)
+            return end(.invalidOp(op, max: ops.max), level: .error, writesNone: !isFirst)
         }
         let payloadHint: Int
         switch op {
@@ -74,57 +149,135 @@ struct ConversationStateMachine {
         case ops.write: payloadHint = 0
         default: payloadHint = regionSize
         }
-        state = .awaitingAnswer(payloadHint: payloadHint)
-        return nil
-    }
-
-    /// The work is done: end the conversation.
-    mutating func workFinished() {
-        precondition(isWorking, "the work finished while the conversation was \(state)")
-        state = .ended
-    }
-
-    /// The work gave up: end the conversation with this error.
-    mutating func workFailed(_ error: any Error) -> PortalError {
-        precondition(isWorking, "the work failed while the conversation was \(state)")
-        state = .ended
-        return error as? PortalError ?? .workFailed(String(describing: error))
-    }
-
-    private var isWorking: Bool { if case .working = state { true } else { false } }
-
-    /// The guest trapped again on this conversation's region; `answer` is arg4.
-    @inline(__always)
-    mutating func guestAnswered(_ answer: UInt64) -> AnswerAction {
-        guard case .awaitingAnswer(let payloadHint) = state else {
-            preconditionFailure("an answer arrived while the conversation was \(state)")
+        if isFirst {
+            state = .admitting(payloadHint: payloadHint)
+            return .admit
         }
-        // A 32-bit int in a 64-bit register may arrive sign-extended.
+        state = .awaitingAnswer(payloadHint: payloadHint)
+        return .writeCommand
+    }
+
+    /// The waiting table took the conversation in.
+    /// - Returns: `.writeCommand`.
+    mutating func admitted() -> Action {
+        guard case .admitting(let payloadHint) = state else { return refuse("an admission") }
+        state = .awaitingAnswer(payloadHint: payloadHint)
+        return .writeCommand
+    }
+
+    /// The waiting table refused the conversation (`error` says why).
+    /// - Returns: `.end`: it never waited, so nothing is written.
+    mutating func admissionRefused(_ error: PortalError) -> Action {
+        guard case .admitting = state else { return refuse("a refused admission") }
+        return end(error, level: .error, writesNone: false)
+    }
+
+    /// The command could not be written to the region.
+    /// - Returns: `.end`, without NONE (the region is not writable).
+    mutating func commandUnwritable(bytes: Int) -> Action {
+        guard case .awaitingAnswer = state else { return refuse("an unwritable command") }
+        return end(.regionUnwritable(bytes: bytes), level: .error, writesNone: false)
+    }
+
+    /// The work is done.
+    /// - Returns: `.end` with no failure; NONE only if it waited.
+    mutating func workFinished() -> Action {
+        switch state {
+        case .starting, .working: return end(nil, level: .debug, writesNone: isWaiting)
+        default: return refuse("the work's end")
+        }
+    }
+
+    /// The work gave up with `error`.
+    /// - Returns: `.end` with the error (a `PortalError` as it is, any other
+    ///   as `workFailed`); NONE only if it waited.
+    mutating func workFailed(_ error: any Error) -> Action {
+        switch state {
+        case .starting, .working:
+            let failure = error as? PortalError ?? .workFailed(String(describing: error))
+            return end(failure, level: .error, writesNone: isWaiting)
+        default:
+            return refuse("the work's failure")
+        }
+    }
+
+    /// The guest trapped again on this conversation's region.
+    /// - Parameter answer: arg4, a response code (a 32-bit int in a 64-bit
+    ///   register may arrive sign-extended), or 0 when the guest gave the
+    ///   conversation up and starts a new one on the region.
+    /// - Returns: what to read, `.resume` for a code without a header,
+    ///   `.restart`, or `.end` for an answer that is no response code.
+    @inline(__always)
+    mutating func guestAnswered(_ answer: UInt64) -> Action {
+        guard case .awaitingAnswer(let payloadHint) = state else { return refuse("an answer") }
         let low = UInt32(truncatingIfNeeded: answer)
-        if low == 0 { return .restart }
+        if low == 0 {
+            state = .ended
+            return .restart(Ending(failure: .abandoned, level: .warn, writesNone: false, leavesTable: true))
+        }
         let code = ResponseCode(rawValue: low)
         guard code.isValid, answer >> 32 == 0 || answer >> 32 == 0xffff_ffff else {
-            state = .ended
-            return .fail(.invalidResponse(answer))
+            return end(.invalidResponse(answer), level: .error, writesNone: true)
+        }
+        switch code {
+        case .readOK, .readPartial:
+            state = .readingAnswer(code)
+            return .readAnswer(code, payloadHint: payloadHint)
+        case .readNumber:
+            state = .readingAnswer(code)
+            return .readHeader(code)
+        default:
+            state = .working
+            return .resume(code)
+        }
+    }
+
+    /// The answer's header was read.
+    /// - Returns: `.resume`, or `.end` when the answer does not fit the region.
+    @inline(__always)
+    mutating func answerRead(_ header: RegionHeader, regionSize: Int) -> Action {
+        guard case .readingAnswer(let code) = state else { return refuse("a read answer") }
+        if code.carriesPayload && header.size > UInt64(regionSize) {
+            return end(.answerTooLarge(code, size: header.size, regionSize: regionSize), level: .error,
+                       writesNone: true)
         }
         state = .working
-        switch code {
-        case .readOK, .readPartial: return .readAnswer(code, payloadHint: payloadHint)
-        case .readNumber: return .readHeader(code)
-        default: return .deliver(PortalResponse(code: code))
-        }
+        return .resume(code)
     }
 
-    /// The answer's header was read: checks that it fits the region.
-    mutating func answerRead(_ code: ResponseCode, header: RegionHeader,
-                             regionSize: Int) -> PortalError? {
-        if code.carriesPayload && header.size > UInt64(regionSize) {
-            state = .ended
-            return .answerTooLarge(code, size: header.size, regionSize: regionSize)
-        }
-        return nil
+    /// The answer could not be read from the region.
+    /// - Returns: `.end`, with NONE (the guest is still in its loop).
+    mutating func answerUnreadable(bytes: Int) -> Action {
+        guard case .readingAnswer = state else { return refuse("an unreadable answer") }
+        return end(.regionUnreadable(bytes: bytes), level: .error, writesNone: true)
     }
 
-    /// The engine ended the conversation from outside (I/O failure, unload, reclaim).
-    mutating func end() { state = .ended }
+    /// The engine ended the waiting conversation from outside (reclaimed as
+    /// abandoned, or the plugin unloads) and took it out of the table itself,
+    /// under the table's lock. Nothing is written: the guest may have given
+    /// the page to someone else.
+    /// - Returns: `.end` with `reason`, at warn.
+    mutating func endedFromOutside(_ reason: PortalError) -> Action {
+        guard case .awaitingAnswer = state else { return refuse("an end from outside") }
+        state = .ended
+        return .end(Ending(failure: reason, level: .warn, writesNone: false, leavesTable: false))
+    }
+
+    private mutating func end(_ failure: PortalError?, level: LogLevel, writesNone: Bool) -> Action {
+        let ending = Ending(failure: failure, level: level, writesNone: writesNone, leavesTable: isWaiting)
+        state = .ended
+        return .end(ending)
+    }
+
+    @inline(never)
+    private mutating func refuse(_ event: String) -> Action {
+        let waited = isWaiting
+        let failure = PortalError.workFailed("the engine delivered \(event) while the conversation was \(state)")
+        if state == .ended {
+            return .refuse(Ending(failure: failure, level: .error, writesNone: false, leavesTable: false,
+                                  cancelsWork: false))
+        }
+        state = .ended
+        return .refuse(Ending(failure: failure, level: .error, writesNone: waited, leavesTable: waited))
+    }
 }

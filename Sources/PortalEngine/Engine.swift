@@ -18,16 +18,13 @@ public final class PortalEngine: @unchecked Sendable {
     /// trip itself has no hook and costs the same with or without one.
     public let recorder: (any PortalRecorder)?
 
-    private let registeredRegionSize: Atomic<Int>
-    private let opNumbers: OpNumbers
+    let registeredRegionSize: Atomic<Int>
+    let opNumbers: OpNumbers
     /// Guest address of the interrupt flag; 0 until the guest gives it.
-    private let flagAddress = Atomic<UInt64>(0)
-    private let handlers = HandlerRegistry()
-    private let interrupts: InterruptQueue
-    private let waiting = Lock(WaitingTable())
-    /// Conversations that have started waiting so far: the clock by which a
-    /// conversation the guest never came back to is recognised as abandoned.
-    private let waitStarts = Atomic<UInt64>(0)
+    let flagAddress = Atomic<UInt64>(0)
+    let handlers = HandlerRegistry()
+    let interrupts: InterruptQueue
+    let waiting: WaitingConversations
 
     /// Rate limit of the lines a guest can cause (`guestLog`).
     let logLimiter: LogLimiter
@@ -51,13 +48,15 @@ public final class PortalEngine: @unchecked Sendable {
         self.registeredRegionSize = Atomic(configuration.regionSize)
         self.opNumbers = OpNumbers(configuration.ops)
         self.interrupts = InterruptQueue(limit: configuration.maxInterrupts)
+        self.waiting = WaitingConversations(limit: configuration.maxConversations,
+                                            staleAfter: configuration.staleAfter)
     }
 
     /// Payload bytes per region: the guest's registration, else `region_size=`.
     public var regionSize: Int { registeredRegionSize.load(ordering: .relaxed) }
 
     /// Conversations waiting for the guest's next trap.
-    public var liveConversations: Int { waiting.withLock { $0.count } }
+    public var liveConversations: Int { waiting.count }
 
     /// The state of vCPU `index`, made once per vCPU before its first trap
     /// (it registers as a reader of the handler table).
@@ -174,9 +173,7 @@ public final class PortalEngine: @unchecked Sendable {
             break
         }
         let region = call.arg3 & layout.addressMask
-        let site = TrapSite(number: number, vcpu: vcpu.index, regionAddress: region)
-
-        let outcome = serve(call, number: number, region: region, site: site, vcpu: vcpu, memory: memory)
+        let outcome = serveConversation(call, number: number, region: region, vcpu: vcpu, memory: memory)
         // The command is written: a scratch buffer replaced during this trap
         // can go (the answer the work read may have lain in it).
         vcpu.endTrap()
@@ -184,345 +181,6 @@ public final class PortalEngine: @unchecked Sendable {
         // and again at every trap until the guest runs the interrupt conversation.
         if interrupts.hasPending { setFlag(1, memory: memory) }
         return outcome
-    }
-
-    private func serve(_ call: Hypercall, number: HypercallNumber, region: UInt64,
-                                            site: TrapSite, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
-        // A conversation waiting on this region continues, whatever its number.
-        switch claimWaiting(region, vcpu: vcpu) {
-        case .claimed(let conversation):
-            if let outcome = continueConversation(conversation, answer: call.arg4, vcpu: vcpu,
-                                                  memory: memory) {
-                return outcome
-            }
-        // arg4 = 0: the guest gave up on it and starts a new conversation here.
-        case .busy:
-            guestLog(.error, site, .busyOnAnotherVCPU)
-            return .handled
-        case .none:
-            break
-        }
-
-        let isInterrupt = number == .portalInterrupt
-        let attached = isInterrupt ? nil : handlers.lookup(number.rawValue, reader: vcpu.handlerReader)
-        if !isInterrupt && attached == nil { return .notMine }
-
-        let answer = UInt32(truncatingIfNeeded: call.arg4)
-        if answer != 0 {
-            // The guest is mid-loop, but nothing waits on this region (the
-            // conversation was ended, or never started): end the guest's loop.
-            // Before any interrupt is taken, so none is lost with the loop.
-            guestLog(.warn, site, .strayAnswer(ResponseCode(rawValue: answer)))
-            writeNone(region, vcpu: vcpu, memory: memory, site: site)
-            return .handled
-        }
-
-        var call = call
-        call.vcpu = vcpu.index
-        call.arg3 = region
-        var work: any ConversationWork
-        var window: InterruptWindow? = nil
-        if let attached {
-            work = attached.make(call)
-        } else {
-            let pending = interrupts.takePending()
-            setFlag(0, memory: memory)
-            if pending.isEmpty { return .handled }
-            window = InterruptWindow(installBudget: configuration.installBudget)
-            work = InterruptWindowWork(handlers: pending)
-        }
-        if let recorder { work = RecordedWork(work, recorder: recorder) }
-        let conversation = Conversation(call: call, engine: self, window: window, work: work)
-        return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
-                    isNew: true)
-    }
-
-    /// Hands the guest's answer to a waiting conversation. nil when the
-    /// guest abandoned it (arg4 = 0): the conversation is ended and a new one
-    /// may start on the region.
-    private func continueConversation(
-        _ conversation: Conversation, answer: UInt64, vcpu: VCPU, memory: GuestMemory
-    ) -> HypercallOutcome? {
-        let regionSize = self.regionSize
-        let response: PortalResponse
-        switch conversation.machine.guestAnswered(answer) {
-        case .restart:
-            finish(conversation, vcpu: vcpu, memory: memory, regionIsOurs: false, failure: .abandoned,
-                   level: .warn)
-            return nil
-        case .fail(let error):
-            return fail(conversation, error, vcpu: vcpu, memory: memory)
-        case .deliver(let delivered):
-            response = delivered
-        case .readHeader(let code):
-            let scratch = vcpu.scratch(payloadSize: regionSize)
-            guard memory.read(conversation.regionAddress,
-                              into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<RegionHeader.size]))
-            else {
-                return fail(conversation, .regionUnreadable(bytes: RegionHeader.size), vcpu: vcpu,
-                            memory: memory)
-            }
-            let header = RegionHeader(decoding: scratch.baseAddress!, layout: layout)
-            response = PortalResponse(code: code, address: header.address, size: header.size)
-        case .readAnswer(let code, let payloadHint):
-            // One guest access for the header and the payload the command
-            // can produce; a second one only if the guest sent more.
-            let scratch = vcpu.scratch(payloadSize: regionSize)
-            let firstRead = RegionHeader.size + min(payloadHint, regionSize)
-            guard memory.read(conversation.regionAddress,
-                              into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<firstRead])) else {
-                return fail(conversation, .regionUnreadable(bytes: firstRead), vcpu: vcpu, memory: memory)
-            }
-            let header = RegionHeader(decoding: scratch.baseAddress!, layout: layout)
-            if let error = conversation.machine.answerRead(code, header: header, regionSize: regionSize) {
-                return fail(conversation, error, vcpu: vcpu, memory: memory)
-            }
-            let answerEnd = RegionHeader.size + Int(header.size)
-            if answerEnd > firstRead {
-                guard memory.read(conversation.regionAddress &+ UInt64(firstRead),
-                                  into: UnsafeMutableRawBufferPointer(rebasing: scratch[firstRead..<answerEnd]))
-                else {
-                    return fail(conversation, .regionUnreadable(bytes: answerEnd), vcpu: vcpu, memory: memory)
-                }
-            }
-            response = PortalResponse(
-                code: code, address: header.address, size: header.size,
-                payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
-        }
-        return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
-                    memory: memory, isNew: false)
-    }
-
-    /// Carries out what the work decided.
-    private func step(_ conversation: Conversation, _ workStep: consuming WorkStep, vcpu: VCPU,
-                                           memory: GuestMemory, isNew: Bool) -> HypercallOutcome {
-        let regionSize = self.regionSize
-        switch consume workStep {
-        case .command(let command):
-            if let refusal = conversation.machine.commandSent(op: command.op, size: command.size, ops: opNumbers,
-                                                              regionSize: regionSize) {
-                return fail(conversation, refusal, vcpu: vcpu, memory: memory)
-            }
-            if isNew, let refusal = startWaiting(conversation) {
-                return fail(conversation, refusal, vcpu: vcpu, memory: memory)
-            }
-            conversation.lastHeard.store(waitStarts.load(ordering: .relaxed), ordering: .relaxed)
-            let scratch = vcpu.scratch(payloadSize: regionSize)
-            let count = command.encode(into: scratch, payloadSize: regionSize, layout: layout)
-            guard memory.write(conversation.regionAddress,
-                               from: UnsafeRawBufferPointer(rebasing: scratch[..<count])) else {
-                return fail(conversation, .regionUnwritable(bytes: count), vcpu: vcpu, memory: memory,
-                            regionIsOurs: false)
-            }
-            // A waiting conversation has its ticket (`startWaiting`).
-            let ticket = conversation.ticket.unsafelyUnwrapped
-            vcpu.remember(conversation.regionAddress, ticket, conversation.generation)
-            ticket._withUnsafeGuaranteedRef { $0.release(conversation.generation, as: WaitingTicket.Claim.idle) }
-            return .handled
-        case .finished(let value):
-            conversation.machine.workFinished()
-            finish(conversation, vcpu: vcpu, memory: memory, failure: nil, level: .debug)
-            return .returning(value)
-        case .failed(let error):
-            return fail(conversation, conversation.machine.workFailed(error), vcpu: vcpu, memory: memory)
-        }
-    }
-
-    private func fail(_ conversation: Conversation, _ error: PortalError, vcpu: VCPU,
-                                           memory: GuestMemory, regionIsOurs: Bool = true) -> HypercallOutcome {
-        finish(conversation, vcpu: vcpu, memory: memory, regionIsOurs: regionIsOurs, failure: error, level: .error)
-        return .handled
-    }
-
-    /// Ends a conversation: NONE into the region so the guest leaves its
-    /// loop, out of the table, the work released, and a log line for a failure.
-    /// NONE is written only over a command of ours: a conversation that ends
-    /// on its first trap finds the header the guest zeroed, and
-    /// `regionIsOurs` is false when the guest took the page back (it
-    /// restarted there) or the region cannot be written.
-    private func finish(_ conversation: Conversation, vcpu: VCPU, memory: GuestMemory, regionIsOurs: Bool = true,
-                                             failure: PortalError?, level: LogLevel) {
-        conversation.machine.end()
-        let site = TrapSite(number: conversation.call.number, vcpu: vcpu.index,
-                            regionAddress: conversation.regionAddress)
-        if conversation.isWaiting && regionIsOurs {
-            writeNone(conversation.regionAddress, vcpu: vcpu, memory: memory, site: site)
-        }
-        // Only a conversation that waited is in the table: one that finishes
-        // on its first trap takes no lock.
-        if conversation.isWaiting { stopWaiting(conversation) }
-        if let failure {
-            guestLog(level, site, failure)
-            conversation.work.cancel(conversation, because: failure)
-        }
-    }
-
-    private func writeNone(_ region: UInt64, vcpu: VCPU, memory: GuestMemory, site: TrapSite) {
-        let scratch = vcpu.scratch(payloadSize: regionSize)
-        RegionHeader(op: 0, pid: currentProcessID, address: 0, size: 0).encode(to: scratch.baseAddress!,
-                                                                               layout: layout)
-        if !memory.write(region, from: UnsafeRawBufferPointer(rebasing: scratch[..<RegionHeader.size])) {
-            guestLog(.error, "NONE unwritable", site.number,
-                     "\(site): could not write NONE to end the guest's loop: \(PortalError.regionUnwritable(bytes: RegionHeader.size))")
-        }
-    }
-
-    // MARK: Waiting conversations
-
-    private enum ClaimResult {
-        case claimed(Conversation)
-        case busy
-        case none
-    }
-
-    @inline(__always)
-    private func claimWaiting(_ region: UInt64, vcpu: VCPU) -> ClaimResult {
-        if let conversation = vcpu.claimRecent(region) { return .claimed(conversation) }
-        guard let (found, ticket, generation) = waiting.withLock({ table -> (Conversation, WaitingTicket, UInt64)? in
-            guard let found = table[region], let ticket = found.ticket?.takeUnretainedValue() else { return nil }
-            return (found, ticket, found.generation)
-        }) else { return .none }
-        let (claimed, state) = ticket.claim(generation, as: WaitingTicket.Claim.busy)
-        if claimed {
-            vcpu.remember(region, Unmanaged.passUnretained(ticket), generation)
-            return .claimed(found)
-        }
-        return state == WaitingTicket.state(generation, WaitingTicket.Claim.busy) ? .busy : .none
-    }
-
-    /// Enters a new conversation in the table; the reason if it may not wait.
-    ///
-    /// Abandoned conversations are reclaimed here, oldest first, in O(1)
-    /// amortised per start (`WaitingTable`): any the guest has not come back
-    /// to while `stale_after` others started waiting, and, when the table is
-    /// full, the one it neglected longest, so that a guest that abandons
-    /// conversations cannot lock well-behaved ones out. Only when every
-    /// waiting conversation is being served by a vCPU at this moment is the
-    /// new one refused.
-    private func startWaiting(_ conversation: Conversation) -> PortalError? {
-        let limit = configuration.maxConversations
-        let staleAfter = UInt64(configuration.staleAfter)
-        var reclaimed: [(Conversation, PortalError)] = []
-        let refusal = waiting.withLock { table -> PortalError? in
-            // Conversations leave the table before their claim ends, so one
-            // still in it is live.
-            if table[conversation.regionAddress] != nil { return .busyOnAnotherVCPU }
-            let now = waitStarts.load(ordering: .relaxed) + 1
-            waitStarts.store(now, ordering: .relaxed)
-            // Entries a vCPU is serving right now are moved back; at most
-            // one pass over the table is spent on them.
-            var busySkipped = 0
-            while busySkipped < table.count, let (oldest, heard) = table.leastRecentlyHeard() {
-                let since = now - min(now, heard)
-                let reason: PortalError
-                if since > staleAfter {
-                    reason = .neverCameBack(waitStarts: since)
-                } else if table.count >= limit {
-                    reason = .evictedForRoom(limit: limit, waitStarts: since)
-                } else {
-                    break
-                }
-                guard let ticket = oldest.ticket?.takeUnretainedValue(),
-                      ticket.claim(oldest.generation, as: WaitingTicket.Claim.ended).claimed else {
-                    table.moveToBack(oldest, stamp: now)
-                    busySkipped += 1
-                    continue
-                }
-                oldest.machine.end()
-                oldest.isWaiting = false
-                table.remove(oldest)
-                reclaimed.append((oldest, reason))
-            }
-            guard table.count < limit else { return .conversationLimit(limit) }
-            table.insert(conversation, stamp: now)
-            conversation.isWaiting = true
-            return nil
-        }
-        // Nothing is written to their regions: the guest may have given the
-        // pages to someone else.
-        for (stale, reason) in reclaimed {
-            guestLog(.warn, stale.site, reason)
-            stale.work.cancel(stale, because: reason)
-        }
-        return refusal
-    }
-
-    private func stopWaiting(_ conversation: Conversation) {
-        waiting.withLock { table in
-            table.remove(conversation)
-            conversation.isWaiting = false
-        }
-    }
-
-    // MARK: The protocol's own hypercalls
-
-    private func registerRegion(_ call: Hypercall) {
-        let requested = call.arg1 & layout.addressMask
-        let site = "hypercall \(HypercallNumber.registerMemRegion) on vCPU \(call.vcpu)"
-        guard requested >= 1, requested <= UInt64(PortalConfiguration.maxRegionSize) else {
-            guestLog(.error, "region size refused", .registerMemRegion,
-                     "\(site): region size \(requested) refused, expected 1 to \(PortalConfiguration.maxRegionSize) payload bytes; keeping \(regionSize)")
-            return
-        }
-        registeredRegionSize.store(Int(requested), ordering: .relaxed)
-        guestLog(.info, "region size", .registerMemRegion, "\(site): the guest's regions carry \(requested) payload bytes")
-    }
-
-    private func enableInterrupts(_ call: Hypercall, memory: GuestMemory) {
-        let address = call.arg1 & layout.addressMask
-        let site = "hypercall \(HypercallNumber.enablePortalInterrupt) on vCPU \(call.vcpu)"
-        guard address != 0 else {
-            guestLog(.error, "flag address refused", .enablePortalInterrupt,
-                     "\(site): interrupt flag address 0 refused, expected the guest address of a u64")
-            return
-        }
-        if call.arg2 != 0 {
-            guestLog(.warn, "flag arg2", .enablePortalInterrupt,
-                     "\(site): arg2 is \(hex(call.arg2)), expected 0; using the flag at \(hex(address))")
-        }
-        flagAddress.store(address, ordering: .relaxed)
-        guestLog(.info, "flag address", .enablePortalInterrupt, "\(site): interrupt flag at \(hex(address))")
-        // Work queued before the guest was ready is announced right away.
-        if interrupts.hasPending { setFlag(1, memory: memory) }
-    }
-
-    /// Writes the interrupt flag in guest byte order. A failed write is
-    /// harmless: the flag is written again at the next trap while work is pending.
-    private func setFlag(_ value: UInt64, memory: GuestMemory) {
-        let address = flagAddress.load(ordering: .relaxed)
-        guard address != 0 else { return }
-        withUnsafeTemporaryAllocation(byteCount: 8, alignment: 8) { bytes in
-            layout.store(value, to: bytes.baseAddress!)
-            if !memory.write(address, from: UnsafeRawBufferPointer(bytes)) {
-                logger.debug("could not write \(value) to the interrupt flag at \(hex(address)); trying again at the next trap")
-            }
-        }
-    }
-
-    // MARK: Lines the guest causes
-
-    /// Logs a line the guest caused, at most `LogLimiter.burst` per second
-    /// per `kind` and hypercall `number`; what is suppressed is counted and
-    /// reported with the next line of that kind after the second.
-    func guestLog(_ level: LogLevel, _ kind: String, _ number: HypercallNumber,
-                  _ message: @autoclosure () -> String) {
-        guard level <= logger.level && level != .off else { return }
-        switch logLimiter.admit(LogLimiter.Key(kind: kind, number: number.rawValue)) {
-        case .print(let suppressedBefore):
-            if suppressedBefore > 0 {
-                logger.log(level, "hypercall \(number): \(suppressedBefore) more '\(kind)' lines were suppressed (at most \(logLimiter.burst) a second for each kind and hypercall)")
-            }
-            logger.log(level, message())
-        case .suppressFirst:
-            logger.log(level, "hypercall \(number): more than \(logLimiter.burst) '\(kind)' lines this second; further ones are counted, not printed")
-        case .suppress:
-            break
-        }
-    }
-
-    /// `guestLog` for a conversation's failure.
-    func guestLog(_ level: LogLevel, _ site: TrapSite, _ error: PortalError) {
-        guestLog(level, error.kind, site.number, "\(site): \(error)")
     }
 
     // MARK: Unloading
@@ -533,19 +191,10 @@ public final class PortalEngine: @unchecked Sendable {
     package func shutdown() {
         // A vCPU still running (QEMU exits from one vCPU while others run)
         // may hold one: that vCPU finishes it, not this thread.
-        let ended = waiting.withLock { table -> [Conversation] in
-            table.all.filter { conversation in
-                guard let ticket = conversation.ticket?.takeUnretainedValue(),
-                      ticket.claim(conversation.generation, as: WaitingTicket.Claim.busy).claimed else { return false }
-                conversation.machine.end()
-                conversation.isWaiting = false
-                table.remove(conversation)
-                return true
-            }
-        }
-        for conversation in ended {
+        for (conversation, action) in waiting.endAll(because: .unloaded) {
             logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
-            conversation.work.cancel(conversation, because: .unloaded)
+            guard case .end(let ending) = action, let reason = ending.failure else { continue }
+            conversation.work.cancel(conversation, because: reason)
         }
         for (key, count) in logLimiter.unreported() {
             logger.warn("hypercall \(HypercallNumber(rawValue: key.number)): \(count) more '\(key.kind)' lines were suppressed before unload (at most \(logLimiter.burst) a second for each kind and hypercall)")

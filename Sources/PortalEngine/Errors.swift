@@ -1,20 +1,3 @@
-/// Where something happened, as every log line about a conversation names it.
-public struct TrapSite: Sendable, Equatable, CustomStringConvertible {
-    public var number: HypercallNumber
-    public var vcpu: Int
-    public var regionAddress: UInt64
-
-    public init(number: HypercallNumber, vcpu: Int, regionAddress: UInt64) {
-        self.number = number
-        self.vcpu = vcpu
-        self.regionAddress = regionAddress
-    }
-
-    public var description: String {
-        "hypercall \(number) on vCPU \(vcpu), region \(hex(regionAddress))"
-    }
-}
-
 /// Why the engine ended a conversation or refused a hypercall. The
 /// descriptions are the log text: each says what happened and what was expected.
 public enum PortalError: Error, Sendable, Equatable, CustomStringConvertible {

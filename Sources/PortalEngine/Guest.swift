@@ -228,7 +228,7 @@ public struct Guest {
     /// in the next window).
     @discardableResult
     public func queueInterrupt(_ name: String) -> Bool {
-        conversation.engine.queueInterrupt(name)
+        conversation.context.queueInterrupt(name)
     }
 }
 

@@ -41,13 +41,3 @@ package struct GuestMemory: @unchecked Sendable {
         buffer.isEmpty || writeFunction(context, address, buffer.baseAddress, buffer.count)
     }
 }
-
-/// What the emulator does with a hypercall after the engine saw it.
-package enum HypercallOutcome: Equatable, Sendable {
-    /// Not a portal hypercall (or nobody attached work to it).
-    case notMine
-    /// Handled; leave the return register alone.
-    case handled
-    /// Handled; write this into the return register.
-    case returning(UInt64)
-}

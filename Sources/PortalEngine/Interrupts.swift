@@ -1,21 +1,5 @@
 import Synchronization
 
-/// Makes the work for one conversation. Handlers are registered as
-/// factories so one registration serves any number of conversations at once.
-public struct WorkFactory: Sendable {
-    /// Given the hypercall that starts the conversation.
-    public let make: @Sendable (Hypercall) -> any ConversationWork
-
-    public init(_ make: @escaping @Sendable (Hypercall) -> any ConversationWork) {
-        self.make = make
-    }
-
-    /// A Swift `async` handler: its return value is the hypercall's result.
-    public static func async(_ body: @escaping GuestHandler) -> WorkFactory {
-        WorkFactory { _ in AsyncWork(body) }
-    }
-}
-
 /// One PORTAL_INTERRUPT conversation: the install budget its handlers share.
 public final class InterruptWindow: @unchecked Sendable {
     public private(set) var installBudget: Int
@@ -117,19 +101,19 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
     }
 
     func cancel(_ conversation: Conversation, because reason: PortalError) {
-        let engine = conversation.engine
+        let context = conversation.context
         if let (name, work) = current {
             work.cancel(conversation, because: reason)
             current = nil
-            engine.guestLog(.error, "interrupt cut short", .portalInterrupt,
+            context.guestLog(.error, "interrupt cut short", .portalInterrupt,
                             "\(conversation.site): interrupt '\(name)' was cut short: \(reason)")
         }
         while next < handlers.count {
             let name = handlers[next].name
             next += 1
-            engine.guestLog(.warn, "interrupt queued again", .portalInterrupt,
+            context.guestLog(.warn, "interrupt queued again", .portalInterrupt,
                             "\(conversation.site): interrupt '\(name)' did not run; queued again")
-            _ = engine.queueInterrupt(name)
+            context.queueInterrupt(name)
         }
     }
 
@@ -139,11 +123,11 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
             let (name, factory) = handlers[next]
             next += 1
             guard let factory else {
-                conversation.engine.logger.warn(
+                conversation.context.logger.warn(
                     "\(conversation.site): interrupt '\(name)' was pending but its handler is gone; skipped")
                 continue
             }
-            conversation.engine.logger.debug("\(conversation.site): running interrupt '\(name)'")
+            conversation.context.logger.debug("\(conversation.site): running interrupt '\(name)'")
             let work = factory.make(conversation.call)
             switch work.start(conversation) {
             case .command(let command):
@@ -174,7 +158,7 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
     }
 
     private func reportFailure(_ conversation: Conversation, name: String, _ error: any Error) {
-        conversation.engine.guestLog(.error, "interrupt failed", .portalInterrupt,
+        conversation.context.guestLog(.error, "interrupt failed", .portalInterrupt,
                                      "\(conversation.site): interrupt '\(name)' failed: \(error)")
     }
 }
