@@ -63,9 +63,7 @@ extension PortalEngine {
     private func continueConversation(_ conversation: Conversation, call: Hypercall, number: HypercallNumber,
                                       region: UInt64, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
         let regionSize = self.regionSize
-        var action = conversation.machine.guestAnswered(call.arg4)
-        var response = PortalResponse(code: .none)
-        switch action {
+        switch conversation.machine.guestAnswered(call.arg4) {
         case .readHeader:
             let scratch = vcpu.scratch(payloadSize: regionSize)
             guard memory.read(conversation.regionAddress,
@@ -75,8 +73,9 @@ extension PortalEngine {
                                vcpu: vcpu, memory: memory)
             }
             let header = RegionHeader(decoding: scratch.baseAddress!, layout: layout)
-            action = conversation.machine.answerRead(header, regionSize: regionSize)
-            response = PortalResponse(code: .readNumber, address: header.address, size: header.size)
+            return resume(conversation, conversation.machine.answerRead(header, regionSize: regionSize),
+                          PortalResponse(code: .readNumber, address: header.address, size: header.size),
+                          vcpu: vcpu, memory: memory)
         case .readAnswer(let code, let payloadHint):
             // One guest access for the header and the payload the command
             // can produce; a second one only if the guest sent more.
@@ -99,19 +98,26 @@ extension PortalEngine {
                                    vcpu: vcpu, memory: memory)
                 }
             }
-            action = conversation.machine.answerRead(header, regionSize: regionSize)
-            response = PortalResponse(
-                code: code, address: header.address, size: header.size,
-                payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
+            return resume(conversation, conversation.machine.answerRead(header, regionSize: regionSize),
+                          PortalResponse(code: code, address: header.address, size: header.size,
+                                         payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd])),
+                          vcpu: vcpu, memory: memory)
         case .resume(let code):
-            response = PortalResponse(code: code)
+            return step(conversation, conversation.work.resume(conversation, with: PortalResponse(code: code)),
+                        vcpu: vcpu, memory: memory)
         case .restart(let ending):
             // The guest gave this conversation up and starts a new one here.
             end(conversation, ending, vcpu: vcpu, memory: memory)
             return startConversation(call, number: number, region: region, vcpu: vcpu, memory: memory)
-        default:
+        case let action:
             return perform(action, conversation, vcpu: vcpu, memory: memory)
         }
+    }
+
+    /// Hands `response` to the work when the machine says `.resume`.
+    @inline(__always)
+    private func resume(_ conversation: Conversation, _ action: ConversationStateMachine.Action,
+                        _ response: PortalResponse, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
         guard case .resume = action else { return perform(action, conversation, vcpu: vcpu, memory: memory) }
         return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
                     memory: memory)
@@ -125,13 +131,7 @@ extension PortalEngine {
         case .command(let command):
             var action = conversation.machine.commandSent(op: command.op, size: command.size, ops: opNumbers,
                                                           regionSize: regionSize)
-            if case .admit = action {
-                let (refusal, reclaimed) = waiting.admit(conversation)
-                // Nothing is written to their regions: the guest may have
-                // given the pages to someone else.
-                for (stale, action) in reclaimed { endReclaimed(stale, action) }
-                action = refusal.map { conversation.machine.admissionRefused($0) } ?? conversation.machine.admitted()
-            }
+            if case .admit = action { action = admit(conversation) }
             guard case .writeCommand = action else { return perform(action, conversation, vcpu: vcpu, memory: memory) }
             waiting.heard(conversation)
             let scratch = vcpu.scratch(payloadSize: regionSize)
@@ -154,6 +154,17 @@ extension PortalEngine {
         case .failed(let error):
             return perform(conversation.machine.workFailed(error), conversation, vcpu: vcpu, memory: memory)
         }
+    }
+
+    /// Enters a conversation's first command in the waiting table; what the
+    /// machine says to that. Off the round trip's path: once per conversation.
+    @inline(never)
+    private func admit(_ conversation: Conversation) -> ConversationStateMachine.Action {
+        let (refusal, reclaimed) = waiting.admit(conversation)
+        // Nothing is written to their regions: the guest may have given the
+        // pages to someone else.
+        for (stale, action) in reclaimed { endReclaimed(stale, action) }
+        return refusal.map { conversation.machine.admissionRefused($0) } ?? conversation.machine.admitted()
     }
 
     /// Carries out an action that ends `conversation` (`end`, `refuse`);
@@ -196,7 +207,7 @@ extension PortalEngine {
 
     /// The log line and the work's cancellation of an ending.
     func reportEnd(_ conversation: Conversation, _ ending: ConversationStateMachine.Ending, site: TrapSite) {
-        guard let failure = ending.failure else { return }
+        guard let failure = conversation.machine.failure else { return }
         guestLog(ending.level, site, failure)
         if ending.cancelsWork { conversation.work.cancel(conversation, because: failure) }
     }

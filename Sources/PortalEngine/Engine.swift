@@ -193,7 +193,7 @@ public final class PortalEngine: @unchecked Sendable {
         // may hold one: that vCPU finishes it, not this thread.
         for (conversation, action) in waiting.endAll(because: .unloaded) {
             logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
-            guard case .end(let ending) = action, let reason = ending.failure else { continue }
+            guard case .end = action, let reason = conversation.machine.failure else { continue }
             conversation.work.cancel(conversation, because: reason)
         }
         for (key, count) in logLimiter.unreported() {

@@ -82,9 +82,9 @@ struct ConversationStateMachineTests {
     ]
 
     /// The action, compactly: `end(failure | level none:_ table:_ cancel:_)`.
-    static func describe(_ action: Machine.Action) -> String {
+    static func describe(_ action: Machine.Action, failure: PortalError?) -> String {
         func ending(_ ending: Machine.Ending) -> String {
-            "\(ending.failure.map { "\($0)" } ?? "finished") | \(ending.level) none:\(ending.writesNone ? 1 : 0) table:\(ending.leavesTable ? 1 : 0) cancel:\(ending.cancelsWork ? 1 : 0)"
+            "\(failure.map { "\($0)" } ?? "finished") | \(ending.level) none:\(ending.writesNone ? 1 : 0) table:\(ending.leavesTable ? 1 : 0) cancel:\(ending.cancelsWork ? 1 : 0)"
         }
         switch action {
         case .admit: return "admit"
@@ -422,7 +422,7 @@ struct ConversationStateMachineTests {
             for (eventName, send) in Self.events {
                 var machine = make()
                 let action = send(&machine)
-                let got = "\(Self.describe(action)) => \(Self.describe(machine.state))"
+                let got = "\(Self.describe(action, failure: machine.failure)) => \(Self.describe(machine.state))"
                 #expect(row[eventName] == got, "(\(stateName), \(eventName))")
             }
         }
@@ -446,16 +446,17 @@ struct ConversationStateMachineTests {
 
     @Test func refusalsNameTheEventAndTheState() {
         var waiting = Self.states[2].make()
-        #expect(waiting.admitted() == .refuse(.init(
-            failure: .workFailed("the engine delivered an admission while the conversation was awaitingAnswer(payloadHint: 8)"),
-            level: .error, writesNone: true, leavesTable: true)))
+        #expect(waiting.admitted() == .refuse(.init(level: .error, writesNone: true, leavesTable: true, cancelsWork: true)))
+        #expect(waiting.failure == .workFailed(
+            "the engine delivered an admission while the conversation was awaitingAnswer(payloadHint: 8)"))
         var starting = Machine()
-        #expect(starting.guestAnswered(0) == .refuse(.init(
-            failure: .workFailed("the engine delivered an answer while the conversation was starting"),
-            level: .error, writesNone: false, leavesTable: false)))
+        #expect(starting.guestAnswered(0) == .refuse(.init(level: .error, writesNone: false, leavesTable: false,
+                                                            cancelsWork: true)))
+        #expect(starting.failure == .workFailed("the engine delivered an answer while the conversation was starting"))
         var ended = Self.states[5].make()
-        #expect(ended.workFinished() == .refuse(.init(
-            failure: .workFailed("the engine delivered the work's end while the conversation was ended"),
-            level: .error, writesNone: false, leavesTable: false, cancelsWork: false)))
+        #expect(ended.failure == nil)
+        #expect(ended.workFinished() == .refuse(.init(level: .error, writesNone: false, leavesTable: false,
+                                                       cancelsWork: false)))
+        #expect(ended.failure == .workFailed("the engine delivered the work's end while the conversation was ended"))
     }
 }
