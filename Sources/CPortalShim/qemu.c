@@ -20,9 +20,11 @@
 #include "../../../include/portal/qemu-plugin-api.h"
 
 #include <capstone/capstone.h>
+#include <ctype.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <string.h>
+#include <strings.h>
 
 QEMU_PLUGIN_API_EXPORT int qemu_plugin_version = QEMU_PLUGIN_API_VERSION;
 
@@ -35,6 +37,7 @@ QEMU_PLUGIN_API_EXPORT int qemu_plugin_version = QEMU_PLUGIN_API_VERSION;
 #pragma weak qemu_plugin_insn_data
 #pragma weak qemu_plugin_insn_size
 #pragma weak qemu_plugin_insn_vaddr
+#pragma weak qemu_plugin_insn_disas
 #pragma weak qemu_plugin_register_vcpu_insn_exec_cb
 #pragma weak qemu_plugin_get_registers
 #pragma weak qemu_plugin_read_register
@@ -43,6 +46,24 @@ QEMU_PLUGIN_API_EXPORT int qemu_plugin_version = QEMU_PLUGIN_API_VERSION;
 #pragma weak qemu_plugin_read_memory_vaddr
 #pragma weak qemu_plugin_write_memory_vaddr
 
+/*
+ * What decides that an instruction is the hypercall: all of its bytes, as
+ * QEMU fetched them (qemu_plugin_insn_data), equal to one encoding below,
+ * and its size (qemu_plugin_insn_size) equal to that encoding's. Leading
+ * bytes are not enough: x86 "out 0x89, eax" (e7 89) or an aarch64 msr of
+ * another register (00 50 00 d5) differ in a later byte and are not taken.
+ * Then, where Capstone 4 decodes the architecture, it must agree on the
+ * mnemonic and the size in the encoding's mode.
+ *
+ * On arm the bytes do not say the mode. The A32 word (10 07 00 ee) cannot
+ * be a 4-byte Thumb instruction (0x0710 is a 16-bit one, so QEMU reports
+ * size 2), but the Thumb-2 pair (00 ee 10 07) is also a valid A32 word,
+ * "ldreq lr, [r0, -r0, lsl #28]". So on arm QEMU's own disassembly, made in
+ * the mode the vCPU translates in, must name "mcr" as well; the arm test
+ * guest runs that A32 load and checks it loads. A QEMU that gives no
+ * disassembly (NULL or empty) leaves the bytes and Capstone to decide, and
+ * then the limit stands: that A32 load would be taken for the hypercall.
+ */
 struct hypercall_encoding {
     unsigned char bytes[4];
     size_t size;
@@ -53,12 +74,18 @@ struct hypercall_encoding {
 
 /* PROTOCOL.md §1; a target has at most two encodings (arm: A32 and Thumb-2). */
 static const struct hypercall_encoding encodings[][2] = {
+    /* out 0x88, eax */
     [PORTAL_ARCH_X86] = {{{0xe7, 0x88}, 2, CS_ARCH_X86, CS_MODE_32, "out"}},
+    /* msr S0_0_c5_c0_0, xzr (0xd500501f) */
     [PORTAL_ARCH_AARCH64] = {{{0x1f, 0x50, 0x00, 0xd5}, 4, CS_ARCH_ARM64, CS_MODE_ARM, "msr"}},
+    /* mcr p7, 0, r0, c0, c0, 0: A32 word 0xee000710; Thumb-2 halfwords 0xee00 0x0710 */
     [PORTAL_ARCH_ARM] = {{{0x10, 0x07, 0x00, 0xee}, 4, CS_ARCH_ARM, CS_MODE_ARM, "mcr"},
                          {{0x00, 0xee, 0x10, 0x07}, 4, CS_ARCH_ARM, CS_MODE_THUMB, "mcr"}},
+    /* xori x0, x0, 0 (0x00004013) */
     [PORTAL_ARCH_RISCV] = {{{0x13, 0x40, 0x00, 0x00}, 4, CS_ARCH_ALL, 0, NULL}},
+    /* xori r10, r10, 0 (0x694a0000, big-endian) */
     [PORTAL_ARCH_PPC_BE] = {{{0x69, 0x4a, 0x00, 0x00}, 4, CS_ARCH_PPC, CS_MODE_BIG_ENDIAN, "xori"}},
+    /* cpucfg $r0, $r0 (0x00006c00) */
     [PORTAL_ARCH_LOONGARCH] = {{{0x00, 0x6c, 0x00, 0x00}, 4, CS_ARCH_ALL, 0, NULL}},
 };
 
@@ -125,6 +152,26 @@ static void hypercall_executed(unsigned int vcpu_index, void *userdata)
         qemu_plugin_set_pc((uint64_t)(uintptr_t)userdata + 4);
 }
 
+/* Whether QEMU's disassembly of insn, when it gives one, names mnemonic:
+ * its first word, compared without case. */
+static bool qemu_agrees(const struct qemu_plugin_insn *insn, const char *mnemonic)
+{
+    if (!qemu_plugin_insn_disas)
+        return true;
+    char *text = qemu_plugin_insn_disas(insn);
+    if (!text)
+        return true;
+    const char *start = text;
+    while (isspace((unsigned char)*start))
+        start++;
+    size_t length = strlen(mnemonic);
+    bool agrees = *start == '\0' ||
+                  (strncasecmp(start, mnemonic, length) == 0 &&
+                   (start[length] == '\0' || isspace((unsigned char)start[length])));
+    g_free(text);
+    return agrees;
+}
+
 static void block_translated(struct qemu_plugin_tb *tb, void *userdata)
 {
     (void)userdata;
@@ -140,6 +187,9 @@ static void block_translated(struct qemu_plugin_tb *tb, void *userdata)
             const struct hypercall_encoding *encoding = &encodings[target_arch][slot];
             if (encoding->size == 0 || encoding->size != size || memcmp(bytes, encoding->bytes, size) != 0 ||
                 !capstone_confirms(encoding, slot, bytes))
+                continue;
+            /* arm: A32 or Thumb, as QEMU decodes this block (see encodings) */
+            if (target_arch == PORTAL_ARCH_ARM && !qemu_agrees(insn, encoding->mnemonic))
                 continue;
             qemu_plugin_register_vcpu_insn_exec_cb(
                 insn, hypercall_executed, skips ? QEMU_PLUGIN_CB_RW_REGS_PC : QEMU_PLUGIN_CB_RW_REGS,

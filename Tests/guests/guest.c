@@ -750,6 +750,56 @@ void guest_main(void)
 
 #else
 
+/* Instructions that share bytes with the hypercall and must not be taken
+ * for it (Sources/CPortalShim/qemu.c says what decides). */
+#if defined(__i386__) || defined(__x86_64__)
+/* "out 0x89, eax" (e7 89): the hypercall's leading byte, another port. Its
+ * registers are those of the banner event's first trap: had it been taken,
+ * the host's READ_STR would now be in the region, and a page of the pool
+ * zeroed for it shows whether it was. */
+static u32 lookalike_sent_a_command(void)
+{
+    struct region *r = &pool[pool_next];
+    r->op = 0;
+    ureg number = CONTRACT_HC_EVENT;
+#if defined(__x86_64__)
+    register ureg r10 __asm__("r10") = 0;
+    __asm__ volatile("outl %%eax, $0x89"
+                     : "+a"(number)
+                     : "D"((ureg)CONTRACT_EV_BANNER), "S"((ureg)banner), "d"((ureg)r), "r"(r10)
+                     : "memory");
+#else
+    __asm__ volatile("outl %%eax, $0x89"
+                     : "+a"(number)
+                     : "b"((ureg)CONTRACT_EV_BANNER), "c"((ureg)banner), "d"((ureg)r), "S"((ureg)0)
+                     : "memory");
+#endif
+    return *(volatile u32 *)&r->op != 0 || number != CONTRACT_HC_EVENT;
+}
+#elif defined(__arm__)
+static u32 lookalike_word __attribute__((aligned(16))) = 0x600dc0deu;
+
+/* The Thumb-2 hypercall's bytes (00 ee 10 07) as an A32 word:
+ * "ldreq lr, [r0, -r0, lsl #28]", with Z set and r0 16-byte aligned a load
+ * of the word at r0. Taken for the hypercall, it would be skipped and lr
+ * would stay 0. */
+static u32 a32_lookalike_load(void)
+{
+    register u32 r0 __asm__("r0") = (u32)&lookalike_word;
+    register u32 r2 __asm__("r2");
+    __asm__ volatile("mov r1, lr\n\t"
+                     "mov lr, #0\n\t"
+                     "cmp r0, r0\n\t"
+                     ".inst 0x0710ee00\n\t"
+                     "mov r2, lr\n\t"
+                     "mov lr, r1"
+                     : "=r"(r2)
+                     : "r"(r0)
+                     : "r1", "cc", "memory");
+    return r2;
+}
+#endif
+
 void guest_main(void)
 {
     boot();
@@ -813,6 +863,11 @@ void guest_main(void)
     check_eq("end", v, CONTRACT_RET_END);
     check_eq("pid", bad_pid, 0);
     check_eq("user-size", host_oversize, 0);
+#if defined(__i386__) || defined(__x86_64__)
+    check_eq("lookalike-out-0x89", lookalike_sent_a_command(), 0);
+#elif defined(__arm__)
+    check_eq("lookalike-a32-ldreq", a32_lookalike_load(), 0x600dc0deu);
+#endif
     finish();
 }
 

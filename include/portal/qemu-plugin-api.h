@@ -148,6 +148,18 @@ size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn,
 size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
 uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
 
+/**
+ * qemu_plugin_insn_disas() - QEMU's own disassembly of an instruction
+ * @insn: an instruction of the block being translated
+ *
+ * QEMU decodes in the mode the vCPU translates the block in (on arm: A32 or
+ * Thumb), which the bytes alone do not say.
+ *
+ * Return: "mnemonic operands", allocated with GLib (free with g_free), or
+ * NULL.
+ */
+char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
+
 /* cb(vcpu_index, userdata) each time the instruction is about to execute
  * (the callback runs before it). flags says what the callback may do. */
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn,
