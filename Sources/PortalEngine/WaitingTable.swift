@@ -1,7 +1,7 @@
 /// The conversations waiting for the guest's next trap, by region address,
 /// and in the order the guest last came back to them.
 ///
-/// Not synchronised itself: the engine holds it behind a lock. The order is
+/// Not synchronised itself: `WaitingConversations` holds it behind a lock. The order is
 /// an intrusive list through the conversations (no allocation per entry),
 /// kept lazily: a trap that continues a conversation only stores its
 /// `lastHeard` stamp (the round trip takes no lock), and the list is put
