@@ -18,12 +18,17 @@ public final class PortalEngine: @unchecked Sendable {
     /// trip itself has no hook and costs the same with or without one.
     public let recorder: (any PortalRecorder)?
 
+    /// Payload bytes per region the guest registered (`region_size=` until it does).
     let registeredRegionSize: Atomic<Int>
+    /// The op numbers the state machine checks commands against.
     let opNumbers: OpNumbers
     /// Guest address of the interrupt flag; 0 until the guest gives it.
     let flagAddress = Atomic<UInt64>(0)
+    /// The work attached to each hypercall number.
     let handlers = HandlerRegistry()
+    /// Interrupt handlers by name, and those queued for the next window.
     let interrupts: InterruptQueue
+    /// The conversations waiting for the guest (Engine+Conversations.swift).
     let waiting: WaitingConversations
 
     /// Rate limit of the lines a guest can cause (`guestLog`).
