@@ -24,14 +24,15 @@ CONSOLE=$BUILD/console.log
 HOST=$BUILD/host.log
 mkdir -p "$BUILD"
 
-# The checks, as a second QEMU plugin linked to the library QEMU loads.
+# The checks: an analysis module built as an SDK user builds one, against
+# the headers and -lportal (its dependency binds by SONAME to the
+# libportal.so QEMU loaded), and loaded by libportal.so with load=.
 ${CC:-gcc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -fvisibility=hidden \
-    -I"$ROOT/include" $(pkg-config --cflags glib-2.0) "$HERE/host/checks.c" "$HERE/host/qemu-wrapper.c" -o "$CHECKS" \
-    -L"$(dirname "$LIBRARY")" -l:libportal.so -Wl,-rpath,"$(dirname "$LIBRARY")" \
+    -I"$ROOT/include" "$HERE/host/checks.c" -o "$CHECKS" -L"$(dirname "$LIBRARY")" -lportal \
     || { echo "FAIL build of host/checks.c"; exit 1; }
 
 START=$SECONDS
-LINUX_ARCH=$ARCH "$HERE/run.sh" -plugin "$LIBRARY,log=info" -plugin "$CHECKS" > "$CONSOLE.raw" 2> "$HOST.raw"
+LINUX_ARCH=$ARCH "$HERE/run.sh" -plugin "$LIBRARY,log=info,load=$CHECKS" > "$CONSOLE.raw" 2> "$HOST.raw"
 STATUS=$?
 tr -d '\r' < "$CONSOLE.raw" > "$CONSOLE"
 tr -d '\r' < "$HOST.raw" > "$HOST"
