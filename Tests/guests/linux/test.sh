@@ -16,7 +16,10 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../../.." && pwd -P)
-LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so}")
+LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so [PATH/TO/libPortalDemo.so]}")
+# The demonstration module (Tests/demo): its module_arg=operations runs every
+# typed Swift operation after the C checks, in the same boot.
+DEMO=${2:+$(realpath "$2")}
 ARCH=${LINUX_ARCH:-amd64}
 BUILD=$HERE/build/$ARCH
 CHECKS=$BUILD/liblinux-checks.so
@@ -32,7 +35,7 @@ ${CC:-gcc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -fvisibility=hi
     || { echo "FAIL build of host/checks.c"; exit 1; }
 
 START=$SECONDS
-LINUX_ARCH=$ARCH "$HERE/run.sh" -plugin "$LIBRARY,log=info,load=$CHECKS" > "$CONSOLE.raw" 2> "$HOST.raw"
+LINUX_ARCH=$ARCH "$HERE/run.sh" -plugin "$LIBRARY,log=info,load=$CHECKS${DEMO:+,module_arg=handoff=operations,load=$DEMO,module_arg=operations}" > "$CONSOLE.raw" 2> "$HOST.raw"
 STATUS=$?
 tr -d '\r' < "$CONSOLE.raw" > "$CONSOLE"
 tr -d '\r' < "$HOST.raw" > "$HOST"
@@ -64,10 +67,14 @@ has() {
     if grep -qxF "host: $2" "$HOST"; then pass "$1"; else fail "$1" "no line 'host: $2'"; fi
 }
 
+# shellcheck source=swift-checks.sh
+source "$HERE/swift-checks.sh"
+
 if (( STATUS == 0 )); then pass "guest ran and powered off when the host was done"
 else fail "guest run" "run.sh exited $STATUS: $(tail -n 3 "$CONSOLE" | tr '\n' '|')"; fi
 same "guest: module loaded" "guest: module loaded" "$(grep -x 'guest: module loaded' "$CONSOLE")"
-same "guest: heard from the host" "guest: the host is done: checks finished" \
+if [[ -n $DEMO ]]; then finished="checks and operations finished"; else finished="checks finished"; fi
+same "guest: heard from the host" "guest: the host is done: $finished" \
     "$(grep '^guest: the host is done' "$CONSOLE")"
 if grep -q '^portal: \(error\|warn\):' "$HOST"; then
     fail "plugin log" "$(grep '^portal: \(error\|warn\):' "$HOST" | head -5 | tr '\n' '|')"
@@ -164,6 +171,14 @@ same "interrupt queued before the module loaded ran at its load" "insmod (the mo
 same "interrupts ran in user tasks (module load, then a syscall's return)" "yes|yes|" \
     "$(host 'interrupt ran in a user task:' | tr '\n' '|')"
 same "conversations on both vCPUs" "vCPU 0: some, on vCPU 1: some" "$(host1 'syscall events on')"
+
+# The typed Swift operations, run after the C checks in portal-mapper's context.
+if [[ -n $DEMO ]]; then
+    same "C checks handed over to the Swift operations" "handed over to interrupt operations" "$(host1 'done,')"
+    grep -q "^linux: operations ran in portal-mapper's context" "$HOST" \
+        && pass "Swift operations ran in portal-mapper's context" || fail "Swift operations" "never ran in portal-mapper"
+    swift_checks
+fi
 
 echo "$passed passed, $failed failed"
 (( failed == 0 ))

@@ -185,7 +185,7 @@ static portal_step end_run(struct event_state *state, portal_command *command, u
 {
     state->step = S_FINISHED;
     *result = 0;
-    if (handoff[0] && portal_queue_interrupt(handoff) == 0) {
+    if (handoff[0] && portal_queue_interrupt(handoff)) {
         say("done, handed over to interrupt %s", handoff);
         return PORTAL_STEP_FINISH;
     }
