@@ -14,7 +14,8 @@ SHELL := /bin/bash
 DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 # The demonstration module (Tests/demo): module_arg=tour serves the test
-# guests, module_arg=bench the benchmarks' Swift workloads.
+# guests, module_arg=bench the benchmarks' Swift workloads, module_arg=linux
+# and operations the Linux guest (make demo, make test-linux).
 DEBUG_DEMO   := Tests/demo/.build/debug/libPortalDemo.so
 RELEASE_DEMO := Tests/demo/.build/release/libPortalDemo.so
 DEMO_ARCH   ?= x86_64
