@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# test.sh - boot the Linux test guest with libportal.so and the host-side
-# checks (host/checks.c), and compare what the host read through the portal
-# with what the guest printed about itself, exactly.
+# test.sh - boot the Linux test guest with libportal.so, the host-side C
+# checks (host/checks.c, an analysis module loaded with load=) and, given the
+# demonstration module, its typed Swift operations (module_arg=operations,
+# run after the C checks in the same boot), and compare what the host read
+# through the portal with what the guest printed about itself, exactly.
 #
-#   Tests/guests/linux/test.sh PATH/TO/libportal.so
-#   LINUX_ARCH=arm64 Tests/guests/linux/test.sh PATH/TO/libportal.so
+#   Tests/guests/linux/test.sh PATH/TO/libportal.so [PATH/TO/libPortalDemo.so]
+#   LINUX_ARCH=arm64 Tests/guests/linux/test.sh PATH/TO/libportal.so [...]
 #
 # Needs scripts/fetch-linux.sh and scripts/fetch-qemu.sh to have run (make
 # test-linux runs them). The guest prints "view: ..." lines on its console
 # (its own ps, /proc/PID/maps, fds, cmdline, environ, /etc/passwd, ...); the
-# checks print "host: ..." lines on standard error. Prints one PASS/FAIL line
-# per check and "N passed, M failed"; exits non-zero if any failed. The
-# console and the host's lines are kept in Tests/guests/linux/build/.
+# C checks print "host: ..." lines and the Swift operations "linux: ..."
+# lines on standard error (swift-checks.sh compares those). Prints one
+# PASS/FAIL line per check and "N passed, M failed"; exits non-zero if any
+# failed. The console and the host's lines are kept in
+# Tests/guests/linux/build/ARCH/.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
