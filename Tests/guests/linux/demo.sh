@@ -52,16 +52,21 @@ same() {
 # shellcheck source=swift-checks.sh
 source "$HERE/swift-checks.sh"
 
-if ! grep -qx 'guest: module loaded' "$CONSOLE"; then
-    echo "== demo: FAIL: the guest could not load its portal module (see ${CONSOLE#"$ROOT"/})"
+last_host_line() { grep -v '^linux: \|^run.sh: ' "$HOST" | tail -n 1; }
+if (( STATUS == 124 )); then
+    echo "== demo: FAIL: QEMU did not finish in time and was stopped"
     exit 1
-fi
-if (( STATUS != 0 )) || ! grep -qx 'guest: the host is done: the Swift tour finished' "$CONSOLE"; then
-    case $STATUS in
-        1) echo "== demo: FAIL: the guest heard nothing from the host for ${PORTAL_WAIT}s and powered itself off (was the analysis module loaded? see ${HOST#"$ROOT"/})" ;;
-        124) echo "== demo: FAIL: QEMU did not finish in time and was stopped" ;;
-        *) echo "== demo: FAIL: the guest did not end its run (run.sh exited $STATUS; see ${CONSOLE#"$ROOT"/})" ;;
-    esac
+elif grep -qx 'guest: module NOT loaded' "$CONSOLE"; then
+    echo "== demo: FAIL: the guest could not load its portal module; it powered off after ${PORTAL_WAIT}s without the host"
+    exit 1
+elif (( STATUS == 1 )); then
+    echo "== demo: FAIL: the guest heard nothing from the host for ${PORTAL_WAIT}s and powered itself off (was the analysis module loaded? last plugin line: $(last_host_line))"
+    exit 1
+elif (( STATUS != 0 )); then
+    echo "== demo: FAIL: QEMU stopped before the guest ended its run (run.sh exited $STATUS; last plugin line: $(last_host_line))"
+    exit 1
+elif ! grep -qx 'guest: the host is done: the Swift tour finished' "$CONSOLE"; then
+    echo "== demo: FAIL: the guest heard from a host that was not the Linux tour: $(grep '^guest: the host is done' "$CONSOLE")"
     exit 1
 fi
 swift_checks
