@@ -8,18 +8,24 @@ import Synchronization
 ///   (Tests/guests/contract.h): it attaches one Swift handler to
 ///   IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and
 ///   two named interrupts, and prints a report when the plugin unloads;
-/// - `bench` attaches the Swift workloads of the benchmarks (bench/).
+/// - `bench` attaches the Swift workloads of the benchmarks (bench/);
+/// - `linux` is the host side of the Linux guest for `make demo`, and
+///   `operations` the typed operations' end-to-end run in `make test-linux`
+///   (``LinuxTour``).
 ///
 /// Out of libportal.so so that production loads never carry it.
 enum Demonstration {
-    static let names = ["tour", "bench"]
+    static let names = ["tour", "bench", "linux", "operations"]
 
     /// The tour of the current load and the logger its report goes to.
     static let active = Mutex<(tour: Tour, logger: PortalLogger)?>(nil)
+
+    /// Whether the unload lists the guest's `execve`s (`linux`).
+    static let reportsExecs = Atomic<Bool>(false)
 }
 
 /// Attaches the demonstration named by the module's argument.
-/// - Parameter arguments: `tour` or `bench` (the module's `module_arg=`).
+/// - Parameter arguments: `tour`, `bench`, `linux` or `operations` (the module's `module_arg=`).
 /// - Returns: 0, or 1 (logged) for an unknown name or no loaded engine.
 @_cdecl("portal_analysis_init")
 public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
@@ -32,6 +38,11 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
         Demonstration.active.withLock { $0 = (tour, engine.logger) }
     case "bench":
         Bench.attach(to: engine)
+    case "linux":
+        LinuxTour.attachDemo(to: engine)
+        Demonstration.reportsExecs.store(true, ordering: .relaxed)
+    case "operations":
+        LinuxTour.attachOperations(to: engine)
     default:
         engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
         return 1
@@ -39,9 +50,11 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     return 0
 }
 
-/// The plugin is being unloaded: the tour prints its report.
+/// The plugin is being unloaded: the tour prints its report, the Linux
+/// demonstration the `execve`s it saw.
 @_cdecl("portal_analysis_exit")
 public func portalAnalysisExit() {
+    if Demonstration.reportsExecs.load(ordering: .relaxed) { LinuxTour.reportExecs() }
     guard let (tour, logger) = Demonstration.active.withLock({ state -> (Tour, PortalLogger)? in
         defer { state = nil }
         return state
