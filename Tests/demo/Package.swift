@@ -22,7 +22,6 @@ let package = Package(
         .target(name: "PortalDemo", dependencies: [
             .product(name: "portal", package: portalIdentity),
             .product(name: "PortalAnalysisModule", package: portalIdentity),
-            .product(name: "PortalOperations", package: portalIdentity),
         ]),
     ]
 )
