@@ -297,9 +297,12 @@ public enum GuestCommands {
         ])
     }
 
+    /// A mapping as /proc/PID/maps shows it: an anonymous mapping (no
+    /// inode, no path) has offset 0 there, whatever its page offset is.
     static func mappingJSON(_ mapping: MemoryMapping) -> JSONValue {
-        .object([("start", .uint64(mapping.start)), ("end", .uint64(mapping.end)),
-                 ("perms", .string(mapping.permissions)), ("offset", .uint64(mapping.fileOffset)),
+        let fileBacked = mapping.inode != 0 || mapping.name.hasPrefix("/")
+        return .object([("start", .uint64(mapping.start)), ("end", .uint64(mapping.end)),
+                 ("perms", .string(mapping.permissions)), ("offset", .uint64(fileBacked ? mapping.fileOffset : 0)),
                  ("dev", .string("\(twoHex(mapping.deviceMajor)):\(twoHex(mapping.deviceMinor))")),
                  ("inode", .uint64(mapping.inode)), ("name", .string(mapping.name))])
     }

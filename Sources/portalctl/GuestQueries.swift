@@ -237,11 +237,15 @@ extension Portalctl {
 
 /// A whole guest file through guest-file-open/read/close, 64 KiB a read.
 func readGuestFile(_ connection: QMPConnection, path: String, options: ConnectionOptions) throws -> [UInt8] {
+    try readGuestFile(connection, path: path, extra: options.guestArguments([]))
+}
+
+/// A whole guest file; `extra` arguments (a timeout) go with each read.
+func readGuestFile(_ connection: QMPConnection, path: String, extra: [(String, JSONValue)]) throws -> [UInt8] {
     let handle = try connection.execute("guest-file-open", [("path", .string(path)), ("mode", .string("r"))])
     var bytes: [UInt8] = []
     while true {
-        let reply = try connection.execute("guest-file-read", options.guestArguments([
-            ("handle", handle), ("count", .int(65536))]))
+        let reply = try connection.execute("guest-file-read", [("handle", handle), ("count", .int(65536))] + extra)
         guard let text = reply["buf-b64"]?.stringValue, let part = base64Decode(text) else {
             throw ClientError(message: "guest-file-read: the reply carries no buf-b64: \(reply.serialized)")
         }
