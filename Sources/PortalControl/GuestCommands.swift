@@ -71,11 +71,16 @@ public enum GuestCommands {
                     .object([("path", .string(try await guest.workingDirectory(pid: pid)))])
                 })
             },
-            ControlCommand("query-argv", summary: "A process's arguments, each whole (/proc/PID/cmdline, else READ_PROCARGS).") {
+            // Another task's arguments come from READ_PROCARGS, which turns the
+            // NULs between them into spaces (the guest module's reply; its
+            // /proc/PID/cmdline cannot be read through READ_FILE either: the
+            // kernel copies it to a user buffer). The current task's are whole.
+            ControlCommand("query-argv",
+                           summary: "A process's arguments (READ_PROCARGS: for another task, split at spaces).") {
                 args throws(QMPError) in
                 let (pid, timeout) = try pidAndTimeout(args, required: false)
                 return .guest(GuestWork(timeout: timeout) { guest in
-                    .array(try await wholeArguments(guest, pid: pid).map { .string($0) })
+                    .array(try await guest.arguments(pid: pid).map { .string($0) })
                 })
             },
             ControlCommand("query-environment", summary: "A process's environment as name/value pairs (READ_PROCENV).") {
@@ -235,21 +240,6 @@ public enum GuestCommands {
 
     /// The version `guest-info` reports.
     static let portalVersionText = "portal control"
-
-    /// Another task's arguments with their boundaries: READ_PROCARGS turns
-    /// the NULs between arguments into spaces (an argument with a space
-    /// comes back as two), so the guest's own /proc/PID/cmdline is read
-    /// first (READ_FILE keeps the NULs); READ_PROCARGS is the fallback for
-    /// a guest without /proc. The current task's argv area is read directly.
-    nonisolated(nonsending) static func wholeArguments(_ guest: Guest, pid: UInt32?) async throws -> [String] {
-        if let pid, let cmdline = try? await guest.readFile(path: "/proc/\(pid)/cmdline"), !cmdline.isEmpty {
-            var arguments = cmdline.split(separator: 0, omittingEmptySubsequences: false)
-                .map { String(decoding: $0, as: UTF8.self) }
-            if cmdline.last == 0 { arguments.removeLast() }
-            return arguments
-        }
-        return try await guest.arguments(pid: pid)
-    }
 
     static func timeoutOnly(_ args: CommandArguments) throws(QMPError) -> Double {
         try args.allowOnly(["timeout"])

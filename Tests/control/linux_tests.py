@@ -65,8 +65,9 @@ async def qmp_queries(path, guest, check, expect_equal):
     expect_equal("linux-qemu.qmp-query-processes = the guest's ps", got, want)
     check("linux-query-processes-count", len(processes) > 72, f"{len(processes)} processes")
     mapper = int(guest.view("mapper")[0])
+    # READ_PROCARGS for another task: the guest joins the arguments with spaces.
     expect_equal("linux-qemu.qmp-query-argv", await qmp.execute("query-argv", {"pid": mapper}),
-                 guest.view("mapper-cmdline")[0].rstrip("|").split("|"))
+                 guest.view("mapper-cmdline")[0].rstrip("|").replace("|", " ").split(" "))
     expect_equal("linux-qemu.qmp-query-executable", await qmp.execute("query-executable", {"pid": mapper}),
                  {"path": guest.view("mapper-exe")[0]})
     daemon = int(guest.view("daemon")[0])
