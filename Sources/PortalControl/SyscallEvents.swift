@@ -80,6 +80,15 @@ struct SyscallEvent: Equatable {
     var argc: UInt32
     var name: String
 
+    /// Makes an event from its fields (tests compare with it).
+    init(arguments: [UInt64], pc: UInt64, pid: UInt64, argc: UInt32, name: String) {
+        self.arguments = arguments
+        self.pc = pc
+        self.pid = pid
+        self.argc = argc
+        self.name = name
+    }
+
     /// The struct's size in a guest of `wordBits`.
     static func size(wordBits: Int) -> Int { wordBits == 64 ? 160 : 144 }
 

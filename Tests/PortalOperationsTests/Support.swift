@@ -6,8 +6,12 @@ let allLayouts: [GuestLayout] = [.little64, .little32, .big32, .big64]
 
 /// Runs `body` as the work of one conversation with `guest`; returns what
 /// it returned or threw.
+/// The body's type: like the engine's handlers, it runs on the caller's
+/// executor (Guest is not Sendable).
+typealias ConversationBody<T> = nonisolated(nonsending) @Sendable (Guest) async throws -> T
+
 func converse<T: Sendable>(_ guest: OperationsGuest, ops: OpTable = .standard,
-                           _ body: @escaping @Sendable (Guest) async throws -> T) -> Result<T, any Error> {
+                           _ body: @escaping ConversationBody<T>) -> Result<T, any Error> {
     var configuration = PortalConfiguration()
     configuration.ops = ops
     let engine = PortalEngine(configuration: configuration, layout: guest.layout,
