@@ -86,7 +86,7 @@ public enum StandardCommands {
         let syscalls = recorder.map { SyscallWatch(engine: engine, recorder: $0) }
         let commands = memoryCommands(engine: engine, info: info, recorder: recorder, requests: requests)
             + [watchSyscall(syscalls)]
-            + GuestCommands.make(files: GuestFileTable(), programs: GuestProgramTable(),
+            + GuestCommands.make(files: GuestFileTable(), programs: GuestProgramTable(), version: info.version,
                                  commandNames: { names.withLock { $0 } })
         names.withLock { $0 = ["qmp_capabilities", "query-commands"] + commands.map(\.name) }
         return commands

@@ -21,9 +21,10 @@ public enum GuestCommands {
     /// - Parameters:
     ///   - files: the open files of `guest-file-open` (shared by every connection, like the agent's).
     ///   - programs: the results of `guest-exec` for `guest-exec-status`.
+    ///   - version: the plugin's version text, for `guest-info`.
     ///   - commandNames: the names of every command of the socket, for `guest-info`.
     /// - Returns: the commands, in the order `query-commands` lists them.
-    public static func make(files: GuestFileTable, programs: GuestProgramTable,
+    public static func make(files: GuestFileTable, programs: GuestProgramTable, version: String,
                             commandNames: @escaping @Sendable () -> [String]) -> [ControlCommand] {
         [
             ControlCommand("query-processes", summary: "Every process of the guest: pid, ppid, uid, gid, name (OSI_PROC_ALL).") {
@@ -229,7 +230,7 @@ public enum GuestCommands {
                 args throws(QMPError) in
                 try args.allowOnly([])
                 return .value(.object([
-                    ("version", .string(portalVersionText)),
+                    ("version", .string(version)),
                     ("supported_commands", .array(commandNames().map {
                         .object([("name", .string($0)), ("enabled", .bool(true)), ("success-response", .bool(true))])
                     })),
@@ -237,9 +238,6 @@ public enum GuestCommands {
             },
         ]
     }
-
-    /// The version `guest-info` reports.
-    static let portalVersionText = "portal control"
 
     static func timeoutOnly(_ args: CommandArguments) throws(QMPError) -> Double {
         try args.allowOnly(["timeout"])
@@ -328,7 +326,14 @@ public final class GuestFileTable: Sendable {
     /// without the append modes (WRITE_FILE needs an offset, and the guest
     /// module reports no file size).
     public enum Mode: String, Sendable {
-        case read = "r", write = "w", readWrite = "r+", writeRead = "w+"
+        /// `r`: reads from the start.
+        case read = "r"
+        /// `w`: the file is emptied at the first write, then written from the start.
+        case write = "w"
+        /// `r+`: reads and writes from the start, nothing emptied.
+        case readWrite = "r+"
+        /// `w+`: as `w`, and reads too.
+        case writeRead = "w+"
 
         /// Whether guest-file-read is allowed.
         var reads: Bool { self != .write }

@@ -92,9 +92,9 @@ public final class PortalEngine: @unchecked Sendable {
     /// Queues interrupt `name` for the guest's next PORTAL_INTERRUPT
     /// conversation. The flag itself is raised at the next trap of any vCPU
     /// (guest memory can only be written from a vCPU), and on every trap
-    /// after it until the guest runs the interrupt conversation; front ends
-    /// that can also raise it when a vCPU wakes from idle
-    /// (``announcePendingInterrupts(memory:)``).
+    /// after it until the guest runs the interrupt conversation. A front end
+    /// that hears of a vCPU waking from idle raises it then too, with
+    /// ``announcePendingInterrupts(memory:)``.
     @discardableResult
     public func queueInterrupt(_ name: String) -> Bool {
         switch interrupts.queue(name) {

@@ -110,6 +110,10 @@ async def qmp_queries(path, guest, check, expect_equal):
     started = await qmp.execute("guest-exec", {"path": "/bin/cat", "arg": ["/tmp/qga-file"], "capture-output": True})
     expect_equal("linux-guest-exec-status", await qmp.execute("guest-exec-status", {"pid": started["pid"]}),
                  {"exited": True, "exitcode": 0, "out-data": "aGVsbG8K"})
+    info = await qmp.execute("guest-info")
+    commands = [c["name"] for c in await qmp.execute("query-commands")]
+    expect_equal("linux-guest-info", (info["version"], info["supported_commands"]),
+                 ("0.1.0", [{"name": name, "enabled": True, "success-response": True} for name in commands]))
     await qmp.disconnect()
 
 
