@@ -19,6 +19,22 @@ struct Portalctl: AsyncParsableCommand {
         subcommands: [Info.self, Stats.self, Processes.self, ProcessTree.self, Maps.self, Descriptors.self,
                       Environment.self, Cat.self, Pull.self, Push.self, Exec.self, Read.self, ReadString.self,
                       Write.self, Disassemble.self, Watch.self, MCPCommand.self])
+
+    /// Accepts `portalctl --socket PATH SUBCOMMAND ...` as well as
+    /// `portalctl SUBCOMMAND --socket PATH ...`: the socket option belongs to
+    /// each subcommand, so a leading one is moved behind the subcommand's
+    /// name (before any `--` of `exec`).
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.count >= 3, arguments[0] == "--socket" {
+            let path = arguments[1]
+            arguments = [arguments[2], "--socket", path] + arguments[3...]
+        } else if let first = arguments.first, first.hasPrefix("--socket=") {
+            arguments = Array(arguments.dropFirst())
+            if !arguments.isEmpty { arguments.insert(first, at: 1) }
+        }
+        await main(arguments)
+    }
 }
 
 /// The options every subcommand takes.

@@ -140,6 +140,9 @@ def portalctl_tests(portalctl, path, guest, check, expect_equal):
     expect_equal("linux-portalctl-ps-header", rows[:1], ["    PID    PPID   UID  NAME"])
     expect_equal("linux-portalctl-ps = the guest's ps", (status, sorted(" ".join(row.split()) for row in rows[1:]), err),
                  (0, sorted(guest.view("ps")), ""))
+    leading = subprocess.run([portalctl, "--socket", path, "ps"], capture_output=True, text=True, timeout=60)
+    expect_equal("linux-portalctl---socket-before-the-subcommand", (leading.returncode, leading.stdout, leading.stderr),
+                 (0, out, ""))
     status, out, err = ctl("pstree")
     check("linux-portalctl-pstree", status == 0 and out.splitlines()[0] == "init(1)"
           and f"  portal-mapper({guest.view('mapper')[0]})" in out.splitlines(), out[:300])
