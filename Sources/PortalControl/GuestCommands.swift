@@ -158,8 +158,11 @@ public enum GuestCommands {
                     throw QMPError("guest-file-write: handle \(handle) (\(file.path)) was opened for reading only")
                 }
                 let bytes = Array(decoded.prefix(count))
+                // Position and truncation are taken now, in arrival order, so
+                // writes a client sends without waiting land one after the other.
+                let (position, truncate) = files.reserveWrite(handle, count: UInt64(bytes.count))
                 return .guest(GuestWork(timeout: timeout) { guest in
-                    if file.truncatePending {
+                    if truncate {
                         // fopen's "w": WRITE_FILE never truncates, so the
                         // old contents go (by the guest's shell) before the first write.
                         let status = try await guest.execute(
@@ -167,12 +170,10 @@ public enum GuestCommands {
                         guard status == 0 else {
                             throw QMPError("guest-file-write: the guest's /bin/sh could not truncate \(file.path) (wait status \(status))")
                         }
-                        files.truncated(handle)
                     }
                     if !bytes.isEmpty {
-                        try await guest.writeFile(path: file.path, bytes: bytes, offset: file.position)
+                        try await guest.writeFile(path: file.path, bytes: bytes, offset: position)
                     }
-                    files.advance(handle, by: UInt64(bytes.count))
                     return .object([("count", .int(Int64(bytes.count))), ("eof", .bool(false))])
                 })
             },
@@ -383,8 +384,17 @@ public final class GuestFileTable: Sendable {
         table.withLock { $0.files[handle]?.position &+= count }
     }
 
-    func truncated(_ handle: Int64) {
-        table.withLock { $0.files[handle]?.truncatePending = false }
+    /// Takes the position of a write of `count` bytes and moves past it;
+    /// says whether the file is to be emptied first (the first write of `w`).
+    func reserveWrite(_ handle: Int64, count: UInt64) -> (position: UInt64, truncate: Bool) {
+        table.withLock { state in
+            guard var file = state.files[handle] else { return (0, false) }
+            let taken = (file.position, file.truncatePending)
+            file.position &+= count
+            file.truncatePending = false
+            state.files[handle] = file
+            return taken
+        }
     }
 
     func close(_ handle: Int64) throws(QMPError) {

@@ -78,9 +78,9 @@ struct GuestFileTableTests {
         }
         #expect(throws: QMPError("guest-file-close: handle \(handle) is not open")) { try files.close(handle) }
         let written = try files.open(path: "/tmp/x", mode: .write)
-        #expect(try files.file(written, command: "w").truncatePending)
-        files.truncated(written)
-        #expect(try !files.file(written, command: "w").truncatePending)
+        #expect(files.reserveWrite(written, count: 10) == (0, true))
+        #expect(files.reserveWrite(written, count: 3) == (10, false))
+        #expect(try files.file(written, command: "w").position == 13)
     }
 
     @Test func limitsOpenFiles() throws {

@@ -110,6 +110,15 @@ async def qmp_queries(path, guest, check, expect_equal):
     started = await qmp.execute("guest-exec", {"path": "/bin/cat", "arg": ["/tmp/qga-file"], "capture-output": True})
     expect_equal("linux-guest-exec-status", await qmp.execute("guest-exec-status", {"pid": started["pid"]}),
                  {"exited": True, "exitcode": 0, "out-data": "aGVsbG8K"})
+    # Two writes sent without waiting land one after the other, the file emptied once.
+    handle = await qmp.execute("guest-file-open", {"path": "/tmp/qga-file", "mode": "w+"})
+    await asyncio.gather(qmp.execute("guest-file-write", {"handle": handle, "buf-b64": "YWE="}),
+                         qmp.execute("guest-file-write", {"handle": handle, "buf-b64": "YmI="}))
+    await qmp.execute("guest-file-close", {"handle": handle})
+    handle = await qmp.execute("guest-file-open", {"path": "/tmp/qga-file"})
+    expect_equal("linux-guest-file-pipelined-writes", await qmp.execute("guest-file-read", {"handle": handle}),
+                 {"count": 4, "buf-b64": "YWFiYg==", "eof": True})
+    await qmp.execute("guest-file-close", {"handle": handle})
     info = await qmp.execute("guest-info")
     commands = [c["name"] for c in await qmp.execute("query-commands")]
     expect_equal("linux-guest-info", (info["version"], info["supported_commands"]),
