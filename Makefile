@@ -152,11 +152,12 @@ test-linux-arm64: debug demo-module qemu linux-arm64
 	LINUX_ARCH=arm64 Tests/guests/linux/test.sh $(DEBUG_LIB) $(DEBUG_DEMO)
 
 # The control socket (control=PATH) in real QEMU: the unmodified qemu.qmp
-# client and qmp-shell (PyPI, in a private venv), raw sockets and portalctl
-# against the x86_64 control guests.
-test-control: debug qemu guests
+# client and qmp-shell (PyPI, in a private venv), raw sockets, portalctl and
+# the MCP client against the x86_64 control guests, then the typed queries
+# against one boot of the Linux guest.
+test-control: debug qemu guests linux
 	python=$$(scripts/python-env.sh) && $$python Tests/control/test_control.py \
-	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl
+	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl --linux
 
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings

@@ -136,7 +136,8 @@ public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: I
         entryPoint: "qemu_plugin_install", arguments: arguments, layout: target.layout, vcpuCount: vcpuCount,
         qemu: QemuFrontend(target: target, vcpuCount: vcpuCount)) else { return -1 }
     portal_qemu_start(id, target.arch, portal_qemu_callbacks(
-        vcpu_init: qemuVCPUInitialised, hypercall: qemuHypercall, at_exit: qemuExited))
+        vcpu_init: qemuVCPUInitialised, hypercall: qemuHypercall, at_exit: qemuExited,
+        vcpu_resumed: qemuVCPUResumed))
     if !portal_qemu_capstone_available() {
         instance.logger.warn("Capstone (libcapstone.so.4) could not be loaded; hypercall instructions are recognised by their exact bytes alone")
     }
@@ -219,6 +220,22 @@ private func serveQemuHypercall(_ instance: PluginInstance, _ frontend: QemuFron
     }
     if slot.resultWidth == 0 || !frontend.write(slot.result!, of: slot, value: value, width: slot.resultWidth) {
         instance.logger.error("\(call.number) on vCPU \(vcpu.index): QEMU refused to write the return register")
+    }
+}
+
+/// A vCPU runs again after waiting idle (the guest halted it until an
+/// interrupt): the engine raises the interrupt flag if work is pending.
+/// The guest module looks at the flag on syscalls and its timer, but the
+/// plugin could otherwise write it only during a hypercall, so a request on
+/// the control socket would wait for the idle guest's next trap. Nothing
+/// pending: one atomic load after QEMU's own call.
+private let qemuVCPUResumed: @convention(c) (UInt32) -> Void = { index in
+    PluginInstance.withCurrent { instance in
+        guard let frontend = instance.qemu else { return }
+        frontend.registers.with(Int(index)) { slot in
+            guard slot.buffer != nil else { return }
+            instance.engine.announcePendingInterrupts(memory: qemuMemory(slot))
+        }
     }
 }
 

@@ -69,7 +69,8 @@ public enum StandardCommands {
     /// The most bytes one memory read or write may move (a reply stays well under the framer's limit in hex).
     public static let maxTransfer = 256 * 1024
 
-    /// The table: `query-portal`, `query-stats`, guest memory and the guest clock.
+    /// The table: `query-portal`, `query-stats`, guest memory, the guest
+    /// clock, and the typed guest operations of ``GuestCommands``.
     /// - Parameters:
     ///   - engine: the engine the guest commands run through.
     ///   - info: what the emulator side reports for `query-portal`.
@@ -79,6 +80,45 @@ public enum StandardCommands {
     /// - Returns: the commands, in the order `query-commands` lists them.
     public static func make(engine: PortalEngine, info: PortalInfo, recorder: ControlRecorder?,
                             requests: GuestRequestQueue) -> [ControlCommand] {
+        // guest-info lists every command, itself included: the names are
+        // filled in once the table is made.
+        let names = Lock<[String]>([])
+        let syscalls = recorder.map { SyscallWatch(engine: engine, recorder: $0) }
+        let commands = memoryCommands(engine: engine, info: info, recorder: recorder, requests: requests)
+            + [watchSyscall(syscalls)]
+            + GuestCommands.make(files: GuestFileTable(), programs: GuestProgramTable(), version: info.version,
+                                 commandNames: { names.withLock { $0 } })
+        names.withLock { $0 = ["qmp_capabilities", "query-commands"] + commands.map(\.name) }
+        return commands
+    }
+
+    /// `watch-syscall`: announce the guest's syscall-enter events for one
+    /// syscall as `PORTAL_SYSCALL` events.
+    static func watchSyscall(_ syscalls: SyscallWatch?) -> ControlCommand {
+        ControlCommand("watch-syscall",
+                       summary: "Announce the guest's syscall-enter events (0x1338) for NAME as PORTAL_SYSCALL events (or stop).") {
+            args throws(QMPError) in
+            try args.allowOnly(["name", "enable"])
+            let name = try args.string("name")
+            guard !name.isEmpty, name.utf8.count < 48 else {
+                throw QMPError("Parameter 'name' expects a syscall name of 1 to 47 bytes (the guest's syscall_event.name)")
+            }
+            var enabled = true
+            if let given = args.value("enable") {
+                guard case .bool(let flag) = given else {
+                    throw QMPError("Invalid parameter type for 'enable', expected: bool")
+                }
+                enabled = flag
+            }
+            guard let syscalls else { throw QMPError("this plugin keeps no recorder: no events") }
+            return .value(.object([("watching", .array(syscalls.watch(name, enabled: enabled).map { .string($0) }))]))
+        }
+    }
+
+    /// The commands that need no typed operation: the plugin, statistics,
+    /// events, guest memory and the guest clock.
+    static func memoryCommands(engine: PortalEngine, info: PortalInfo, recorder: ControlRecorder?,
+                               requests: GuestRequestQueue) -> [ControlCommand] {
         [
             ControlCommand("query-portal", summary: "The plugin, the guest layout, the op table and what is live now.") {
                 args throws(QMPError) in

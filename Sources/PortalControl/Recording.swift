@@ -190,6 +190,15 @@ public final class ControlRecorder: PortalRecorder {
         watching.withLock { $0.emit = emit }
     }
 
+    /// Sends an event to every client of the control socket (nothing before
+    /// the server is set up with ``sendEvents(to:)``).
+    /// - Parameters:
+    ///   - name: the QMP event name.
+    ///   - data: the event's `data`.
+    public func announce(_ name: String, _ data: JSONValue) {
+        watching.withLock { $0.emit }?(name, data)
+    }
+
     /// Starts or stops announcing the conversations hypercall `number` starts.
     /// - Parameters:
     ///   - number: the hypercall number (low 32 bits).

@@ -117,7 +117,9 @@ public final class PortalEngine: @unchecked Sendable {
     /// Queues interrupt `name` for the guest's next PORTAL_INTERRUPT
     /// conversation. The flag itself is raised at the next trap of any vCPU
     /// (guest memory can only be written from a vCPU), and on every trap
-    /// after it until the guest runs the interrupt conversation.
+    /// after it until the guest runs the interrupt conversation. A front end
+    /// that hears of a vCPU waking from idle raises it then too, with
+    /// ``announcePendingInterrupts(memory:)``.
     @discardableResult
     public func queueInterrupt(_ name: String) -> Bool {
         switch interrupts.queue(name) {
@@ -483,6 +485,17 @@ public final class PortalEngine: @unchecked Sendable {
         flagAddress.store(address, ordering: .relaxed)
         guestLog(.info, "flag address", .enablePortalInterrupt, "\(site): interrupt flag at \(hex(address))")
         // Work queued before the guest was ready is announced right away.
+        if interrupts.hasPending { setFlag(1, memory: memory) }
+    }
+
+    /// Raises the interrupt flag if interrupt work is pending, outside any
+    /// trap: a front end calls it when a vCPU runs again after waiting idle,
+    /// on that vCPU's thread, so that an idle guest (one that makes no
+    /// hypercalls) still learns of work queued from outside (the control
+    /// socket). With nothing pending it costs one relaxed atomic load.
+    /// - Parameter memory: guest memory of the calling vCPU.
+    @inline(__always)
+    package func announcePendingInterrupts(memory: GuestMemory) {
         if interrupts.hasPending { setFlag(1, memory: memory) }
     }
 

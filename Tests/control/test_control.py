@@ -31,7 +31,10 @@ CONTRACT_PAGE = 0x101000
 STOP_WORD = CONTRACT_PAGE + 24
 CONTRACT_BYTES = "1122334455667788" + b"portal-contract\0".hex()
 COMMANDS = ["qmp_capabilities", "query-commands", "query-portal", "query-stats", "watch-hypercall", "guest-memory-read",
-            "guest-memory-read-string", "guest-memory-write", "guest-get-time"]
+            "guest-memory-read-string", "guest-memory-write", "guest-get-time", "watch-syscall", "query-processes",
+            "query-process", "query-mappings", "query-fds", "query-cwd", "query-argv", "query-environment",
+            "query-executable", "query-symbol", "guest-file-open", "guest-file-read", "guest-file-write",
+            "guest-file-close", "guest-exec", "guest-exec-status", "guest-info"]
 
 results = {"passed": 0, "failed": 0}
 
@@ -330,6 +333,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lib", required=True)
     parser.add_argument("--portalctl")
+    parser.add_argument("--linux", action="store_true",
+                        help="also boot the Linux guest (scripts/fetch-linux.sh) and query it (needs --portalctl)")
     args = parser.parse_args()
     lib = os.path.realpath(args.lib)
     work = tempfile.mkdtemp(prefix="portal-control-")
@@ -411,6 +416,10 @@ def main():
             f"'{plain}' exists and is not a socket; refusing to replace it")
     check("refuse-plain-file", refused.returncode == 1 and line in refused.stderr.splitlines()
           and open(plain).read() == "keep me\n", f"status {refused.returncode}, stderr {refused.stderr!r}")
+
+    if args.linux and args.portalctl:
+        import linux_tests  # beside this file
+        linux_tests.run(lib, args.portalctl, sys.executable, work, check, expect_equal)
 
     print(f"{results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
