@@ -100,10 +100,15 @@ public func portalAttach(_ number: UInt32, _ step: portal_step_fn?, _ userData: 
             return -1
         }
         let data = OpaqueUserData(pointer: userData)
-        let attached = engine.attach(HypercallNumber(rawValue: number), WorkFactory { call in
-            CStepWork(step: step, userData: data, call: call)
-        })
-        return attached ? 0 : -1
+        do {
+            try engine.attach(HypercallNumber(rawValue: number), WorkFactory { call in
+                CStepWork(step: step, userData: data, call: call)
+            })
+            return 0
+        } catch {
+            engine.logger.error("\(error)")
+            return -1
+        }
     }
 }
 
@@ -141,7 +146,13 @@ public func portalQueueInterrupt(_ name: UnsafePointer<CChar>?) -> Bool {
             engine.logger.error("portal_queue_interrupt: the name is NULL")
             return false
         }
-        return engine.queueInterrupt(String(cString: name))
+        do {
+            try engine.queueInterrupt(String(cString: name))
+            return true
+        } catch {
+            engine.logger.error("\(error)")
+            return false
+        }
     }
 }
 

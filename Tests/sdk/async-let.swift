@@ -3,7 +3,7 @@
 import PortalEngine
 
 func attachRacing(_ engine: PortalEngine) {
-    engine.attach(.syscallEnter) { guest in
+    try engine.attach(.syscallEnter) { guest in
         async let first = guest.read(UInt8.self, at: 0x1000)
         async let second = guest.read(UInt8.self, at: 0x1001)
         return UInt64(try await first) + UInt64(try await second)
