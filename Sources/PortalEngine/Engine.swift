@@ -14,8 +14,8 @@ public final class PortalEngine: @unchecked Sendable {
     package let configuration: PortalConfiguration
     /// The guest's word width and byte order.
     public let layout: GuestLayout
-    /// Where the engine's log lines go.
-    package let logger: PortalLogger
+    /// Where the plugin's log lines go: analysis code logs through it too.
+    public let logger: PortalLogger
     /// Sees conversations and round trips (trace, statistics): the work of
     /// each new conversation is wrapped in a `RecordedWork`, so the round
     /// trip itself has no hook and costs the same with or without one.
