@@ -287,7 +287,7 @@ final class Tour: Sendable {
     }
 
     nonisolated(nonsending) private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
-                               _ expected: PortalReply) async throws -> UInt64 {
+                               _ expected: PortalResponse.Owned) async throws -> UInt64 {
         let reply = try await guest.send(command)
         guard reply == expected else {
             problem("\(what): answered \(reply), expected \(expected)")
