@@ -10,7 +10,7 @@ public struct Hypercall: Sendable, Equatable {
     public var arg2: UInt64
     /// The region address for hypercalls that run conversations.
     public var arg3: UInt64
-    /// 0 on a conversation's first trap, then the guest's answer.
+    /// 0 on a conversation's first trap, then the guest's response code.
     public var arg4: UInt64
     /// The vCPU that trapped.
     public var vcpu: Int

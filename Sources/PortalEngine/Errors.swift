@@ -34,9 +34,9 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
 
         private init(_ name: String) { self.name = name }
 
-        /// The guest answered with a value that is no response code.
+        /// The guest sent a value that is no response code.
         public static let invalidResponse = Code("invalid-response")
-        /// An answer's size does not fit the region.
+        /// A response's size does not fit the region.
         public static let answerTooLarge = Code("answer-too-large")
         /// The region could not be read from guest memory.
         public static let regionUnreadable = Code("region-unreadable")
@@ -61,7 +61,7 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let neverCameBack = Code("never-came-back")
         /// The region's conversation was being served on another vCPU.
         public static let busyOnAnotherVCPU = Code("busy-on-another-vCPU")
-        /// The guest answered on a region with no conversation.
+        /// The guest sent a response on a region with no conversation.
         public static let strayAnswer = Code("stray-answer")
         /// A Swift handler awaited something that was not a guest operation.
         public static let suspendedOutsideTheGuest = Code("suspended-outside-the-guest")

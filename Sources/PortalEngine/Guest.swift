@@ -228,7 +228,7 @@ public struct Guest {
     }
 
     /// A read that stopped short: `readFailed` for the answers a read can
-    /// have, `unexpectedAnswer` for any other.
+    /// have, `unexpectedResponse` for any other.
     private func readError(op: UInt32, _ answer: ResponseCode, address: UInt64, count: Int,
                            bytesRead: Int) -> GuestError {
         switch answer {

@@ -151,7 +151,7 @@ extension Guest {
                 case .readFail:
                     return true
                 default:
-                    throw GuestOperationError(.unexpectedAnswer, op: name, subject: subject, response: answer.code,
+                    throw GuestOperationError(.unexpectedResponse, op: name, subject: subject, response: answer.code,
                                               detail: "the guest answered \(answer.code), expected READ_OK or READ_FAIL")
                 }
             }

@@ -51,7 +51,7 @@ extension Guest {
                 throw GuestOperationError(.guestRefused, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code): \(refusal)")
             default:
-                throw GuestOperationError(.unexpectedAnswer, op: name, subject: subject, response: answer.code,
+                throw GuestOperationError(.unexpectedResponse, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code), expected READ_OK")
             }
         }
@@ -75,7 +75,7 @@ extension Guest {
                 throw GuestOperationError(.guestRefused, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code): \(refusal)")
             default:
-                throw GuestOperationError(.unexpectedAnswer, op: name, subject: subject, response: answer.code,
+                throw GuestOperationError(.unexpectedResponse, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code), expected READ_NUM")
             }
         }
