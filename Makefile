@@ -37,7 +37,7 @@ SWIFT_LINK := -Xlinker -soname=libportal.so
 # claim. Debug builds and `swift test` keep every check.
 SWIFT_RELEASE := -Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build test-control clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: test-api-docs all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build test-control clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -108,11 +108,22 @@ else
 	$(error DEMO=$(DEMO): expected linux (the default) or bare)
 endif
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-control test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-api-docs test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-control test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
 	@echo "suites: $(words $(TEST_SUITES)) passed, 0 failed"
+
+# Every public declaration of the Swift API has a doc comment, with
+# Parameters/Returns/Throws where they apply (scripts/check-api-docs.py).
+# The checker's own test first: on Tests/api-docs/Fixture.swift it must
+# report exactly the defects Tests/api-docs/expected.txt lists.
+test-api-docs:
+	@status=0; found="$$(python3 scripts/check-api-docs.py Tests/api-docs/Fixture.swift)" || status=$$?; \
+	if [ $$status -ne 1 ] || [ "$$found" != "$$(cat Tests/api-docs/expected.txt)" ]; then \
+		echo "test-api-docs: the checker missed or invented defects in Tests/api-docs/Fixture.swift:"; \
+		echo "$$found"; exit 1; fi
+	python3 scripts/check-api-docs.py Sources
 
 # The engine's unit tests (Swift Testing).
 test-swift: setup

@@ -107,7 +107,7 @@ func qemuMemory(_ slot: QemuRegisters) -> GuestMemory {
 /// QEMU entry point: checks the target and the arguments, then watches every
 /// translated block for the target's hypercall instruction.
 @_cdecl("qemu_plugin_install")
-public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: Int32,
+@_spi(CAPI) public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: Int32,
                               _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     let early = LogSink.standardError.logger(level: .error)
     guard portal_shim_has_qemu_host() else {

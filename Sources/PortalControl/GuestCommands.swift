@@ -12,10 +12,10 @@ import PortalOperations
 /// `-read`, `-write`, `-close`, `guest-exec`, `guest-exec-status`,
 /// `guest-info`) the arguments and results have its shapes, so that a
 /// client written for the agent needs no changes.
-public enum GuestCommands {
+package enum GuestCommands {
     /// The most bytes one `guest-file-read` returns or one `guest-file-write` takes
     /// (the agent's own default read is 4096; its maximum is larger).
-    public static let maxFileTransfer = 256 * 1024
+    package static let maxFileTransfer = 256 * 1024
 
     /// The table entries.
     /// - Parameters:
@@ -24,7 +24,7 @@ public enum GuestCommands {
     ///   - version: the plugin's version text, for `guest-info`.
     ///   - commandNames: the names of every command of the socket, for `guest-info`.
     /// - Returns: the commands, in the order `query-commands` lists them.
-    public static func make(files: GuestFileTable, programs: GuestProgramTable, version: String,
+    package static func make(files: GuestFileTable, programs: GuestProgramTable, version: String,
                             commandNames: @escaping @Sendable () -> [String]) -> [ControlCommand] {
         [
             ControlCommand("query-processes", summary: "Every process of the guest: pid, ppid, uid, gid, name (OSI_PROC_ALL).") {
@@ -322,11 +322,11 @@ public enum GuestCommands {
 /// The open files of `guest-file-open`. The guest has no handle: a handle
 /// is a path, a mode and a position kept here, and each read or write is
 /// one positioned READ_FILE or WRITE_FILE of that path.
-public final class GuestFileTable: Sendable {
+package final class GuestFileTable: Sendable {
     /// fopen's modes, as the guest agent takes them (`b` is ignored),
     /// without the append modes (WRITE_FILE needs an offset, and the guest
     /// module reports no file size).
-    public enum Mode: String, Sendable {
+    package enum Mode: String, Sendable {
         /// `r`: reads from the start.
         case read = "r"
         /// `w`: the file is emptied at the first write, then written from the start.
@@ -352,11 +352,11 @@ public final class GuestFileTable: Sendable {
     }
 
     /// Files open at once; a client that never closes cannot grow the table without bound.
-    public static let limit = 256
+    package static let limit = 256
     private let table = Lock<(next: Int64, files: [Int64: OpenFile])>((1000, [:]))
 
     /// Creates an empty table.
-    public init() {}
+    package init() {}
 
     func open(path: String, mode: Mode) throws(QMPError) -> Int64 {
         let handle = table.withLock { state -> Int64? in
@@ -407,13 +407,13 @@ public final class GuestFileTable: Sendable {
 /// The results of `guest-exec`, kept until `guest-exec-status` takes them.
 /// The guest module's EXEC waits for the program, so a status is complete
 /// when it is recorded; its `pid` is a number of this table, not the guest's.
-public final class GuestProgramTable: Sendable {
+package final class GuestProgramTable: Sendable {
     /// Results kept at once; the oldest goes first beyond it.
-    public static let limit = 256
+    package static let limit = 256
     private let table = Lock<(next: Int64, results: [(Int64, JSONValue)])>((1, []))
 
     /// Creates an empty table.
-    public init() {}
+    package init() {}
 
     func record(_ result: CommandResult, captured: Bool) -> Int64 {
         var members: [(String, JSONValue)] = [("exited", .bool(true))]
@@ -461,7 +461,7 @@ private let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 /// Standard base64 (RFC 4648, with padding), as the guest agent's `buf-b64`.
 /// - Parameter bytes: the bytes.
 /// - Returns: the text.
-public func base64Encode(_ bytes: [UInt8]) -> String {
+package func base64Encode(_ bytes: [UInt8]) -> String {
     var text: [UInt8] = []
     text.reserveCapacity((bytes.count + 2) / 3 * 4)
     var index = 0
@@ -483,7 +483,7 @@ public func base64Encode(_ bytes: [UInt8]) -> String {
 /// Decodes standard base64 (padding optional, no whitespace).
 /// - Parameter text: the base64 text.
 /// - Returns: the bytes, or nil if the text is not base64.
-public func base64Decode(_ text: String) -> [UInt8]? {
+package func base64Decode(_ text: String) -> [UInt8]? {
     var values: [UInt8] = []
     var padding = 0
     for character in text.utf8 {

@@ -11,9 +11,9 @@ import PortalEngine
 /// (attaching and detaching repeatedly costs a handler-table snapshot
 /// each); with nothing watched it ends the conversation at once. It
 /// replaces any other work on 0x1338 (an analysis module's).
-public final class SyscallWatch: Sendable {
+package final class SyscallWatch: Sendable {
     /// The syscall-enter event's hypercall number.
-    public static let enterHypercall = HypercallNumber(rawValue: 0x1338)
+    package static let enterHypercall = HypercallNumber(rawValue: 0x1338)
 
     private let engine: PortalEngine
     private let recorder: ControlRecorder
@@ -23,7 +23,7 @@ public final class SyscallWatch: Sendable {
     /// - Parameters:
     ///   - engine: the engine whose 0x1338 conversations are decoded.
     ///   - recorder: where events go (its ``ControlRecorder/announce(_:_:)``).
-    public init(engine: PortalEngine, recorder: ControlRecorder) {
+    package init(engine: PortalEngine, recorder: ControlRecorder) {
         self.engine = engine
         self.recorder = recorder
     }
@@ -33,7 +33,7 @@ public final class SyscallWatch: Sendable {
     ///   - name: the syscall's name as the guest module writes it (`execve`).
     ///   - enabled: whether to announce it.
     /// - Returns: every name watched now, sorted.
-    public func watch(_ name: String, enabled: Bool) -> [String] {
+    package func watch(_ name: String, enabled: Bool) -> [String] {
         let (attach, names) = state.withLock { state -> (Bool, [String]) in
             if enabled { state.names.insert(name) } else { state.names.remove(name) }
             let attach = enabled && !state.attached
@@ -41,9 +41,14 @@ public final class SyscallWatch: Sendable {
             return (attach, state.names.sorted())
         }
         if attach {
-            engine.attach(Self.enterHypercall) { guest in
-                try await self.announce(guest)
-                return 0
+            do {
+                try engine.attach(Self.enterHypercall) { guest in
+                    try await self.announce(guest)
+                    return 0
+                }
+            } catch {
+                // 0x1338 is not one of the protocol's own numbers: not reached.
+                engine.logger.error("watch-syscall: \(error)")
             }
         }
         return names

@@ -4,16 +4,26 @@ import Synchronization
 public struct Hypercall: Sendable, Equatable {
     /// The number register, full width.
     public var rawNumber: UInt64
+    /// The first argument register (an event's own argument).
     public var arg1: UInt64
+    /// The second argument register (an event's own argument).
     public var arg2: UInt64
     /// The region address for hypercalls that run conversations.
     public var arg3: UInt64
-    /// 0 on a conversation's first trap, then the guest's answer.
+    /// 0 on a conversation's first trap, then the guest's response code.
     public var arg4: UInt64
     /// The vCPU that trapped.
     public var vcpu: Int
 
-    public init(number: UInt64, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
+    /// Makes the registers of one trap, as a front end read them.
+    /// - Parameters:
+    ///   - number: The number register, full width.
+    ///   - arg1: The first argument register.
+    ///   - arg2: The second argument register.
+    ///   - arg3: The region address.
+    ///   - arg4: 0, or the guest's response code.
+    ///   - vcpu: The vCPU that trapped.
+    package init(number: UInt64, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
                 arg4: UInt64 = 0, vcpu: Int = 0) {
         self.rawNumber = number
         self.arg1 = arg1
@@ -23,17 +33,30 @@ public struct Hypercall: Sendable, Equatable {
         self.vcpu = vcpu
     }
 
+    /// The hypercall number: the number register's low 32 bits.
     public var number: HypercallNumber { HypercallNumber(register: rawNumber) }
 }
 
-/// Work a conversation runs. The engine asks for its first step, then hands
-/// it each answer; the work never touches guest memory itself.
+/// Work a conversation runs as a step function: the engine asks for its
+/// first step, then hands it each response; the work never touches guest
+/// memory itself. What a Swift `async` handler (``GuestHandler``) is built
+/// on, for work that needs the last nanoseconds of a round trip.
 public protocol ConversationWork: AnyObject {
+    /// The conversation's first step, on its first trap.
+    /// - Parameter conversation: The conversation starting.
+    /// - Returns: The first command, or the result at once.
     func start(_ conversation: Conversation) -> WorkStep
-    /// `response.payload` is valid during this call only.
+    /// The next step, given the guest's response to the last command.
+    /// - Parameters:
+    ///   - conversation: The conversation continuing.
+    ///   - response: The response; its payload is valid during this call only.
+    /// - Returns: The next command, the result, or a failure.
     func resume(_ conversation: Conversation, with response: PortalResponse) -> WorkStep
     /// The conversation ended before the work did (the guest abandoned it,
     /// answered nonsense, or the plugin is unloading): let go of everything.
+    /// - Parameters:
+    ///   - conversation: The conversation that ended.
+    ///   - reason: Why it ended.
     func cancel(_ conversation: Conversation, because reason: PortalError)
 }
 
@@ -42,12 +65,13 @@ public protocol ConversationWork: AnyObject {
 public final class Conversation: @unchecked Sendable {
     /// The hypercall that started it (its vCPU may differ from later traps').
     public let call: Hypercall
+    /// The guest address of the conversation's region (its key).
     public let regionAddress: UInt64
     /// The engine outlives its conversations (shutdown ends them all), so
     /// this reference needs no reference counting on the round-trip path.
-    public unowned(unsafe) let engine: PortalEngine
+    package unowned(unsafe) let engine: PortalEngine
     /// Set for PORTAL_INTERRUPT conversations: the window's install budget.
-    public let window: InterruptWindow?
+    package let window: InterruptWindow?
 
     var machine = ConversationStateMachine()
     let work: any ConversationWork
@@ -81,14 +105,26 @@ public final class Conversation: @unchecked Sendable {
         self.work = work
     }
 
-    public var site: TrapSite {
+    /// Where it started, as log lines name it.
+    package var site: TrapSite {
         TrapSite(number: call.number, vcpu: call.vcpu, regionAddress: regionAddress)
     }
 
+    /// The guest's word width and byte order.
     public var layout: GuestLayout { engine.layout }
+    /// The guest module's op table.
     public var ops: OpTable { engine.configuration.ops }
-    /// Payload bytes one command or answer can carry, as registered by the guest.
+    /// Payload bytes one command or response can carry, as registered by the guest.
     public var regionSize: Int { engine.regionSize }
+
+    /// Takes installs from this interrupt window's budget. Work that gets
+    /// fewer than it wanted should do what it can and queue itself again.
+    /// - Parameter wanted: How many installs the work would like.
+    /// - Returns: How many it may make: at most `wanted`; always 0 outside
+    ///   an interrupt conversation.
+    public func takeInstallBudget(_ wanted: Int) -> Int {
+        window?.take(wanted) ?? 0
+    }
 }
 
 /// The claim of a waiting conversation, in memory the engine never frees

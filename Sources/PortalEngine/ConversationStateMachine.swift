@@ -5,7 +5,7 @@
 /// value witness on every round trip: 30 of a C round trip's instructions,
 /// 280 of a Swift one's (callgrind, `make bench`).
 public enum WorkStep: ~Copyable, @unchecked Sendable {
-    /// Send this command and wait for the guest's answer.
+    /// Send this command and wait for the guest's response.
     case command(PortalCommand)
     /// Done: end the conversation; the value goes to the return register.
     case finished(UInt64)

@@ -13,7 +13,8 @@
 /// rather than two operations racing for the one region.
 public struct Guest {
     let work: AsyncWork
-    public let conversation: Conversation
+    /// The conversation this handler runs in.
+    package let conversation: Conversation
 
     init(work: AsyncWork, conversation: Conversation) {
         self.work = work
@@ -22,8 +23,11 @@ public struct Guest {
 
     /// The hypercall that started this conversation.
     public var call: Hypercall { conversation.call }
+    /// The guest's word width and byte order.
     public var layout: GuestLayout { conversation.layout }
+    /// The guest module's op table.
     public var ops: OpTable { conversation.ops }
+    /// Payload bytes one command or response can carry.
     public var regionSize: Int { conversation.regionSize }
 
     /// The page a string read never crosses in one command: the region's own
@@ -35,35 +39,56 @@ public struct Guest {
 
     // MARK: Raw commands
 
-    /// Sends any command and returns the guest's answer as a value.
-    nonisolated(nonsending) public func send(_ command: PortalCommand) async throws -> PortalReply {
-        try await work.exchange(command).reply
+    /// Sends any command and returns the guest's response as an owned value.
+    /// - Parameter command: The command, op numbers from ``ops``.
+    /// - Returns: The response, every response code its own case.
+    /// - Throws: ``PortalError`` when the conversation has ended, ``GuestError``
+    ///   with ``GuestError/Code/concurrentOperation`` when another operation is
+    ///   waiting.
+    nonisolated(nonsending) public func send(_ command: PortalCommand) async throws -> PortalResponse.Owned {
+        try await work.exchange(command).owned
     }
 
-    /// Sends `command`; `body` sees the answer in place, without a copy.
-    /// The answer's payload is valid only inside `body`.
-    nonisolated(nonsending) public func withAnswer<R>(to command: PortalCommand,
+    /// Sends any command and hands the guest's response to `body` in place,
+    /// without a copy: what decoders of typed operations build on.
+    /// - Parameters:
+    ///   - command: The command, op numbers from ``ops``.
+    ///   - body: Reads the response; its payload is valid only inside `body`.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws; ``PortalError`` when the conversation has
+    ///   ended, ``GuestError`` with ``GuestError/Code/concurrentOperation``
+    ///   when another operation is waiting.
+    nonisolated(nonsending) public func withResponse<R>(to command: PortalCommand,
                               _ body: (PortalResponse) throws -> R) async throws -> R {
         try body(try await work.exchange(command))
     }
 
     private func op(_ number: UInt32, _ name: String) throws -> UInt32 {
-        guard number != 0 else { throw GuestError.unknownOp(name) }
+        guard number != 0 else { throw GuestError.opMissing(name) }
         return number
     }
 
-    /// The number of op `name` in the table in use.
-    public func op(named name: String) throws -> UInt32 {
-        guard let number = ops.number(of: name) else { throw GuestError.unknownOp(name) }
+    /// Looks an op up by name in the op table in use.
+    /// - Parameter name: The op's name (`READ_STR`, `HYPER_OP_READ_STR`, any case).
+    /// - Returns: The op's number.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/opMissing`` when the table has no such op.
+    public func op(named name: String) throws(GuestError) -> UInt32 {
+        guard let number = ops.number(of: name) else { throw GuestError.opMissing(name) }
         return number
     }
 
     // MARK: Memory
 
     /// Reads `count` bytes at `address` in region-sized chunks, handing
-    /// each chunk's bytes to `consume` in order. Throws
-    /// `GuestError.readFailed` at the first short or failed chunk, after
-    /// handing over the bytes that did arrive: nothing is zero-filled.
+    /// each chunk's bytes to `consume` in order.
+    /// - Parameters:
+    ///   - address: The guest address of the first byte.
+    ///   - count: How many bytes to read.
+    ///   - consume: Takes each chunk's bytes, valid only during the call.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/readFailed`` at the
+    ///   first short or failed chunk, after handing over the bytes that did
+    ///   arrive (nothing is zero-filled); ``PortalError`` when the
+    ///   conversation has ended.
     nonisolated(nonsending) public func readChunks(at address: UInt64, count: Int,
                            _ consume: (UnsafeRawBufferPointer) -> Void) async throws {
         let read = try op(ops.read, "READ")
@@ -82,7 +107,13 @@ public struct Guest {
         }
     }
 
-    /// Reads `count` bytes at `address`; throws if any could not be read.
+    /// Reads `count` bytes at `address`.
+    /// - Parameters:
+    ///   - address: The guest address of the first byte.
+    ///   - count: How many bytes to read.
+    /// - Returns: Exactly `count` bytes.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/readFailed`` when any
+    ///   could not be read; ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func readBytes(at address: UInt64, count: Int) async throws -> [UInt8] {
         var bytes: [UInt8] = []
         // `count` often comes from guest data: reserve no more than a
@@ -93,19 +124,32 @@ public struct Guest {
         return bytes
     }
 
-    /// Reads up to `count` bytes at `address` and returns those that could
-    /// be read, stopping at the first short or failed chunk.
+    /// Reads up to `count` bytes at `address`, stopping at the first short
+    /// or failed chunk.
+    /// - Parameters:
+    ///   - address: The guest address of the first byte.
+    ///   - count: How many bytes to read at most.
+    /// - Returns: The bytes that could be read, from `address` on.
+    /// - Throws: ``GuestError`` when the op table has no READ or the guest
+    ///   sends a response a read never gets; ``PortalError`` when the
+    ///   conversation has ended.
     nonisolated(nonsending) public func readAvailableBytes(at address: UInt64, count: Int) async throws -> [UInt8] {
         var bytes: [UInt8] = []
         do {
             try await readChunks(at: address, count: count) { bytes.append(contentsOf: $0) }
-        } catch GuestError.readFailed {
+        } catch let error as GuestError where error.code == .readFailed {
             // `bytes` holds what arrived before the failure.
         }
         return bytes
     }
 
     /// Writes `bytes` at `address` in region-sized chunks.
+    /// - Parameters:
+    ///   - bytes: What to write.
+    ///   - address: The guest address of the first byte.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/writeFailed`` saying
+    ///   how many bytes were written when the guest refuses a chunk;
+    ///   ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func write(_ bytes: [UInt8], at address: UInt64) async throws {
         let write = try op(ops.write, "WRITE")
         var done = 0
@@ -117,15 +161,21 @@ public struct Guest {
             switch answer.code {
             case .writeOK: done += chunk
             case .writeFail:
-                throw GuestError.writeFailed(address: address, count: bytes.count, bytesWritten: done)
-            default: throw GuestError.unexpectedAnswer(op: write, answer: answer.code)
+                throw GuestError.writeFailed(op: write, address: address, count: bytes.count, bytesWritten: done)
+            default: throw GuestError.unexpectedResponse(op: write, response: answer.code)
             }
         }
     }
 
-    /// Reads a NUL-terminated string of at most `maxLength` bytes (default:
-    /// one region, as the Python host). Each command stays within one guest
+    /// Reads a NUL-terminated string. Each command stays within one guest
     /// page, so a string that ends before an unmapped page is still read.
+    /// - Parameters:
+    ///   - address: The guest address of the first byte.
+    ///   - maxLength: The most bytes to read; nil for one region, as the
+    ///     Python host.
+    /// - Returns: The string's bytes without the NUL.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/readFailed`` when a
+    ///   page of it cannot be read; ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func readCString(at address: UInt64, maxLength: Int? = nil) async throws -> [UInt8] {
         let readString = try op(ops.readString, "READ_STR")
         let limit = maxLength ?? regionSize
@@ -148,13 +198,25 @@ public struct Guest {
         return result
     }
 
-    /// `readCString`, decoded as UTF-8 (invalid sequences repaired).
+    /// Reads a NUL-terminated string as ``readCString(at:maxLength:)`` does
+    /// and decodes it as UTF-8, repairing invalid sequences.
+    /// - Parameters:
+    ///   - address: The guest address of the first byte.
+    ///   - maxLength: The most bytes to read; nil for one region.
+    /// - Returns: The decoded string.
+    /// - Throws: What ``readCString(at:maxLength:)`` throws.
     nonisolated(nonsending) public func readString(at address: UInt64, maxLength: Int? = nil) async throws -> String {
         String(decoding: try await readCString(at: address, maxLength: maxLength), as: UTF8.self)
     }
 
     /// Reads an integer stored in guest byte order, with no allocation.
-    nonisolated(nonsending) public func read<T: FixedWidthInteger>(_: T.Type, at address: UInt64) async throws -> T {
+    /// - Parameters:
+    ///   - type: The integer type: its size is how many bytes are read.
+    ///   - address: The guest address of its first byte.
+    /// - Returns: The integer.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/readFailed`` when it
+    ///   cannot be read; ``PortalError`` when the conversation has ended.
+    nonisolated(nonsending) public func read<T: FixedWidthInteger>(_ type: T.Type, at address: UInt64) async throws -> T {
         let read = try op(ops.read, "READ")
         let size = MemoryLayout<T>.size
         let answer = try await work.exchange(PortalCommand(op: read, address: address, size: Int64(size)))
@@ -166,29 +228,42 @@ public struct Guest {
     }
 
     /// A read that stopped short: `readFailed` for the answers a read can
-    /// have, `unexpectedAnswer` for any other.
+    /// have, `unexpectedResponse` for any other.
     private func readError(op: UInt32, _ answer: ResponseCode, address: UInt64, count: Int,
                            bytesRead: Int) -> GuestError {
         switch answer {
         case .readOK, .readPartial, .readFail:
-            .readFailed(address: address, count: count, bytesRead: bytesRead, answer: answer)
+            .readFailed(op: op, address: address, count: count, bytesRead: bytesRead, response: answer)
         default:
-            .unexpectedAnswer(op: op, answer: answer)
+            .unexpectedResponse(op: op, response: answer)
         }
     }
 
     /// Writes an integer in guest byte order.
+    /// - Parameters:
+    ///   - value: The integer: its size is how many bytes are written.
+    ///   - address: The guest address of its first byte.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/writeFailed`` when it
+    ///   cannot be written; ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func write<T: FixedWidthInteger>(_ value: T, at address: UInt64) async throws {
         try await write(layout.bytes(of: value), at: address)
     }
 
     /// Reads a pointer: 4 or 8 bytes, as wide as the guest's words.
+    /// - Parameter address: The guest address of the pointer.
+    /// - Returns: The pointer's value.
+    /// - Throws: What ``read(_:at:)`` throws.
     nonisolated(nonsending) public func readPointer(at address: UInt64) async throws -> UInt64 {
         layout.wordBits == 64
             ? try await read(UInt64.self, at: address)
             : UInt64(try await read(UInt32.self, at: address))
     }
 
+    /// Writes a pointer: 4 or 8 bytes, as wide as the guest's words.
+    /// - Parameters:
+    ///   - value: The pointer's value (cut to 32 bits on a 32-bit guest).
+    ///   - address: The guest address to write it at.
+    /// - Throws: What the integer `write(_:at:)` throws.
     nonisolated(nonsending) public func writePointer(_ value: UInt64, at address: UInt64) async throws {
         if layout.wordBits == 64 {
             try await write(value, at: address)
@@ -200,35 +275,51 @@ public struct Guest {
     // MARK: Queries
 
     /// Runs an op that answers READ_NUM (READ_TIME, KALLSYMS_LOOKUP,
-    /// OSI_PROC_PTREGS, ...) and returns its number.
+    /// OSI_PROC_PTREGS, ...).
+    /// - Parameters:
+    ///   - op: The op's number.
+    ///   - pid: The task it is about; 0 for the current one.
+    ///   - address: The command's addr field.
+    ///   - size: The command's size field.
+    ///   - payload: Bytes the op reads from the region (a name, ...).
+    /// - Returns: The number the guest answered.
+    /// - Throws: ``GuestError`` with ``GuestError/Code/numberFailed`` when the
+    ///   guest answers anything but READ_NUM; ``PortalError`` when the
+    ///   conversation has ended.
     nonisolated(nonsending) public func readNumber(op: UInt32, pid: UInt32 = 0, address: UInt64 = 0, size: Int64 = 0,
                            payload: [UInt8] = []) async throws -> UInt64 {
         let answer = try await work.exchange(PortalCommand(
             op: op, pid: pid, address: address, size: size,
             payload: payload.isEmpty ? .none : .bytes(payload[...])))
-        guard answer.code == .readNumber else { throw GuestError.numberFailed(op: op, answer: answer.code) }
+        guard answer.code == .readNumber else { throw GuestError.numberFailed(op: op, response: answer.code) }
         return answer.size
     }
 
-    /// The guest's monotonic clock in nanoseconds.
+    /// Reads the guest's monotonic clock (READ_TIME).
+    /// - Returns: The clock in nanoseconds.
+    /// - Throws: What ``readNumber(op:pid:address:size:payload:)`` throws;
+    ///   ``GuestError/Code/opMissing`` when the op table has no READ_TIME.
     nonisolated(nonsending) public func readTime() async throws -> UInt64 {
         try await readNumber(op: op(ops.readTime, "READ_TIME"))
     }
 
     // MARK: Interrupt windows
 
-    /// Interrupt work only: takes up to `wanted` installs from this window's
-    /// budget. Work that gets fewer should do what it can and queue itself
-    /// again. Other conversations have no budget and get 0.
+    /// Takes installs from this interrupt window's budget. Work that gets
+    /// fewer than it wanted should do what it can and queue itself again.
+    /// - Parameter wanted: How many installs the work would like.
+    /// - Returns: How many it may make: at most `wanted`; always 0 outside
+    ///   an interrupt conversation.
     public func takeInstallBudget(_ wanted: Int) -> Int {
-        conversation.window?.take(wanted) ?? 0
+        conversation.takeInstallBudget(wanted)
     }
 
-    /// Queues a named interrupt (for instance this handler's own, to continue
-    /// in the next window).
-    @discardableResult
-    public func queueInterrupt(_ name: String) -> Bool {
-        conversation.engine.queueInterrupt(name)
+    /// Queues a named interrupt, for instance this handler's own to continue
+    /// in the next window.
+    /// - Parameter name: The name a handler was registered with.
+    /// - Throws: What ``PortalEngine/queueInterrupt(_:)`` throws.
+    public func queueInterrupt(_ name: String) throws(PortalError) {
+        try conversation.engine.queueInterrupt(name)
     }
 }
 

@@ -3,34 +3,41 @@ import Synchronization
 /// Makes the work for one conversation. Handlers are registered as
 /// factories so one registration serves any number of conversations at once.
 public struct WorkFactory: Sendable {
-    /// Given the hypercall that starts the conversation.
+    /// Given the hypercall that starts the conversation, makes its work.
     public let make: @Sendable (Hypercall) -> any ConversationWork
 
+    /// Makes a factory of step-function work.
+    /// - Parameter make: Given the hypercall that starts a conversation,
+    ///   makes its work; it runs on the trapping vCPU's thread.
     public init(_ make: @escaping @Sendable (Hypercall) -> any ConversationWork) {
         self.make = make
     }
 
-    /// A Swift `async` handler: its return value is the hypercall's result.
+    /// A factory that runs a Swift `async` handler for each conversation.
+    /// - Parameter body: The handler; its return value is the hypercall's result.
+    /// - Returns: The factory.
     public static func async(_ body: @escaping GuestHandler) -> WorkFactory {
         WorkFactory { _ in AsyncWork(body) }
     }
 }
 
 /// One PORTAL_INTERRUPT conversation: the install budget its handlers share.
-public final class InterruptWindow: @unchecked Sendable {
-    public private(set) var installBudget: Int
+package final class InterruptWindow: @unchecked Sendable {
+    /// Installs the window's handlers may still make.
+    package private(set) var installBudget: Int
 
     init(installBudget: Int) { self.installBudget = installBudget }
 
     /// Takes up to `wanted` installs; returns how many were granted.
-    public func take(_ wanted: Int) -> Int {
+    package func take(_ wanted: Int) -> Int {
         let granted = min(max(wanted, 0), installBudget)
         installBudget -= granted
         return granted
     }
 }
 
-public enum QueueResult: Sendable, Equatable {
+/// What queueing an interrupt did.
+enum QueueResult: Sendable, Equatable {
     case queued
     /// Already pending: it runs once in the next window.
     case alreadyPending
@@ -129,7 +136,11 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
             next += 1
             engine.guestLog(.warn, "interrupt queued again", .portalInterrupt,
                             "\(conversation.site): interrupt '\(name)' did not run; queued again")
-            _ = engine.queueInterrupt(name)
+            do {
+                try engine.queueInterrupt(name)
+            } catch {
+                engine.logger.error("\(error)")
+            }
         }
     }
 

@@ -54,8 +54,9 @@ enum LinuxTour {
 
     /// `module_arg=linux`: the syscall-enter event notes `execve`s and starts the tour.
     /// - Parameter engine: The loaded engine.
-    static func attachDemo(to engine: PortalEngine) {
-        engine.attach(.syscallEnter) { guest in
+    /// - Throws: `PortalError` when the engine refuses the attach.
+    static func attachDemo(to engine: PortalEngine) throws(PortalError) {
+        try engine.attach(.syscallEnter) { guest in
             let event = try await guest.readBytes(at: guest.call.arg1, count: SyscallEvent.size)
             let syscall = SyscallEvent(event, layout: guest.layout)
             switch syscall.name {
@@ -83,7 +84,7 @@ enum LinuxTour {
 
     /// `module_arg=operations`: the interrupt that runs the operations in portal-mapper's context.
     /// - Parameter engine: The loaded engine.
-    static func attachOperations(to engine: PortalEngine) {
+    static func attachOperations(to engine: PortalEngine) throws(PortalError) {
         engine.registerInterrupt("operations") { guest in
             let current = try? await guest.process()
             guard current?.name == "portal-mapper" else {
@@ -91,7 +92,7 @@ enum LinuxTour {
                     state.hops += 1
                     return state.hops
                 }
-                if hops <= maxHops, guest.queueInterrupt("operations") { return }
+                if hops <= maxHops, (try? guest.queueInterrupt("operations")) != nil { return }
                 say("FAIL: the interrupt never ran in portal-mapper's context (\(hops) tries)")
                 await finish(guest, saying: "operations gave up")
                 return

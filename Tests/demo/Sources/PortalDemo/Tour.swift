@@ -34,15 +34,35 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     switch name {
     case "tour":
         let tour = Tour(benchAddress: Tour.benchAddress(target: PortalPlugin.qemuTarget))
-        tour.attach(to: engine)
+        do {
+            try tour.attach(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
         Demonstration.active.withLock { $0 = (tour, engine.logger) }
     case "bench":
-        Bench.attach(to: engine)
+        do {
+            try Bench.attach(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
     case "linux":
-        LinuxTour.attachDemo(to: engine)
+        do {
+            try LinuxTour.attachDemo(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
         Demonstration.reportsExecs.store(true, ordering: .relaxed)
     case "operations":
-        LinuxTour.attachOperations(to: engine)
+        do {
+            try LinuxTour.attachOperations(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
     default:
         engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
         return 1
@@ -59,7 +79,7 @@ public func portalAnalysisExit() {
         defer { state = nil }
         return state
     }) else { return }
-    for line in tour.report() { logger.sink(line) }
+    for line in tour.report() { logger.write(line) }
 }
 
 /// The tour's host side: event numbers and expected answers from
@@ -141,15 +161,15 @@ final class Tour: Sendable {
 
     init(benchAddress: UInt64) { self.benchAddress = benchAddress }
 
-    func attach(to engine: PortalEngine) {
+    func attach(to engine: PortalEngine) throws(PortalError) {
         // BENCH runs as plain step work, the API without async overhead: it
         // is the round trip `make bench` holds against the floor plugin.
         // No capture lists in the handlers: a closure with one is not
         // inferred nonisolated(nonsending), and a Guest may not cross.
         let tour = self
         let events = WorkFactory.async { guest in try await tour.serve(guest) }
-        let readOp = engine.configuration.ops.read
-        engine.attach(.syscallEnter, WorkFactory { [self] call in
+        let readOp = engine.ops.read
+        try engine.attach(.syscallEnter, WorkFactory { [self] call in
             call.arg1 == Event.bench
                 ? BenchReadWork(tour: self, address: benchAddress, count: call.arg2, readOp: readOp)
                 : events.make(call)
@@ -226,13 +246,13 @@ final class Tour: Sendable {
             let pattern = (0..<Self.bigLength).map(Self.bigByte)
             do {
                 try await guest.write(pattern, at: argument)
-            } catch GuestError.writeFailed {
+            } catch let error as GuestError where error.code == .writeFailed {
                 return Result.writeFailed
             }
             let back: [UInt8]
             do {
                 back = try await guest.readBytes(at: argument, count: pattern.count)
-            } catch GuestError.readFailed {
+            } catch let error as GuestError where error.code == .readFailed {
                 return Result.readFailed
             }
             let checksum = Self.fnv1a32(back)
@@ -270,8 +290,14 @@ final class Tour: Sendable {
                 $0.mailbox = argument
                 $0.mailboxSlot = 0
             }
-            let queued = guest.queueInterrupt("alpha") && guest.queueInterrupt("beta")
-            return queued ? 0 : Result.protocolError
+            do {
+                try guest.queueInterrupt("alpha")
+                try guest.queueInterrupt("beta")
+            } catch {
+                problem("queue interrupts: \(error)")
+                return Result.protocolError
+            }
+            return 0
         case Event.interruptPoke:
             return UInt64(findings.withLock { $0.interruptsRunCount })
         case Event.end:
@@ -284,7 +310,7 @@ final class Tour: Sendable {
     }
 
     nonisolated(nonsending) private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
-                               _ expected: PortalReply) async throws -> UInt64 {
+                               _ expected: PortalResponse.Owned) async throws -> UInt64 {
         let reply = try await guest.send(command)
         guard reply == expected else {
             problem("\(what): answered \(reply), expected \(expected)")
@@ -386,8 +412,8 @@ enum Bench {
         return Int(count)
     }
 
-    static func attach(to engine: PortalEngine) {
-        engine.attach(.syscallEnter) { guest in
+    static func attach(to engine: PortalEngine) throws(PortalError) {
+        try engine.attach(.syscallEnter) { guest in
             let count = try await guest.read(UInt64.self, at: guest.call.arg2)
             let address = try await guest.read(UInt64.self, at: guest.call.arg2 &+ 8)
             switch guest.call.arg1 {
