@@ -161,7 +161,19 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     /// Serves one trapped hypercall on `vcpu`'s thread.
-    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+    /// - Parameters:
+    ///   - call: the registers the front end read.
+    ///   - vcpu: the trapping vCPU's state.
+    ///   - memory: guest memory as the trapping vCPU sees it (the region,
+    ///     the interrupt flag).
+    ///   - directMemory: the emulator's own view of the trapping task's
+    ///     virtual memory, valid during this call, that Swift handlers'
+    ///     memory operations may use instead of a portal READ or WRITE;
+    ///     nil when the emulator offers none. Ignored with `direct_memory=off`.
+    /// - Returns: what the emulator does with the hypercall.
+    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory,
+                           directMemory: GuestMemory? = nil) -> HypercallOutcome {
+        vcpu.directMemory = configuration.directMemory ? directMemory : nil
         let number = call.number
         switch number {
         case .registerMemRegion:
@@ -233,8 +245,10 @@ public final class PortalEngine: @unchecked Sendable {
         }
         if let recorder { work = RecordedWork(work, recorder: recorder) }
         let conversation = Conversation(call: call, engine: self, window: window, work: work)
-        return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
-                    isNew: true)
+        conversation.directMemory = vcpu.directMemory
+        let started = conversation.work.start(conversation)
+        conversation.directMemory = nil
+        return step(conversation, started, vcpu: vcpu, memory: memory, isNew: true)
     }
 
     /// Hands the guest's answer to a waiting conversation. nil when the
@@ -289,8 +303,10 @@ public final class PortalEngine: @unchecked Sendable {
                 code: code, address: header.address, size: header.size,
                 payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
         }
-        return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
-                    memory: memory, isNew: false)
+        conversation.directMemory = vcpu.directMemory
+        let resumed = conversation.work.resume(conversation, with: response)
+        conversation.directMemory = nil
+        return step(conversation, resumed, vcpu: vcpu, memory: memory, isNew: false)
     }
 
     /// Carries out what the work decided.
