@@ -25,9 +25,6 @@ package final class VCPU: @unchecked Sendable {
     /// conversations").
     private let recent: UnsafeMutablePointer<RecentEntry>
     private static let recentSlots = 4096
-    /// The direct view of guest memory the current trap offers (the front
-    /// end's, when `direct_memory` is on), handed to the work it runs.
-    var directMemory: GuestMemory?
 
     struct RecentEntry {
         var region: UInt64
