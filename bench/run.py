@@ -30,6 +30,10 @@ What is measured (see bench/engine-bench.c for the engine figures):
            guest loop = (wall time with N round trips - wall time with a few)
            / the difference, for libportal.so (the demo module's tour), the floor plugin
            bench/floor-plugin.c, and no plugin at all.
+  qemu reads  the same guests (guest-read-bench): the tour's Swift handler
+           times N 8-byte and N/64 4 KiB reads (Guest.read, Guest.readBytes)
+           with direct memory (QEMU's own view of guest memory) and with
+           direct_memory=off (portal READ round trips); the ratio's goal is 10x.
   linux    the Linux test guest (Tests/guests/linux, Debian's 6.1 kernel with
            the portal guest module, 2 vCPUs): seconds from QEMU's start until
            the guest has printed its own view ("view: end", the point where
@@ -72,6 +76,7 @@ TARGET_ALLOC_C = 0.0
 TARGET_ALLOC_SWIFT = 1.0
 TARGET_QEMU_RATIO = 1.25
 TARGET_BULK_MBS = 500.0
+TARGET_DIRECT_SPEEDUP = 10.0   # a direct read at least 10x faster than a portal round trip
 
 errors = []
 
@@ -504,6 +509,59 @@ def qemu(args):
     return out
 
 
+# ---- QEMU: reads from a Swift handler, direct memory first vs the portal ----------
+
+READ_BENCH_LINE = re.compile(r"portal: tour: read bench: (\d+) 8-byte reads at ([\d.]+) ns each, "
+                             r"(\d+) 4 KiB reads at ([\d.]+) ns each")
+
+
+def qemu_read_run(arch, direct, n):
+    """One guest-read-bench boot: (ns per 8-byte read, ns per 4 KiB read) as the tour timed them."""
+    plugin = f"{LIB},load={DEMO},module_arg=tour,log=error,direct_memory={direct}"
+    env = dict(os.environ, BUILD_DIR=guest_dir(n), TIMEOUT="600")
+    result = subprocess.run([os.path.join(ROOT, "Tests", "guests", "run.sh"), f"{arch}/guest-read-bench",
+                             "-plugin", plugin], cwd=ROOT, env=env, capture_output=True, text=True)
+    what = f"qemu {arch} read bench direct_memory={direct} N={n}"
+    match = READ_BENCH_LINE.search(result.stderr)
+    if result.returncode != 0 or not match or "portal: tour: PASS" not in result.stderr:
+        errors.append(f"{what}: run.sh exited {result.returncode} without a read bench line and PASS: "
+                      f"{result.stderr.strip()[-400:]}")
+        return None
+    if int(match.group(1)) != n:
+        errors.append(f"{what}: the tour made {match.group(1)} 8-byte reads, expected {n}")
+        return None
+    return float(match.group(2)), float(match.group(4))
+
+
+def qemu_reads(args):
+    """guest-read-bench (READ_BENCH in contract.h): the tour's handler times N 8-byte reads and N/64 4 KiB
+    reads through Guest.read / Guest.readBytes, with direct memory (QEMU's own view) and with
+    direct_memory=off (portal READs: one round trip per 8 bytes, two per 4 KiB)."""
+    n = args.qemu_big
+    samples = {(a, d): [] for a in args.arches for d in ("on", "off")}
+    started = time.monotonic()
+    for rep in range(args.qemu_reps):
+        for arch in args.arches:
+            for direct in ("on", "off"):
+                r = qemu_read_run(arch, direct, n)
+                if r is not None:
+                    samples[(arch, direct)].append(r)
+        log(f"qemu reads: round {rep + 1}/{args.qemu_reps} done ({time.monotonic() - started:.0f} s)")
+    out = {}
+    for arch in args.arches:
+        on, off = samples[(arch, "on")], samples[(arch, "off")]
+        if not on or not off:
+            continue
+        res = {}
+        for index, size in ((0, "8"), (1, "4096")):
+            direct_ns = [x[index] for x in on]
+            portal_ns = [x[index] for x in off]
+            res[size] = {"direct_ns": stats(direct_ns), "portal_ns": stats(portal_ns),
+                         "speedup": stats([p / d for p, d in zip(portal_ns, direct_ns) if d > 0])}
+        out[arch] = res
+    return out
+
+
 LINUX_VARIANTS = ("noplugin", "floor", "libportal")
 
 
@@ -573,7 +631,7 @@ def status(value, op, target):
     return "PASS" if ok else "MISS"
 
 
-def build_rows(m, cg, q, cgq, lx=None):
+def build_rows(m, cg, q, cgq, lx=None, qr=None):
     """(section, label, stats or value, unit, target text, status) rows."""
     rows = []
 
@@ -687,6 +745,16 @@ def build_rows(m, cg, q, cgq, lx=None):
                 add(sec, f"{arch}: libportal.so / floor, in time", res["ratio_libportal_to_floor"], "x",
                     f"<= {TARGET_QEMU_RATIO:g}x", "<=", TARGET_QEMU_RATIO, f"qemu.{arch}.ratio")
 
+    if qr:
+        sec = "Real QEMU 11.1: reads from a Swift handler (Guest.read / readBytes), direct memory vs portal"
+        for arch, res in qr.items():
+            for size, name in (("8", "8-byte read"), ("4096", "4 KiB read")):
+                add(sec, f"{arch}: {name}, direct memory", res[size]["direct_ns"], "ns",
+                    key=f"qemu_reads.{arch}.{size}.direct")
+                add(sec, f"{arch}: {name}, portal (direct_memory=off)", res[size]["portal_ns"], "ns",
+                    key=f"qemu_reads.{arch}.{size}.portal")
+                add(sec, f"{arch}: {name}, portal / direct", res[size]["speedup"], "x",
+                    f">= {TARGET_DIRECT_SPEEDUP:g}x", ">=", TARGET_DIRECT_SPEEDUP, f"qemu_reads.{arch}.{size}.speedup")
     if lx:
         sec = "Linux guest boot to its view (x86_64, Debian 6.1, 2 vCPUs, TCG)"
         for measure, what in (("boot_s", "wall time to the view"), ("cpu_s", "CPU time of the run")):
@@ -799,9 +867,10 @@ def main():
     cg = {} if args.no_callgrind or only_linux else callgrind(args, outdir)
     q = {} if args.no_qemu or only_linux else qemu(args)
     cgq = {} if args.no_callgrind or args.no_qemu or only_linux else callgrind_qemu(args, outdir)
+    qr = {} if args.no_qemu or only_linux else qemu_reads(args)
     lx = {} if args.no_linux else linux(args)
 
-    rows = build_rows(metrics, cg, q, cgq, lx)
+    rows = build_rows(metrics, cg, q, cgq, lx, qr)
     if only_linux:
         rows = [row for row in rows if str(row.get("key", "")).startswith("linux.")]
     info["loadavg_end"] = os.getloadavg()
@@ -847,8 +916,9 @@ def main():
         "targets": {"rt_swift_ns": TARGET_RT_SWIFT_NS, "rt_c_ns": TARGET_RT_C_NS,
                     "flat_ratio_4096_to_1": TARGET_FLAT_RATIO, "alloc_c": TARGET_ALLOC_C,
                     "alloc_swift": TARGET_ALLOC_SWIFT, "qemu_ratio_to_floor": TARGET_QEMU_RATIO,
+                    "direct_read_speedup": TARGET_DIRECT_SPEEDUP,
                     "bulk_read_mb_s": TARGET_BULK_MBS},
-        "rows": rows, "engine_raw": metrics, "callgrind": cg, "callgrind_qemu": cgq, "qemu": q, "linux": lx, "alloc_traces": traces, "retains": retains,
+        "rows": rows, "engine_raw": metrics, "callgrind": cg, "callgrind_qemu": cgq, "qemu": q, "linux": lx, "qemu_reads": qr, "alloc_traces": traces, "retains": retains,
         "artifacts": os.path.relpath(outdir, ROOT), "errors": errors,
     }
     path = os.path.join(RESULTS, f"{stamp}.json")

@@ -2,6 +2,10 @@ import CPortalShim
 import PortalEngine
 
 /// Guest memory of `cpu` through the PANDA-style emulator's accessors.
+/// Used for the region and the interrupt flag only: this front end gives
+/// the engine no direct view of memory (`directMemory:`), so Swift
+/// handlers' reads and writes stay portal round trips here (the C harness
+/// and the engine bench measure those through this front end).
 func pandaMemory(_ cpu: OpaquePointer) -> GuestMemory {
     GuestMemory(context: UnsafeMutableRawPointer(cpu), read: portal_panda_read, write: portal_panda_write)
 }

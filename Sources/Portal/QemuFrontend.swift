@@ -211,7 +211,12 @@ private func serveQemuHypercall(_ instance: PluginInstance, _ frontend: QemuFron
         (arg1, arg2) = (first, second)
     }
     let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpu.index)
-    guard case .returning(let value) = instance.engine.hypercall(call, vcpu: vcpu, memory: qemuMemory(slot))
+    // QEMU's vaddr accessors are the vCPU's own view of the trapping task's
+    // virtual memory: the region's accessor and, for handlers' reads and
+    // writes, the direct view (direct memory first, unless direct_memory=off).
+    let memory = qemuMemory(slot)
+    guard case .returning(let value) = instance.engine.hypercall(call, vcpu: vcpu, memory: memory,
+                                                                 directMemory: memory)
     else { return }
     if slot.resultWidth == 0 {
         var resultWidth = 0

@@ -27,6 +27,12 @@ package struct PortalConfiguration: Sendable, Equatable {
     package var controlPath: String? = nil
     /// File that gets one JSON line per round trip and per conversation start and end.
     package var tracePath: String? = nil
+    /// Whether a Swift handler's memory reads and writes (`Guest.readBytes`,
+    /// `read`, `readCString`, `write`, ...) try the emulator's own view of
+    /// the trapping vCPU's virtual memory before a portal round trip
+    /// (`direct_memory=on|off`, default on). Only front ends that offer such
+    /// a view (QEMU) use it; see `Guest` for the fallback rule.
+    package var directMemory: Bool = true
 
     package init() {}
 
@@ -38,7 +44,7 @@ package struct PortalConfiguration: Sendable, Equatable {
     /// The argument names, for the message that lists them.
     package static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "load", "module_arg", "control", "trace",
+        "max_interrupts", "stale_after", "load", "module_arg", "control", "trace", "direct_memory",
     ]
 
     /// Arguments that may be given more than once: each `load=` names one
@@ -114,6 +120,12 @@ package struct PortalConfiguration: Sendable, Equatable {
                     throw ArgumentError(argument: argument, message: "expected the path of the trace file")
                 }
                 configuration.tracePath = value
+            case "direct_memory":
+                switch value {
+                case "on": configuration.directMemory = true
+                case "off": configuration.directMemory = false
+                default: throw ArgumentError(argument: argument, message: "expected on or off")
+                }
             case "ops":
                 let text: String
                 do {

@@ -97,6 +97,14 @@ public final class Conversation: @unchecked Sendable {
     var ticket: Unmanaged<WaitingTicket>?
     var generation: UInt64 = 0
 
+    /// The trapping vCPU's own view of guest virtual memory, set by the
+    /// engine only while the work runs inside a trap (`start`, `resume`)
+    /// and nil otherwise: the emulator's accessor is valid only on that
+    /// vCPU's thread during its callback. nil as well when the front end
+    /// offers no such view or `direct_memory=off`. `Guest`'s memory
+    /// operations try it before a portal round trip.
+    var directMemory: GuestMemory?
+
     init(call: Hypercall, engine: PortalEngine, window: InterruptWindow?, work: any ConversationWork) {
         self.call = call
         self.regionAddress = call.arg3

@@ -202,7 +202,18 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     /// Serves one trapped hypercall on `vcpu`'s thread.
-    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+    /// - Parameters:
+    ///   - call: the registers the front end read.
+    ///   - vcpu: the trapping vCPU's state.
+    ///   - memory: guest memory as the trapping vCPU sees it (the region,
+    ///     the interrupt flag).
+    ///   - directMemory: the emulator's own view of the trapping task's
+    ///     virtual memory, valid during this call, that Swift handlers'
+    ///     memory operations may use instead of a portal READ or WRITE;
+    ///     nil when the emulator offers none. Ignored with `direct_memory=off`.
+    /// - Returns: what the emulator does with the hypercall.
+    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory,
+                           directMemory: GuestMemory? = nil) -> HypercallOutcome {
         let number = call.number
         switch number {
         case .registerMemRegion:
@@ -217,7 +228,8 @@ public final class PortalEngine: @unchecked Sendable {
         let region = call.arg3 & layout.addressMask
         let site = TrapSite(number: number, vcpu: vcpu.index, regionAddress: region)
 
-        let outcome = serve(call, number: number, region: region, site: site, vcpu: vcpu, memory: memory)
+        let outcome = serve(call, number: number, region: region, site: site, vcpu: vcpu, memory: memory,
+                            direct: configuration.directMemory ? directMemory : nil)
         // The command is written: a scratch buffer replaced during this trap
         // can go (the answer the work read may have lain in it).
         vcpu.endTrap()
@@ -228,12 +240,12 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     private func serve(_ call: Hypercall, number: HypercallNumber, region: UInt64,
-                                            site: TrapSite, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+                       site: TrapSite, vcpu: VCPU, memory: GuestMemory, direct: GuestMemory?) -> HypercallOutcome {
         // A conversation waiting on this region continues, whatever its number.
         switch claimWaiting(region, vcpu: vcpu) {
         case .claimed(let conversation):
             if let outcome = continueConversation(conversation, answer: call.arg4, vcpu: vcpu,
-                                                  memory: memory) {
+                                                  memory: memory, direct: direct) {
                 return outcome
             }
         // arg4 = 0: the guest gave up on it and starts a new conversation here.
@@ -274,15 +286,19 @@ public final class PortalEngine: @unchecked Sendable {
         }
         if let recorder { work = RecordedWork(work, recorder: recorder) }
         let conversation = Conversation(call: call, engine: self, window: window, work: work)
-        return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory,
-                    isNew: true)
+        // The direct view is valid during this trap only (none is set on the
+        // round trip of a front end that offers none).
+        if direct != nil { conversation.directMemory = direct }
+        let started = conversation.work.start(conversation)
+        if direct != nil { conversation.directMemory = nil }
+        return step(conversation, started, vcpu: vcpu, memory: memory, isNew: true)
     }
 
     /// Hands the guest's answer to a waiting conversation. nil when the
     /// guest abandoned it (arg4 = 0): the conversation is ended and a new one
     /// may start on the region.
     private func continueConversation(
-        _ conversation: Conversation, answer: UInt64, vcpu: VCPU, memory: GuestMemory
+        _ conversation: Conversation, answer: UInt64, vcpu: VCPU, memory: GuestMemory, direct: GuestMemory?
     ) -> HypercallOutcome? {
         let regionSize = self.regionSize
         let response: PortalResponse
@@ -330,8 +346,10 @@ public final class PortalEngine: @unchecked Sendable {
                 code: code, address: header.address, size: header.size,
                 payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd]))
         }
-        return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
-                    memory: memory, isNew: false)
+        if direct != nil { conversation.directMemory = direct }
+        let resumed = conversation.work.resume(conversation, with: response)
+        if direct != nil { conversation.directMemory = nil }
+        return step(conversation, resumed, vcpu: vcpu, memory: memory, isNew: false)
     }
 
     /// Carries out what the work decided.

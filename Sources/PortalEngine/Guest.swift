@@ -11,6 +11,26 @@
 /// Not `Sendable`: a `Guest` belongs to its handler's task, so handing it to
 /// another task (`async let`, a task group, `Task { }`) is a compile error
 /// rather than two operations racing for the one region.
+///
+/// **Direct memory first.** Where the front end offers the emulator's own
+/// view of the trapping vCPU's virtual memory (QEMU) and `direct_memory` is
+/// not `off`, the memory operations (`readChunks`, `readBytes`,
+/// `readAvailableBytes`, `readCString`, `readString`, `read`, `readPointer`,
+/// `write`, `writePointer`) try that view first and need no round trip for
+/// the bytes it holds. It is the same address space the guest module would
+/// use: READ and WRITE act on the task current in the guest when it serves
+/// the command, which is the trapping task (PROTOCOL.md §6). The rule:
+/// - reads take, page by page (4 KiB), what the view holds; from the first
+///   page it cannot read (unmapped, swapped out) the rest goes to the guest
+///   as portal READs (READ_STR for strings), silently, so a page the guest
+///   can fault in still arrives and a failure is still the guest's answer;
+/// - writes the same with WRITE. The view writes as a debugger does: page
+///   protections are not checked, so a page mapped read-only in the guest
+///   is written where the guest module's WRITE would answer WRITE_FAIL (as
+///   Penguin's host does);
+/// - `send`, `withResponse(to:)` and the queries always go to the guest.
+/// The view is used only while the handler runs inside its conversation's
+/// trap, on that vCPU's thread, which is where guest operations run.
 public struct Guest {
     let work: AsyncWork
     /// The conversation this handler runs in.
@@ -77,10 +97,67 @@ public struct Guest {
         return number
     }
 
+    // MARK: Direct memory
+
+    /// The granule of direct accesses: no direct read or write crosses a
+    /// 4 KiB boundary once the first attempt failed, so the bytes before an
+    /// unreadable page are still taken directly (4 KiB is the smallest page
+    /// of the supported guests).
+    static let directPage = 4096
+
+    /// Bytes one direct read hands to `readChunks`' consumer at a time.
+    static let directChunk = 64 * 1024
+
+    /// The trapping vCPU's own view of guest memory, when the front end
+    /// offers one, `direct_memory` is on and this handler runs inside its
+    /// conversation's trap; nil otherwise. `ended` is checked first: a job
+    /// of an ended conversation may run on another thread, where the view
+    /// must not be touched.
+    private var directMemory: GuestMemory? {
+        work.ended ? nil : conversation.directMemory
+    }
+
+    /// Reads `buffer.count` bytes at `address` through `memory`: all at
+    /// once, else page by page up to the first page it cannot read.
+    /// - Returns: how many bytes at the start of `buffer` were read.
+    static func readDirect(_ memory: GuestMemory, at address: UInt64, mask: UInt64,
+                           into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        if memory.read(address & mask, into: buffer) { return buffer.count }
+        // Within one page the attempt above was the only one to make.
+        guard Int(address % UInt64(directPage)) + buffer.count > directPage else { return 0 }
+        var done = 0
+        while done < buffer.count {
+            let next = address &+ UInt64(done)
+            let piece = min(buffer.count - done, directPage - Int(next % UInt64(directPage)))
+            guard memory.read(next & mask, into: UnsafeMutableRawBufferPointer(
+                rebasing: buffer[done..<done + piece])) else { break }
+            done += piece
+        }
+        return done
+    }
+
+    /// Writes `bytes` at `address` through `memory`, page by page, up to
+    /// the first page it cannot write.
+    /// - Returns: how many bytes at the start of `bytes` were written.
+    static func writeDirect(_ memory: GuestMemory, at address: UInt64, mask: UInt64,
+                            from bytes: UnsafeRawBufferPointer) -> Int {
+        var done = 0
+        while done < bytes.count {
+            let next = address &+ UInt64(done)
+            let piece = min(bytes.count - done, directPage - Int(next % UInt64(directPage)))
+            guard memory.write(next & mask, from: UnsafeRawBufferPointer(rebasing: bytes[done..<done + piece]))
+            else { break }
+            done += piece
+        }
+        return done
+    }
+
     // MARK: Memory
 
     /// Reads `count` bytes at `address` in region-sized chunks, handing
-    /// each chunk's bytes to `consume` in order.
+    /// each chunk's bytes to `consume` in order. Direct memory first (see
+    /// `Guest`): the bytes the emulator's view holds need no round trip;
+    /// READs carry the rest.
     /// - Parameters:
     ///   - address: The guest address of the first byte.
     ///   - count: How many bytes to read.
@@ -91,8 +168,23 @@ public struct Guest {
     ///   conversation has ended.
     nonisolated(nonsending) public func readChunks(at address: UInt64, count: Int,
                            _ consume: (UnsafeRawBufferPointer) -> Void) async throws {
-        let read = try op(ops.read, "READ")
         var done = 0
+        if count > 0, let direct = directMemory {
+            let mask = layout.addressMask
+            done = withUnsafeTemporaryAllocation(byteCount: min(count, Self.directChunk), alignment: 16) { buffer in
+                var taken = 0
+                while taken < count {
+                    let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(count - taken, buffer.count)])
+                    let got = Self.readDirect(direct, at: address &+ UInt64(taken), mask: mask, into: piece)
+                    if got > 0 { consume(UnsafeRawBufferPointer(rebasing: piece[..<got])) }
+                    taken += got
+                    if got < piece.count { break }
+                }
+                return taken
+            }
+            if done == count { return }
+        }
+        let read = try op(ops.read, "READ")
         while done < count {
             let chunk = min(count - done, regionSize)
             let chunkAddress = (address &+ UInt64(done)) & layout.addressMask
@@ -143,7 +235,9 @@ public struct Guest {
         return bytes
     }
 
-    /// Writes `bytes` at `address` in region-sized chunks.
+    /// Writes `bytes` at `address` in region-sized chunks. Direct memory
+    /// first (see `Guest`): WRITEs carry what the emulator's view could not
+    /// take.
     /// - Parameters:
     ///   - bytes: What to write.
     ///   - address: The guest address of the first byte.
@@ -151,8 +245,12 @@ public struct Guest {
     ///   how many bytes were written when the guest refuses a chunk;
     ///   ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func write(_ bytes: [UInt8], at address: UInt64) async throws {
-        let write = try op(ops.write, "WRITE")
         var done = 0
+        if !bytes.isEmpty, let direct = directMemory {
+            done = bytes.withUnsafeBytes { Self.writeDirect(direct, at: address, mask: layout.addressMask, from: $0) }
+            if done == bytes.count { return }
+        }
+        let write = try op(ops.write, "WRITE")
         while done < bytes.count {
             let chunk = min(bytes.count - done, regionSize)
             let answer = try await work.exchange(PortalCommand(
@@ -169,6 +267,8 @@ public struct Guest {
 
     /// Reads a NUL-terminated string. Each command stays within one guest
     /// page, so a string that ends before an unmapped page is still read.
+    /// Direct memory first (see `Guest`): page by page from the emulator's
+    /// view, READ_STR from the first page it cannot read.
     /// - Parameters:
     ///   - address: The guest address of the first byte.
     ///   - maxLength: The most bytes to read; nil for one region, as the
@@ -177,9 +277,27 @@ public struct Guest {
     /// - Throws: ``GuestError`` with ``GuestError/Code/readFailed`` when a
     ///   page of it cannot be read; ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func readCString(at address: UInt64, maxLength: Int? = nil) async throws -> [UInt8] {
-        let readString = try op(ops.readString, "READ_STR")
         let limit = maxLength ?? regionSize
         var result: [UInt8] = []
+        if limit > 0, let direct = directMemory {
+            let mask = layout.addressMask
+            let complete = withUnsafeTemporaryAllocation(byteCount: Self.directPage, alignment: 16) { page -> Bool in
+                while result.count < limit {
+                    let next = address &+ UInt64(result.count)
+                    let toPageEnd = Self.directPage - Int(next % UInt64(Self.directPage))
+                    let chunk = UnsafeMutableRawBufferPointer(rebasing: page[..<min(toPageEnd, limit - result.count)])
+                    guard direct.read(next & mask, into: chunk) else { return false }
+                    if let end = chunk.firstIndex(of: 0) {
+                        result.append(contentsOf: chunk[..<end])
+                        return true
+                    }
+                    result.append(contentsOf: chunk)
+                }
+                return true
+            }
+            if complete { return result }
+        }
+        let readString = try op(ops.readString, "READ_STR")
         while result.count < limit {
             let next = (address &+ UInt64(result.count)) & layout.addressMask
             let toPageEnd = pageSize - Int(next % UInt64(pageSize))
@@ -210,6 +328,8 @@ public struct Guest {
     }
 
     /// Reads an integer stored in guest byte order, with no allocation.
+    /// Direct memory first (see `Guest`): one READ only when the emulator's
+    /// view cannot read all of it.
     /// - Parameters:
     ///   - type: The integer type: its size is how many bytes are read.
     ///   - address: The guest address of its first byte.
@@ -217,8 +337,15 @@ public struct Guest {
     /// - Throws: ``GuestError`` with ``GuestError/Code/readFailed`` when it
     ///   cannot be read; ``PortalError`` when the conversation has ended.
     nonisolated(nonsending) public func read<T: FixedWidthInteger>(_ type: T.Type, at address: UInt64) async throws -> T {
-        let read = try op(ops.read, "READ")
         let size = MemoryLayout<T>.size
+        if let direct = directMemory {
+            let value = withUnsafeTemporaryAllocation(byteCount: size, alignment: MemoryLayout<T>.alignment) { bytes in
+                direct.read(address & layout.addressMask, into: bytes)
+                    ? layout.load(T.self, from: bytes.baseAddress!) : nil
+            }
+            if let value { return value }
+        }
+        let read = try op(ops.read, "READ")
         let answer = try await work.exchange(PortalCommand(op: read, address: address, size: Int64(size)))
         guard answer.code == .readOK, answer.payload.count == size else {
             throw readError(op: read, answer.code, address: address, count: size,

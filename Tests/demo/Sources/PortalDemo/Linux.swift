@@ -288,3 +288,6 @@ struct SyscallEvent {
         name = String(decoding: field.prefix { $0 != 0 }, as: UTF8.self)
     }
 }
+
+/// `value` as the guest's tools print addresses: 0x and lower-case hex digits.
+private func hexString(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

@@ -1,6 +1,9 @@
 import PortalEngine
 import Portal
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The demonstration module (`load=libPortalDemo.so,module_arg=NAME`):
 ///
@@ -98,6 +101,7 @@ final class Tour: Sendable {
         static let interruptPoke: UInt64 = 0x7e57_000a
         static let end: UInt64 = 0x7e57_000b
         static let bench: UInt64 = 0x7e57_0010
+        static let readBench: UInt64 = 0x7e57_0011
     }
 
     enum Result {
@@ -153,6 +157,8 @@ final class Tour: Sendable {
         var hostProblems: [String] = []
         var benchRoundTrips = 0
         var benchConversations = 0
+        /// READ_BENCH: ns per 8-byte read and per 4 KiB read, and how many of each.
+        var readBench: (eightByte: Double, page: Double, eightByteCount: Int, pageCount: Int)?
         var problemsNotKept = 0
     }
 
@@ -211,6 +217,12 @@ final class Tour: Sendable {
                 $0.problemsNotKept &+= 1
             }
         }
+    }
+
+    /// One decimal place, for the report.
+    static func format(_ nanoseconds: Double) -> String {
+        let tenths = Int((nanoseconds * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
     }
 
     /// How many problems and interrupt names the report lists: a guest
@@ -303,10 +315,51 @@ final class Tour: Sendable {
         case Event.end:
             findings.withLock { $0.guestFailures = argument }
             return Result.end
+        case Event.readBench:
+            return try await readBench(guest, count: Int(clamping: argument))
         default:
             problem("event \(String(guest.call.arg1, radix: 16)) is not in the contract")
             return Result.unknownEvent
         }
+    }
+
+    /// READ_BENCH (contract.h): `count` 8-byte reads of the bench word, then
+    /// max(count / 64, 1) reads of the 4 KiB contract page, through the
+    /// Guest API (direct memory first, unless direct_memory=off), each loop
+    /// timed on the host's monotonic clock.
+    nonisolated(nonsending) private func readBench(_ guest: Guest, count: Int) async throws -> UInt64 {
+        guard count > 0 else { return 0 }
+        let pages = max(count / 64, 1)
+        var last: UInt64 = 0
+        let started = Self.nanoseconds()
+        for _ in 0..<count { last = try await guest.read(UInt64.self, at: benchAddress) }
+        let eightDone = Self.nanoseconds()
+        for _ in 0..<pages {
+            let page = try await guest.readBytes(at: benchAddress, count: 4096)
+            guard page.count == 4096, guest.layout.load(UInt64.self, from: page) == Tour.benchWord else {
+                problem("read bench: the 4 KiB contract page read back without the bench word")
+                return Result.protocolError
+            }
+        }
+        let pagesDone = Self.nanoseconds()
+        guard last == Tour.benchWord else {
+            problem("read bench: the 8-byte read returned 0x\(String(last, radix: 16)), expected the bench word")
+            return Result.protocolError
+        }
+        findings.withLock {
+            $0.readBench = (Double(eightDone - started) / Double(count), Double(pagesDone - eightDone) / Double(pages),
+                            count, pages)
+        }
+        return last
+    }
+
+    /// The contract page's first word (contract.h, CONTRACT_BENCH_WORD).
+    static let benchWord: UInt64 = 0x8877_6655_4433_2211
+
+    static func nanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     nonisolated(nonsending) private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
@@ -327,6 +380,9 @@ final class Tour: Sendable {
         var lines: [String] = []
         func add(_ text: String) { lines.append("tour: \(text)") }
         if seen.benchRoundTrips > 0 { add("served \(seen.benchRoundTrips) READ round trips for the bench loop") }
+        if let bench = seen.readBench {
+            add("read bench: \(bench.eightByteCount) 8-byte reads at \(Self.format(bench.eightByte)) ns each, \(bench.pageCount) 4 KiB reads at \(Self.format(bench.page)) ns each")
+        }
         if let banner = seen.banner { add("the guest's banner reads \"\(banner)\" (\(banner.utf8.count) bytes)") }
         if let checksum = seen.bigChecksum {
             add("wrote \(Self.bigLength) bytes into the guest and read them back, region by region (FNV-1a 0x\(String(checksum, radix: 16)))")
@@ -344,7 +400,8 @@ final class Tour: Sendable {
         if seen.problemsNotKept > 0 { add("PROBLEM: \(seen.problemsNotKept) more problems not listed") }
         if let failures = seen.guestFailures { add("the guest counted \(failures) failed checks") }
         let passed = seen.hostProblems.isEmpty
-            && (seen.guestFailures == 0 || (seen.guestFailures == nil && seen.benchConversations > 0))
+            && (seen.guestFailures == 0
+                || (seen.guestFailures == nil && (seen.benchConversations > 0 || seen.readBench != nil)))
         add(passed ? "PASS" : "FAIL")
         return lines
     }
