@@ -32,11 +32,11 @@ struct DirectMemoryTests {
             .map { UInt8(truncatingIfNeeded: Int($0) &* 7 &+ 3) }
     }
 
-    @Test func readsTheViewHoldsNeedNoRoundTrip() {
+    @Test func readsTheViewHoldsNeedNoRoundTrip() throws {
         let (engine, guest, vcpu, view, served) = setUp()
         guest.store([0x0d, 0xf0, 0xfe, 0xca, 0, 0, 0, 0] + Array("direct\0".utf8), at: 0x6000)
         let bytes = Lock<[UInt8]>([])
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let value = try await g.read(UInt64.self, at: 0x6000)
             let text = try await g.readString(at: 0x6008)
             let chunk = try await g.readBytes(at: 0x4ff0, count: 0x20)
@@ -52,10 +52,10 @@ struct DirectMemoryTests {
         #expect(bytes.withLock { $0 } == Self.pattern(0x4ff0, 0x20))
     }
 
-    @Test func aReadTheViewCannotServeGoesToTheGuest() {
+    @Test func aReadTheViewCannotServeGoesToTheGuest() throws {
         let (engine, guest, vcpu, view, served) = setUp(hiding: [0x5000])
         let bytes = Lock<[UInt8]>([])
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let value = try await g.read(UInt32.self, at: 0x5004)
             bytes.withLock { $0 = [] }
             let chunk = try await g.readBytes(at: 0x5000, count: 4096)
@@ -72,10 +72,10 @@ struct DirectMemoryTests {
 
     /// A read across a page the view cannot reach: the pages before it come
     /// from the view, the rest from READs starting at that page.
-    @Test func aPartialViewServesItsPagesAndTheGuestTheRest() {
+    @Test func aPartialViewServesItsPagesAndTheGuestTheRest() throws {
         let (engine, guest, vcpu, view, served) = setUp(hiding: [0x5000])
         let bytes = Lock<[UInt8]>([])
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let chunk = try await g.readBytes(at: 0x4800, count: 0x1000)
             bytes.withLock { $0 = chunk }
             return UInt64(chunk.count)
@@ -90,10 +90,10 @@ struct DirectMemoryTests {
 
     /// Unmapped for the view and the guest alike: the error is the guest's
     /// answer, counting the bytes the view gave.
-    @Test func aFailureIsTheGuestsAnswer() {
+    @Test func aFailureIsTheGuestsAnswer() throws {
         let (engine, guest, vcpu, view, served) = setUp()
         let failure = Lock<String>("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             do {
                 _ = try await g.readBytes(at: 0x6f00, count: 0x200)
             } catch {
@@ -104,16 +104,16 @@ struct DirectMemoryTests {
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 0)
         #expect(view.reads == ["0x6f00+512 failed", "0x6f00+256 ok", "0x7000+256 failed"])
         #expect(served.withLock { $0 } == ["READ 0x7000+256"])
-        #expect(failure.withLock { $0 } == GuestError.readFailed(address: 0x6f00, count: 0x200, bytesRead: 0x100,
-                                                               answer: .readPartial).description)
+        #expect(failure.withLock { $0 } == GuestError.readFailed(op: 1, address: 0x6f00, count: 0x200, bytesRead: 0x100,
+                                                               response: .readPartial).description)
     }
 
-    @Test func aStringRunsFromTheViewIntoTheGuest() {
+    @Test func aStringRunsFromTheViewIntoTheGuest() throws {
         let (engine, guest, vcpu, view, served) = setUp(hiding: [0x5000])
         guest.store(Array(repeating: UInt8(ascii: "a"), count: 16), at: 0x4ff0)
         guest.store(Array("bc\0".utf8), at: 0x5000)
         let text = Lock<String>("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let string = try await g.readString(at: 0x4ff0)
             text.withLock { $0 = string }
             return 0
@@ -124,10 +124,10 @@ struct DirectMemoryTests {
         #expect(served.withLock { $0 } == ["READ_STR 0x5000+4056"])
     }
 
-    @Test func writesUseTheViewThenTheGuest() {
+    @Test func writesUseTheViewThenTheGuest() throws {
         let (engine, guest, vcpu, view, served) = setUp(hiding: [0x5000])
         let data = (0..<0x1400).map { UInt8(truncatingIfNeeded: $0 ^ 0x5a) }
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             try await g.write(data, at: 0x4e00)
             try await g.write(UInt16(0xbeef), at: 0x6800)
             return 0
@@ -142,13 +142,13 @@ struct DirectMemoryTests {
     }
 
     /// `direct_memory=off`, or raw commands: always the guest.
-    @Test func offAndRawCommandsAlwaysAskTheGuest() {
+    @Test func offAndRawCommandsAlwaysAskTheGuest() throws {
         var configuration = PortalConfiguration()
         configuration.directMemory = false
         for (configuration, expected) in [(configuration, ["READ 0x4000+8", "READ 0x4008+8"]),
                                           (PortalConfiguration(), ["READ 0x4008+8"])] {
             let (engine, guest, vcpu, view, served) = setUp(configuration)
-            engine.attach(.syscallEnter) { g in
+            try engine.attach(.syscallEnter) { g in
                 let first = try await g.read(UInt64.self, at: 0x4000)
                 guard case .readOK(let raw) = try await g.send(PortalCommand(op: g.ops.read, address: 0x4008, size: 8))
                 else { return 0 }
