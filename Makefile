@@ -1,6 +1,7 @@
 # portal - make targets. Every target installs or builds what it needs first.
 #
-#   make demo    the main job: boot the default guest in QEMU with the tour module
+#   make demo    the main job: boot the Linux guest in QEMU with the plugin and the
+#                Linux tour (make demo DEMO=bare DEMO_ARCH=riscv64: a bare-metal guest)
 #   make test    every test (what CI runs)
 #   make build   libportal.so, debug (.build/debug) and release (.build/release)
 #   make install PREFIX=DIR   the SDK: lib/libportal.so, include/portal/*.h,
@@ -13,7 +14,8 @@ SHELL := /bin/bash
 DEBUG_LIB   := .build/debug/libportal.so
 RELEASE_LIB := .build/release/libportal.so
 # The demonstration module (Tests/demo): module_arg=tour serves the test
-# guests, module_arg=bench the benchmarks' Swift workloads.
+# guests, module_arg=bench the benchmarks' Swift workloads, module_arg=linux
+# and operations the Linux guest (make demo, make test-linux).
 DEBUG_DEMO   := Tests/demo/.build/debug/libPortalDemo.so
 RELEASE_DEMO := Tests/demo/.build/release/libPortalDemo.so
 DEMO_ARCH   ?= x86_64
@@ -35,7 +37,7 @@ SWIFT_LINK := -Xlinker -soname=libportal.so
 # claim. Debug builds and `swift test` keep every check.
 SWIFT_RELEASE := -Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build test-control clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
+.PHONY: test-api-docs all setup build debug release install test-sdk demo-module demo-module-release qemu linux linux-arm64 test-linux-arm64 guests harness demo test test-linux test-swift test-tsan test-harness test-guests test-bench-build test-control clean bench asan-lib tsan-lib fuzz-lib fuzz fuzz-clean test-fuzz test-asan test-harness-tsan
 
 all: build
 
@@ -85,19 +87,43 @@ linux-arm64:
 harness:
 	@$(MAKE) --no-print-directory -C Tests/harness harness
 
-# The main job: fetch QEMU and build what is missing, boot the default guest
-# with the plugin's built-in tour, print the guest's serial output and the
-# plugin's report. Exits 0 only if the guest and the plugin both say PASS.
-demo: release demo-module-release qemu guests
+# The main job: fetch QEMU, the Linux guest and build what is missing, boot
+# Debian's Linux 6.1 with the portal guest module and the demonstration
+# module's Linux tour (module_arg=linux, the typed Swift operations), and
+# compare every value the host read with the guest's own view
+# (Tests/guests/linux/demo.sh). Exits 0 only on PASS.
+# `make demo DEMO=bare [DEMO_ARCH=riscv64]`: a bare-metal test guest with the
+# tour (module_arg=tour) instead.
+DEMO ?= linux
+demo: release demo-module-release qemu
+ifeq ($(DEMO),linux)
+	@$(MAKE) --no-print-directory linux
+	@Tests/guests/linux/demo.sh $(RELEASE_LIB) $(RELEASE_DEMO)
+else ifeq ($(DEMO),bare)
+	@$(MAKE) --no-print-directory guests
 	@echo "== booting the $(DEMO_ARCH) test guest in QEMU with $(RELEASE_LIB),load=$(RELEASE_DEMO),module_arg=tour"
 	@Tests/guests/run.sh $(DEMO_ARCH) -plugin $(RELEASE_LIB),load=$(CURDIR)/$(RELEASE_DEMO),module_arg=tour 2>&1 | tee .build/demo.log
 	@grep -qx "portal: tour: PASS" .build/demo.log && echo "== demo: PASS" || { echo "== demo: FAIL"; exit 1; }
+else
+	$(error DEMO=$(DEMO): expected linux (the default) or bare)
+endif
 
-TEST_SUITES := test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-control test-bench-build test-asan test-harness-tsan test-fuzz
+TEST_SUITES := test-api-docs test-swift test-tsan test-harness test-guests test-sdk test-linux test-linux-arm64 test-control test-bench-build test-asan test-harness-tsan test-fuzz
 # make stops at the first failing suite, so reaching these lines means all passed.
 test: $(TEST_SUITES)
 	@echo "make test: every suite passed ($(TEST_SUITES:test-%=%))"
 	@echo "suites: $(words $(TEST_SUITES)) passed, 0 failed"
+
+# Every public declaration of the Swift API has a doc comment, with
+# Parameters/Returns/Throws where they apply (scripts/check-api-docs.py).
+# The checker's own test first: on Tests/api-docs/Fixture.swift it must
+# report exactly the defects Tests/api-docs/expected.txt lists.
+test-api-docs:
+	@status=0; found="$$(python3 scripts/check-api-docs.py Tests/api-docs/Fixture.swift)" || status=$$?; \
+	if [ $$status -ne 1 ] || [ "$$found" != "$$(cat Tests/api-docs/expected.txt)" ]; then \
+		echo "test-api-docs: the checker missed or invented defects in Tests/api-docs/Fixture.swift:"; \
+		echo "$$found"; exit 1; fi
+	python3 scripts/check-api-docs.py Sources
 
 # The engine's unit tests (Swift Testing).
 test-swift: setup
@@ -125,21 +151,24 @@ test-guests: debug demo-module qemu guests
 test-sdk: debug qemu guests
 	Tests/sdk/test.sh
 
-# A real Linux guest (Debian's 6.1 kernel, 2 vCPUs) with the portal module:
-# every op the module serves, checked against the guest's own view.
-test-linux: debug qemu linux
-	Tests/guests/linux/test.sh $(DEBUG_LIB)
+# A real Linux guest (Debian's 6.1 kernel, 2 vCPUs) with the portal module,
+# one boot: every op the module serves from C (host/checks.c, loaded with
+# load=), then every typed Swift operation (the demonstration module's
+# module_arg=operations), each checked against the guest's own view.
+test-linux: debug demo-module qemu linux
+	Tests/guests/linux/test.sh $(DEBUG_LIB) $(DEBUG_DEMO)
 
 # The same module cross-built for Debian's arm64 kernel, in qemu-system-aarch64 -M virt.
-test-linux-arm64: debug qemu linux-arm64
-	LINUX_ARCH=arm64 Tests/guests/linux/test.sh $(DEBUG_LIB)
+test-linux-arm64: debug demo-module qemu linux-arm64
+	LINUX_ARCH=arm64 Tests/guests/linux/test.sh $(DEBUG_LIB) $(DEBUG_DEMO)
 
 # The control socket (control=PATH) in real QEMU: the unmodified qemu.qmp
-# client and qmp-shell (PyPI, in a private venv), raw sockets and portalctl
-# against the x86_64 control guests.
-test-control: debug qemu guests
+# client and qmp-shell (PyPI, in a private venv), raw sockets, portalctl and
+# the MCP client against the x86_64 control guests, then the typed queries
+# against one boot of the Linux guest.
+test-control: debug qemu guests linux
 	python=$$(scripts/python-env.sh) && $$python Tests/control/test_control.py \
-	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl
+	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl --linux
 
 # The benchmark programs still build against the headers, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings
@@ -157,11 +186,12 @@ clean: fuzz-clean
 
 # Benchmarks (not part of `make test`): the engine through the real release
 # library in a mock emulator, callgrind instruction counts, and QEMU guest
-# loops against a hand-written floor plugin. Prints a table and writes
+# loops against a hand-written floor plugin, and the Linux guest's boot with
+# no plugin, the floor plugin and libportal.so. Prints a table and writes
 # bench/results/<timestamp>.json and bench/results/latest.json.
 # `make bench BENCH_ARGS=--quick` for a short, noisier smoke run.
 BENCH_ARGS ?=
-bench: release demo-module-release qemu
+bench: release demo-module-release qemu linux
 	python3 bench/run.py --no-swift-build $(BENCH_ARGS)
 
 # ---- Sanitizers and fuzzing (Tests/fuzz/README.md) ----

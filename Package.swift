@@ -34,8 +34,9 @@ let package = Package(
         // The plugin: adapts each emulator ABI to the engine, and the C API.
         .target(name: "Portal", dependencies: ["PortalEngine", "PortalOperations", "PortalControl", "CPortalShim"]),
         // The control plane: a QMP server on a Unix socket whose commands
-        // run as engine interrupt work (no emulator specifics, no Foundation).
-        .target(name: "PortalControl", dependencies: ["PortalEngine"]),
+        // run as engine interrupt work, the typed operations among them
+        // (no emulator specifics, no Foundation).
+        .target(name: "PortalControl", dependencies: ["PortalEngine", "PortalOperations"]),
         // Capstone for `portalctl dis` (scripts/setup.sh installs libcapstone-dev).
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),

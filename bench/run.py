@@ -30,6 +30,16 @@ What is measured (see bench/engine-bench.c for the engine figures):
            guest loop = (wall time with N round trips - wall time with a few)
            / the difference, for libportal.so (the demo module's tour), the floor plugin
            bench/floor-plugin.c, and no plugin at all.
+  qemu reads  the same guests (guest-read-bench): the tour's Swift handler
+           times N 8-byte and N/64 4 KiB reads (Guest.read, Guest.readBytes)
+           with direct memory (QEMU's own view of guest memory) and with
+           direct_memory=off (portal READ round trips); the ratio's goal is 10x.
+  linux    the Linux test guest (Tests/guests/linux, Debian's 6.1 kernel with
+           the portal guest module, 2 vCPUs): seconds from QEMU's start until
+           the guest has printed its own view ("view: end", the point where
+           it waits for the host), with no plugin, the floor plugin and
+           libportal.so with no work attached; ratios to no plugin.
+           Needs scripts/fetch-linux.sh (make bench runs make linux).
 
 Exit status: 0 when every measurement ran and checked out (a MISS against a
 target is a finding, not a failure), 1 otherwise.
@@ -66,6 +76,7 @@ TARGET_ALLOC_C = 0.0
 TARGET_ALLOC_SWIFT = 1.0
 TARGET_QEMU_RATIO = 1.25
 TARGET_BULK_MBS = 500.0
+TARGET_DIRECT_SPEEDUP = 10.0   # a direct read at least 10x faster than a portal round trip
 
 errors = []
 
@@ -114,10 +125,11 @@ def build(args):
         run([cc, *flags, src, "-o", DRIVER, "-ldl", "-lpthread"])
         # The same with swift_retain/swift_release interposed, for --trace-retains only.
         run([cc, *flags, "-DTRACE_RETAINS", src, "-o", DRIVER + "-trace", "-ldl", "-lpthread"])
-    if not args.no_qemu:
+    if not args.no_qemu or not args.no_linux:
         run([os.path.join(BENCH, "build-floor.sh")])
         log("scripts/fetch-qemu.sh")
         run([os.path.join(ROOT, "scripts", "fetch-qemu.sh")])
+    if not args.no_qemu and not args.only_linux:
         for n in sorted({args.qemu_small, args.qemu_big, *args.cg_qemu_trips}):
             env = dict(os.environ, BENCH_N=str(n), BUILD_DIR=guest_dir(n))
             run([os.path.join(ROOT, "Tests", "guests", "build.sh")], env=env)
@@ -497,6 +509,119 @@ def qemu(args):
     return out
 
 
+# ---- QEMU: reads from a Swift handler, direct memory first vs the portal ----------
+
+READ_BENCH_LINE = re.compile(r"portal: tour: read bench: (\d+) 8-byte reads at ([\d.]+) ns each, "
+                             r"(\d+) 4 KiB reads at ([\d.]+) ns each")
+
+
+def qemu_read_run(arch, direct, n):
+    """One guest-read-bench boot: (ns per 8-byte read, ns per 4 KiB read) as the tour timed them."""
+    plugin = f"{LIB},load={DEMO},module_arg=tour,log=error,direct_memory={direct}"
+    env = dict(os.environ, BUILD_DIR=guest_dir(n), TIMEOUT="600")
+    result = subprocess.run([os.path.join(ROOT, "Tests", "guests", "run.sh"), f"{arch}/guest-read-bench",
+                             "-plugin", plugin], cwd=ROOT, env=env, capture_output=True, text=True)
+    what = f"qemu {arch} read bench direct_memory={direct} N={n}"
+    match = READ_BENCH_LINE.search(result.stderr)
+    if result.returncode != 0 or not match or "portal: tour: PASS" not in result.stderr:
+        errors.append(f"{what}: run.sh exited {result.returncode} without a read bench line and PASS: "
+                      f"{result.stderr.strip()[-400:]}")
+        return None
+    if int(match.group(1)) != n:
+        errors.append(f"{what}: the tour made {match.group(1)} 8-byte reads, expected {n}")
+        return None
+    return float(match.group(2)), float(match.group(4))
+
+
+def qemu_reads(args):
+    """guest-read-bench (READ_BENCH in contract.h): the tour's handler times N 8-byte reads and N/64 4 KiB
+    reads through Guest.read / Guest.readBytes, with direct memory (QEMU's own view) and with
+    direct_memory=off (portal READs: one round trip per 8 bytes, two per 4 KiB)."""
+    n = args.qemu_big
+    samples = {(a, d): [] for a in args.arches for d in ("on", "off")}
+    started = time.monotonic()
+    for rep in range(args.qemu_reps):
+        for arch in args.arches:
+            for direct in ("on", "off"):
+                r = qemu_read_run(arch, direct, n)
+                if r is not None:
+                    samples[(arch, direct)].append(r)
+        log(f"qemu reads: round {rep + 1}/{args.qemu_reps} done ({time.monotonic() - started:.0f} s)")
+    out = {}
+    for arch in args.arches:
+        on, off = samples[(arch, "on")], samples[(arch, "off")]
+        if not on or not off:
+            continue
+        res = {}
+        for index, size in ((0, "8"), (1, "4096")):
+            direct_ns = [x[index] for x in on]
+            portal_ns = [x[index] for x in off]
+            res[size] = {"direct_ns": stats(direct_ns), "portal_ns": stats(portal_ns),
+                         "speedup": stats([p / d for p, d in zip(portal_ns, direct_ns) if d > 0])}
+        out[arch] = res
+    return out
+
+
+LINUX_VARIANTS = ("noplugin", "floor", "libportal")
+
+
+def linux_boot(variant):
+    """(seconds from QEMU's start to the guest's "view: end" line, CPU
+    seconds of the whole run), or None."""
+    extra = {"noplugin": [], "floor": ["-plugin", FLOOR],
+             "libportal": ["-plugin", f"{LIB},log=error"]}[variant]
+    # PORTAL_WAIT=1: once its view is out the guest waits one second for a
+    # host that never comes, and powers off.
+    env = dict(os.environ, LINUX_ARCH="amd64", PORTAL_WAIT="1", TIMEOUT="300")
+    started = time.perf_counter()
+    process = subprocess.Popen([os.path.join(ROOT, "Tests", "guests", "linux", "run.sh"), *extra], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    reached = None
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\r\n"))
+        if reached is None and line.startswith("view: end"):
+            reached = time.perf_counter() - started
+    stderr = process.stderr.read()
+    # wait4: the run's CPU time, QEMU's included (every descendant was reaped).
+    _, wait_status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(wait_status)
+    cpu = usage.ru_utime + usage.ru_stime
+    what = f"linux boot, {variant}"
+    if reached is None or "guest: module loaded" not in lines:
+        errors.append(f"{what}: the guest never printed its view with the module loaded (run.sh exited "
+                      f"{process.returncode}): {' | '.join(lines[-3:])} {stderr.strip()[-300:]}")
+        return None
+    if "portal: error" in stderr:
+        errors.append(f"{what}: the plugin logged an error: {stderr.strip()[-300:]}")
+        return None
+    return reached, cpu
+
+
+def linux(args):
+    if not os.path.exists(os.path.join(ROOT, ".cache", "linux", "initramfs.cpio")):
+        errors.append("linux: no .cache/linux/initramfs.cpio (run scripts/fetch-linux.sh or make linux)")
+        return {}
+    times = {v: [] for v in LINUX_VARIANTS}
+    cpu = {v: [] for v in LINUX_VARIANTS}
+    started = time.monotonic()
+    for rep in range(args.linux_reps):
+        for variant in LINUX_VARIANTS:      # interleaved, as the QEMU loops
+            result = linux_boot(variant)
+            if result is not None:
+                times[variant].append(result[0])
+                cpu[variant].append(result[1])
+        log(f"linux: round {rep + 1}/{args.linux_reps} done ({time.monotonic() - started:.0f} s)")
+    out = {v: {"boot_s": stats(times[v]), "cpu_s": stats(cpu[v])} for v in LINUX_VARIANTS if times[v]}
+    # Ratios of medians: the runs are interleaved, so a noisy moment hits every variant alike.
+    for measure in ("boot_s", "cpu_s"):
+        for variant, base in (("floor", "noplugin"), ("libportal", "noplugin"), ("libportal", "floor")):
+            if variant in out and base in out:
+                out[f"ratio_{variant}_to_{base}_{measure}"] = round(
+                    out[variant][measure]["median"] / out[base][measure]["median"], 3)
+    return out
+
+
 # ---- the table -------------------------------------------------------------------
 
 def status(value, op, target):
@@ -506,7 +631,7 @@ def status(value, op, target):
     return "PASS" if ok else "MISS"
 
 
-def build_rows(m, cg, q, cgq):
+def build_rows(m, cg, q, cgq, lx=None, qr=None):
     """(section, label, stats or value, unit, target text, status) rows."""
     rows = []
 
@@ -619,6 +744,31 @@ def build_rows(m, cg, q, cgq):
             if "ratio_libportal_to_floor" in res:
                 add(sec, f"{arch}: libportal.so / floor, in time", res["ratio_libportal_to_floor"], "x",
                     f"<= {TARGET_QEMU_RATIO:g}x", "<=", TARGET_QEMU_RATIO, f"qemu.{arch}.ratio")
+
+    if qr:
+        sec = "Real QEMU 11.1: reads from a Swift handler (Guest.read / readBytes), direct memory vs portal"
+        for arch, res in qr.items():
+            for size, name in (("8", "8-byte read"), ("4096", "4 KiB read")):
+                add(sec, f"{arch}: {name}, direct memory", res[size]["direct_ns"], "ns",
+                    key=f"qemu_reads.{arch}.{size}.direct")
+                add(sec, f"{arch}: {name}, portal (direct_memory=off)", res[size]["portal_ns"], "ns",
+                    key=f"qemu_reads.{arch}.{size}.portal")
+                add(sec, f"{arch}: {name}, portal / direct", res[size]["speedup"], "x",
+                    f">= {TARGET_DIRECT_SPEEDUP:g}x", ">=", TARGET_DIRECT_SPEEDUP, f"qemu_reads.{arch}.{size}.speedup")
+    if lx:
+        sec = "Linux guest boot to its view (x86_64, Debian 6.1, 2 vCPUs, TCG)"
+        for measure, what in (("boot_s", "wall time to the view"), ("cpu_s", "CPU time of the run")):
+            for variant, name in (("noplugin", "no plugin"), ("floor", "floor plugin"),
+                                  ("libportal", "libportal.so (no work)")):
+                if variant in lx:
+                    add(sec, f"{what}: {name}", lx[variant][measure], "s", key=f"linux.{variant}.{measure}")
+            for variant, base, name in (("floor", "noplugin", "floor / no plugin"),
+                                        ("libportal", "noplugin", "libportal.so / no plugin"),
+                                        ("libportal", "floor", "libportal.so / floor")):
+                key = f"ratio_{variant}_to_{base}_{measure}"
+                if key in lx:
+                    v = lx[key]
+                    add(sec, f"{what}: {name}", {"median": v, "min": v, "max": v}, "x", key=f"linux.{key}")
     return rows
 
 
@@ -684,12 +834,15 @@ def main():
     p.add_argument("--no-swift-build", action="store_true", help="do not run swift build -c release (make bench did)")
     p.add_argument("--no-qemu", action="store_true")
     p.add_argument("--no-callgrind", action="store_true")
+    p.add_argument("--no-linux", action="store_true", help="skip the Linux guest boots")
+    p.add_argument("--only-linux", action="store_true", help="only the Linux guest boots")
     args = p.parse_args()
     args.reps = args.reps or (3 if args.quick else 7)
     args.trips = 200_000 if args.quick else 2_000_000
     args.cg_trips = (2_000, 12_000) if args.quick else (10_000, 60_000)
     args.qemu_small, args.qemu_big = (1_000, 200_000) if args.quick else (1_000, 1_000_000)
     args.qemu_reps = 3 if args.quick else 7
+    args.linux_reps = 1 if args.quick else 3
     args.arches = ("i386", "riscv64")
     args.cg_qemu_trips = (1_000, 21_000)
     args.cg_qemu_arches = ("riscv64",) if args.quick else ("i386", "riscv64")
@@ -707,20 +860,26 @@ def main():
     except RuntimeError as e:
         log(f"build failed: {e}")
         return 1
-    metrics = engine(args)
-    traces = alloc_traces(outdir)
-    retains = retain_traces()
-    cg = {} if args.no_callgrind else callgrind(args, outdir)
-    q = {} if args.no_qemu else qemu(args)
-    cgq = {} if args.no_callgrind or args.no_qemu else callgrind_qemu(args, outdir)
+    only_linux = args.only_linux
+    metrics = {} if only_linux else engine(args)
+    traces = {} if only_linux else alloc_traces(outdir)
+    retains = {} if only_linux else retain_traces()
+    cg = {} if args.no_callgrind or only_linux else callgrind(args, outdir)
+    q = {} if args.no_qemu or only_linux else qemu(args)
+    cgq = {} if args.no_callgrind or args.no_qemu or only_linux else callgrind_qemu(args, outdir)
+    qr = {} if args.no_qemu or only_linux else qemu_reads(args)
+    lx = {} if args.no_linux else linux(args)
 
-    rows = build_rows(metrics, cg, q, cgq)
+    rows = build_rows(metrics, cg, q, cgq, lx, qr)
+    if only_linux:
+        rows = [row for row in rows if str(row.get("key", "")).startswith("linux.")]
     info["loadavg_end"] = os.getloadavg()
     duration = time.monotonic() - started
     print()
     print(f"portal benchmarks, {stamp} ({'quick' if args.quick else 'full'}; "
           f"{info['cpus']} CPUs, load {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}; "
-          f"median of {args.reps} runs for the engine, {args.qemu_reps} for QEMU)")
+          f"median of {args.reps} runs for the engine, {args.qemu_reps} for QEMU, "
+          f"{args.linux_reps} for the Linux boots)")
     print_table(rows, sys.stdout)
     if cg:
         for kind in ("c", "swift"):
@@ -753,12 +912,13 @@ def main():
                    "qemu_arches": list(args.arches),
                    "callgrind_qemu_round_trips": list(args.cg_qemu_trips),
                    "callgrind_qemu_arches": list(args.cg_qemu_arches),
-                   "callgrind_qemu_tries": args.cg_qemu_tries},
+                   "callgrind_qemu_tries": args.cg_qemu_tries, "linux_reps": args.linux_reps},
         "targets": {"rt_swift_ns": TARGET_RT_SWIFT_NS, "rt_c_ns": TARGET_RT_C_NS,
                     "flat_ratio_4096_to_1": TARGET_FLAT_RATIO, "alloc_c": TARGET_ALLOC_C,
                     "alloc_swift": TARGET_ALLOC_SWIFT, "qemu_ratio_to_floor": TARGET_QEMU_RATIO,
+                    "direct_read_speedup": TARGET_DIRECT_SPEEDUP,
                     "bulk_read_mb_s": TARGET_BULK_MBS},
-        "rows": rows, "engine_raw": metrics, "callgrind": cg, "callgrind_qemu": cgq, "qemu": q, "alloc_traces": traces, "retains": retains,
+        "rows": rows, "engine_raw": metrics, "callgrind": cg, "callgrind_qemu": cgq, "qemu": q, "linux": lx, "qemu_reads": qr, "alloc_traces": traces, "retains": retains,
         "artifacts": os.path.relpath(outdir, ROOT), "errors": errors,
     }
     path = os.path.join(RESULTS, f"{stamp}.json")

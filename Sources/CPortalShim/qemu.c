@@ -45,6 +45,7 @@ QEMU_PLUGIN_API_EXPORT int qemu_plugin_version = QEMU_PLUGIN_API_VERSION;
 #pragma weak qemu_plugin_set_pc
 #pragma weak qemu_plugin_read_memory_vaddr
 #pragma weak qemu_plugin_write_memory_vaddr
+#pragma weak qemu_plugin_register_vcpu_resume_cb
 
 /*
  * What decides that an instruction is the hypercall: all of its bytes, as
@@ -205,6 +206,12 @@ static void vcpu_initialised(unsigned int vcpu_index, void *userdata)
     callbacks.vcpu_init(vcpu_index);
 }
 
+static void vcpu_resumed(unsigned int vcpu_index, void *userdata)
+{
+    (void)userdata;
+    callbacks.vcpu_resumed(vcpu_index);
+}
+
 static void emulation_ended(void *userdata)
 {
     (void)userdata;
@@ -233,6 +240,9 @@ void portal_qemu_start(uint64_t plugin_id, portal_qemu_arch arch, portal_qemu_ca
     qemu_plugin_register_vcpu_init_cb(plugin_id, vcpu_initialised, NULL);
     qemu_plugin_register_vcpu_tb_trans_cb(plugin_id, block_translated, NULL);
     qemu_plugin_register_atexit_cb(plugin_id, emulation_ended, NULL);
+    /* Optional: without it, interrupt work waits for the guest's next trap. */
+    if (qemu_plugin_register_vcpu_resume_cb)
+        qemu_plugin_register_vcpu_resume_cb(plugin_id, vcpu_resumed, NULL);
 }
 
 void *portal_qemu_find_register(const char *name)

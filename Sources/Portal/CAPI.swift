@@ -92,23 +92,30 @@ private func withEngine<R>(_ function: String, failure: R, _ body: (PortalEngine
     }()
 }
 
+/// The Swift side of the C API's `portal_attach`; include/portal/portal.h documents it.
 @_cdecl("portal_attach")
-public func portalAttach(_ number: UInt32, _ step: portal_step_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+@_spi(CAPI) public func portalAttach(_ number: UInt32, _ step: portal_step_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     withEngine("portal_attach", failure: -1) { engine in
         guard let step else {
             engine.logger.error("portal_attach(\(HypercallNumber(rawValue: number))): the step function is NULL")
             return -1
         }
         let data = OpaqueUserData(pointer: userData)
-        let attached = engine.attach(HypercallNumber(rawValue: number), WorkFactory { call in
-            CStepWork(step: step, userData: data, call: call)
-        })
-        return attached ? 0 : -1
+        do {
+            try engine.attach(HypercallNumber(rawValue: number), WorkFactory { call in
+                CStepWork(step: step, userData: data, call: call)
+            })
+            return 0
+        } catch {
+            engine.logger.error("\(error)")
+            return -1
+        }
     }
 }
 
+/// The Swift side of the C API's `portal_detach`; include/portal/portal.h documents it.
 @_cdecl("portal_detach")
-public func portalDetach(_ number: UInt32) -> Int32 {
+@_spi(CAPI) public func portalDetach(_ number: UInt32) -> Int32 {
     withEngine("portal_detach", failure: -1) { engine in
         guard engine.detach(HypercallNumber(rawValue: number)) else {
             engine.logger.error("portal_detach(\(HypercallNumber(rawValue: number))): no work is attached to it")
@@ -118,8 +125,9 @@ public func portalDetach(_ number: UInt32) -> Int32 {
     }
 }
 
+/// The Swift side of the C API's `portal_register_interrupt`; include/portal/portal.h documents it.
 @_cdecl("portal_register_interrupt")
-public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: portal_step_fn?,
+@_spi(CAPI) public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: portal_step_fn?,
                                     _ userData: UnsafeMutableRawPointer?) -> Int32 {
     withEngine("portal_register_interrupt", failure: -1) { engine in
         guard let name, let step else {
@@ -134,19 +142,27 @@ public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: porta
     }
 }
 
+/// The Swift side of the C API's `portal_queue_interrupt`; include/portal/portal.h documents it.
 @_cdecl("portal_queue_interrupt")
-public func portalQueueInterrupt(_ name: UnsafePointer<CChar>?) -> Bool {
+@_spi(CAPI) public func portalQueueInterrupt(_ name: UnsafePointer<CChar>?) -> Bool {
     withEngine("portal_queue_interrupt", failure: false) { engine in
         guard let name else {
             engine.logger.error("portal_queue_interrupt: the name is NULL")
             return false
         }
-        return engine.queueInterrupt(String(cString: name))
+        do {
+            try engine.queueInterrupt(String(cString: name))
+            return true
+        } catch {
+            engine.logger.error("\(error)")
+            return false
+        }
     }
 }
 
+/// The Swift side of the C API's `portal_take_install_budget`; include/portal/portal.h documents it.
 @_cdecl("portal_take_install_budget")
-public func portalTakeInstallBudget(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalTakeInstallBudget(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                                     _ wanted: UInt32) -> UInt32 {
     guard let conversation else { return 0 }
     let granted = min(wanted, conversation.pointee.install_budget)
@@ -154,8 +170,9 @@ public func portalTakeInstallBudget(_ conversation: UnsafeMutablePointer<portal_
     return granted
 }
 
+/// The Swift side of the C API's `portal_op`; include/portal/portal.h documents it.
 @_cdecl("portal_op")
-public func portalOp(_ name: UnsafePointer<CChar>?) -> UInt32 {
+@_spi(CAPI) public func portalOp(_ name: UnsafePointer<CChar>?) -> UInt32 {
     guard let name else { return 0 }
     let opName = String(cString: name)
     return PluginInstance.withCurrent { $0.engine.configuration.ops.number(of: opName) ?? 0 } ?? 0

@@ -58,8 +58,9 @@ private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capac
     bytes.withUnsafeBytes { field.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
 }
 
+/// The Swift side of the C API's `portal_decode_processes`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_processes")
-public func portalDecodeProcesses(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeProcesses(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                                   _ response: UnsafePointer<portal_response>?,
                                   _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
                                   _ records: UnsafeMutablePointer<portal_process_record>?,
@@ -115,8 +116,9 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
     }
 }
 
+/// The Swift side of the C API's `portal_decode_mappings`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_mappings")
-public func portalDecodeMappings(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeMappings(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                                  _ response: UnsafePointer<portal_response>?,
                                  _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
                                  _ records: UnsafeMutablePointer<portal_mapping_record>?,
@@ -153,8 +155,9 @@ public func portalDecodeMappings(_ conversation: UnsafeMutablePointer<portal_con
     return Int32(page.records.count)
 }
 
+/// The Swift side of the C API's `portal_decode_fds`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_fds")
-public func portalDecodeFDs(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeFDs(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                             _ response: UnsafePointer<portal_response>?,
                             _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
                             _ records: UnsafeMutablePointer<portal_fd_record>?,
@@ -193,8 +196,9 @@ public func portalDecodeFDs(_ conversation: UnsafeMutablePointer<portal_conversa
     return Int32(page.records.count)
 }
 
+/// The Swift side of the C API's `portal_decode_process`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_process")
-public func portalDecodeProcess(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeProcess(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                                 _ response: UnsafePointer<portal_response>?,
                                 _ details: UnsafeMutablePointer<portal_process_details>?) -> Int32 {
     let op = "OSI_PROC"
@@ -212,8 +216,9 @@ public func portalDecodeProcess(_ conversation: UnsafeMutablePointer<portal_conv
     return 0
 }
 
+/// The Swift side of the C API's `portal_decode_heap`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_heap")
-public func portalDecodeHeap(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeHeap(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                              _ response: UnsafePointer<portal_response>?,
                              _ start: UnsafeMutablePointer<UInt64>?, _ end: UnsafeMutablePointer<UInt64>?) -> Int32 {
     let op = "OSI_PROC_MEM"
@@ -229,8 +234,9 @@ public func portalDecodeHeap(_ conversation: UnsafeMutablePointer<portal_convers
     }
 }
 
+/// The Swift side of the C API's `portal_decode_vfs_open`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_vfs_open")
-public func portalDecodeVFSOpen(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeVFSOpen(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                                 _ response: UnsafePointer<portal_response>?,
                                 _ opened: UnsafeMutablePointer<portal_vfs_open>?) -> Int32 {
     let op = "VFS_OPEN"
@@ -245,8 +251,9 @@ public func portalDecodeVFSOpen(_ conversation: UnsafeMutablePointer<portal_conv
     }
 }
 
+/// The Swift side of the C API's `portal_decode_vfs_read`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_vfs_read")
-public func portalDecodeVFSRead(_ conversation: UnsafeMutablePointer<portal_conversation>?,
+@_spi(CAPI) public func portalDecodeVFSRead(_ conversation: UnsafeMutablePointer<portal_conversation>?,
                                 _ response: UnsafePointer<portal_response>?, _ wanted: UInt32,
                                 _ chunk: UnsafeMutablePointer<portal_vfs_chunk>?) -> Int32 {
     let op = "VFS_READ"

@@ -2,6 +2,10 @@ import CPortalShim
 import PortalEngine
 
 /// Guest memory of `cpu` through the PANDA-style emulator's accessors.
+/// Used for the region and the interrupt flag only: this front end gives
+/// the engine no direct view of memory (`directMemory:`), so Swift
+/// handlers' reads and writes stay portal round trips here (the C harness
+/// and the engine bench measure those through this front end).
 func pandaMemory(_ cpu: OpaquePointer) -> GuestMemory {
     GuestMemory(context: UnsafeMutableRawPointer(cpu), read: portal_panda_read, write: portal_panda_write)
 }
@@ -9,7 +13,7 @@ func pandaMemory(_ cpu: OpaquePointer) -> GuestMemory {
 /// PANDA-style entry point: reads and checks the arguments, then serves
 /// every hypercall of the guest. See include/portal/panda.h.
 @_cdecl("init_plugin")
-public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
+@_spi(CAPI) public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
     let early = LogSink.standardError.logger(level: .error)
     guard portal_shim_has_panda_host() else {
         early.error("init_plugin: the process does not export the PANDA-style emulator functions of portal/panda.h")
@@ -41,7 +45,7 @@ public func initPlugin(_ handle: UnsafeMutableRawPointer?) -> Bool {
 /// handle that did not make the current load is refused with a line and
 /// changes nothing.
 @_cdecl("uninit_plugin")
-public func uninitPlugin(_ handle: UnsafeMutableRawPointer?) {
+@_spi(CAPI) public func uninitPlugin(_ handle: UnsafeMutableRawPointer?) {
     guard let (current, logger) = PluginInstance.withCurrent({ ($0.handle, $0.logger) }) else { return }
     guard let handle, current == UInt(bitPattern: handle) else {
         logger.error("uninit_plugin: handle \(handle.map { "\($0)" } ?? "NULL") did not load the plugin (the current load's handle is \(UnsafeRawPointer(bitPattern: current).map { "\($0)" } ?? "none")); nothing was unloaded")

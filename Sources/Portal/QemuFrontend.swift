@@ -107,7 +107,7 @@ func qemuMemory(_ slot: QemuRegisters) -> GuestMemory {
 /// QEMU entry point: checks the target and the arguments, then watches every
 /// translated block for the target's hypercall instruction.
 @_cdecl("qemu_plugin_install")
-public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: Int32,
+@_spi(CAPI) public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: Int32,
                               _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     let early = LogSink.standardError.logger(level: .error)
     guard portal_shim_has_qemu_host() else {
@@ -136,7 +136,8 @@ public func qemuPluginInstall(_ id: UInt64, _ info: UnsafeRawPointer?, _ argc: I
         entryPoint: "qemu_plugin_install", arguments: arguments, layout: target.layout, vcpuCount: vcpuCount,
         qemu: QemuFrontend(target: target, vcpuCount: vcpuCount)) else { return -1 }
     portal_qemu_start(id, target.arch, portal_qemu_callbacks(
-        vcpu_init: qemuVCPUInitialised, hypercall: qemuHypercall, at_exit: qemuExited))
+        vcpu_init: qemuVCPUInitialised, hypercall: qemuHypercall, at_exit: qemuExited,
+        vcpu_resumed: qemuVCPUResumed))
     if !portal_qemu_capstone_available() {
         instance.logger.warn("Capstone (libcapstone.so.4) could not be loaded; hypercall instructions are recognised by their exact bytes alone")
     }
@@ -210,7 +211,12 @@ private func serveQemuHypercall(_ instance: PluginInstance, _ frontend: QemuFron
         (arg1, arg2) = (first, second)
     }
     let call = Hypercall(number: number, arg1: arg1, arg2: arg2, arg3: arg3, arg4: arg4, vcpu: vcpu.index)
-    guard case .returning(let value) = instance.engine.hypercall(call, vcpu: vcpu, memory: qemuMemory(slot))
+    // QEMU's vaddr accessors are the vCPU's own view of the trapping task's
+    // virtual memory: the region's accessor and, for handlers' reads and
+    // writes, the direct view (direct memory first, unless direct_memory=off).
+    let memory = qemuMemory(slot)
+    guard case .returning(let value) = instance.engine.hypercall(call, vcpu: vcpu, memory: memory,
+                                                                 directMemory: memory)
     else { return }
     if slot.resultWidth == 0 {
         var resultWidth = 0
@@ -219,6 +225,22 @@ private func serveQemuHypercall(_ instance: PluginInstance, _ frontend: QemuFron
     }
     if slot.resultWidth == 0 || !frontend.write(slot.result!, of: slot, value: value, width: slot.resultWidth) {
         instance.logger.error("\(call.number) on vCPU \(vcpu.index): QEMU refused to write the return register")
+    }
+}
+
+/// A vCPU runs again after waiting idle (the guest halted it until an
+/// interrupt): the engine raises the interrupt flag if work is pending.
+/// The guest module looks at the flag on syscalls and its timer, but the
+/// plugin could otherwise write it only during a hypercall, so a request on
+/// the control socket would wait for the idle guest's next trap. Nothing
+/// pending: one atomic load after QEMU's own call.
+private let qemuVCPUResumed: @convention(c) (UInt32) -> Void = { index in
+    PluginInstance.withCurrent { instance in
+        guard let frontend = instance.qemu else { return }
+        frontend.registers.with(Int(index)) { slot in
+            guard slot.buffer != nil else { return }
+            instance.engine.announcePendingInterrupts(memory: qemuMemory(slot))
+        }
     }
 }
 

@@ -2,7 +2,7 @@ import PortalEngine
 
 /// What a command does once its arguments are checked: answer at once, or
 /// run work in the guest and answer when the guest has.
-public enum CommandOutcome: Sendable {
+package enum CommandOutcome: Sendable {
     /// The `return` value, ready now.
     case value(JSONValue)
     /// Work for the guest's next interrupt conversation; its value is the `return`.
@@ -15,20 +15,20 @@ public enum CommandOutcome: Sendable {
 /// anything that needs the guest goes into the `.guest` outcome. Typed
 /// guest operations (processes, maps, files, exec) are added as entries of
 /// this kind: parse arguments, return `.guest(GuestWork { guest in ... })`.
-public struct ControlCommand: Sendable {
+package struct ControlCommand: Sendable {
     /// The QMP name (`query-portal`, `guest-memory-read`).
-    public let name: String
+    package let name: String
     /// One sentence for `portalctl` and MCP tool listings.
-    public let summary: String
+    package let summary: String
     /// Checks the arguments and says what to do.
-    public let run: @Sendable (CommandArguments) throws(QMPError) -> CommandOutcome
+    package let run: @Sendable (CommandArguments) throws(QMPError) -> CommandOutcome
 
     /// Creates a command.
     /// - Parameters:
     ///   - name: the QMP name.
     ///   - summary: one sentence saying what it does.
     ///   - run: checks the arguments and returns the outcome.
-    public init(_ name: String, summary: String,
+    package init(_ name: String, summary: String,
                 run: @escaping @Sendable (CommandArguments) throws(QMPError) -> CommandOutcome) {
         self.name = name
         self.summary = summary
@@ -38,15 +38,15 @@ public struct ControlCommand: Sendable {
 
 /// What `query-portal` reports about the emulator side, which the control
 /// plane itself does not know.
-public struct PortalInfo: Sendable {
+package struct PortalInfo: Sendable {
     /// The plugin's version text.
-    public var version: String
+    package var version: String
     /// `qemu` or `panda`.
-    public var emulator: String
+    package var emulator: String
     /// The guest architecture as the emulator names it (`x86_64`), if known.
-    public var architecture: String?
+    package var architecture: String?
     /// vCPUs the plugin serves.
-    public var vcpus: Int
+    package var vcpus: Int
 
     /// Creates the description.
     /// - Parameters:
@@ -54,7 +54,7 @@ public struct PortalInfo: Sendable {
     ///   - emulator: the front end's name.
     ///   - architecture: the guest architecture, if the emulator says.
     ///   - vcpus: the number of vCPUs.
-    public init(version: String, emulator: String, architecture: String?, vcpus: Int) {
+    package init(version: String, emulator: String, architecture: String?, vcpus: Int) {
         self.version = version
         self.emulator = emulator
         self.architecture = architecture
@@ -63,13 +63,14 @@ public struct PortalInfo: Sendable {
 }
 
 /// The commands every control socket has.
-public enum StandardCommands {
+package enum StandardCommands {
     /// Seconds a guest request waits for the guest unless its `timeout` says otherwise.
-    public static let defaultTimeout = 10.0
+    package static let defaultTimeout = 10.0
     /// The most bytes one memory read or write may move (a reply stays well under the framer's limit in hex).
-    public static let maxTransfer = 256 * 1024
+    package static let maxTransfer = 256 * 1024
 
-    /// The table: `query-portal`, `query-stats`, guest memory and the guest clock.
+    /// The table: `query-portal`, `query-stats`, guest memory, the guest
+    /// clock, and the typed guest operations of ``GuestCommands``.
     /// - Parameters:
     ///   - engine: the engine the guest commands run through.
     ///   - info: what the emulator side reports for `query-portal`.
@@ -77,8 +78,47 @@ public enum StandardCommands {
     ///     events of `watch-hypercall` (nil: empty statistics, no events).
     ///   - requests: the queue guest requests wait in, for `query-portal`.
     /// - Returns: the commands, in the order `query-commands` lists them.
-    public static func make(engine: PortalEngine, info: PortalInfo, recorder: ControlRecorder?,
+    package static func make(engine: PortalEngine, info: PortalInfo, recorder: ControlRecorder?,
                             requests: GuestRequestQueue) -> [ControlCommand] {
+        // guest-info lists every command, itself included: the names are
+        // filled in once the table is made.
+        let names = Lock<[String]>([])
+        let syscalls = recorder.map { SyscallWatch(engine: engine, recorder: $0) }
+        let commands = memoryCommands(engine: engine, info: info, recorder: recorder, requests: requests)
+            + [watchSyscall(syscalls)]
+            + GuestCommands.make(files: GuestFileTable(), programs: GuestProgramTable(), version: info.version,
+                                 commandNames: { names.withLock { $0 } })
+        names.withLock { $0 = ["qmp_capabilities", "query-commands"] + commands.map(\.name) }
+        return commands
+    }
+
+    /// `watch-syscall`: announce the guest's syscall-enter events for one
+    /// syscall as `PORTAL_SYSCALL` events.
+    static func watchSyscall(_ syscalls: SyscallWatch?) -> ControlCommand {
+        ControlCommand("watch-syscall",
+                       summary: "Announce the guest's syscall-enter events (0x1338) for NAME as PORTAL_SYSCALL events (or stop).") {
+            args throws(QMPError) in
+            try args.allowOnly(["name", "enable"])
+            let name = try args.string("name")
+            guard !name.isEmpty, name.utf8.count < 48 else {
+                throw QMPError("Parameter 'name' expects a syscall name of 1 to 47 bytes (the guest's syscall_event.name)")
+            }
+            var enabled = true
+            if let given = args.value("enable") {
+                guard case .bool(let flag) = given else {
+                    throw QMPError("Invalid parameter type for 'enable', expected: bool")
+                }
+                enabled = flag
+            }
+            guard let syscalls else { throw QMPError("this plugin keeps no recorder: no events") }
+            return .value(.object([("watching", .array(syscalls.watch(name, enabled: enabled).map { .string($0) }))]))
+        }
+    }
+
+    /// The commands that need no typed operation: the plugin, statistics,
+    /// events, guest memory and the guest clock.
+    static func memoryCommands(engine: PortalEngine, info: PortalInfo, recorder: ControlRecorder?,
+                               requests: GuestRequestQueue) -> [ControlCommand] {
         [
             ControlCommand("query-portal", summary: "The plugin, the guest layout, the op table and what is live now.") {
                 args throws(QMPError) in
@@ -192,7 +232,7 @@ extension JSONValue {
     /// An unsigned number as JSON: `.int` when it fits, else `.uint`.
     /// - Parameter value: the number.
     /// - Returns: the JSON number.
-    public static func uint64(_ value: UInt64) -> JSONValue {
+    package static func uint64(_ value: UInt64) -> JSONValue {
         value <= UInt64(Int64.max) ? .int(Int64(value)) : .uint(value)
     }
 }

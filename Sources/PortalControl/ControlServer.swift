@@ -6,15 +6,15 @@ import Synchronization
 
 /// Why the control socket or the trace file could not be set up; the text
 /// names the path and the reason.
-public struct ControlSetupError: Error, Equatable, Sendable, CustomStringConvertible {
+package struct ControlSetupError: Error, Equatable, Sendable, CustomStringConvertible {
     /// One line saying what is wrong.
-    public let message: String
+    package let message: String
 
     /// Creates an error.
     /// - Parameter message: one line naming the path and the reason.
-    public init(message: String) { self.message = message }
+    package init(message: String) { self.message = message }
 
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// Monotonic time in nanoseconds.
@@ -33,9 +33,9 @@ func monotonicNanoseconds() -> UInt64 {
 /// answers through a locked list and a wake-up pipe. Commands that need the
 /// guest run as interrupt work (`GuestRequestQueue`); the client waits
 /// while other clients are served.
-public final class ControlServer: @unchecked Sendable {
+package final class ControlServer: @unchecked Sendable {
     /// The socket's path.
-    public let path: String
+    package let path: String
     private let commands: [String: ControlCommand]
     /// Command names in the order `query-commands` lists them.
     private let commandNames: [String]
@@ -71,7 +71,7 @@ public final class ControlServer: @unchecked Sendable {
     ///   - logger: where connection problems are logged.
     ///   - commands: makes the command table (`qmp_capabilities` and
     ///     `query-commands` are built in), given the queue guest requests wait in.
-    public init(path: String, engine: PortalEngine, version: (major: Int, minor: Int, micro: Int, package: String),
+    package init(path: String, engine: PortalEngine, version: (major: Int, minor: Int, micro: Int, package: String),
                 logger: PortalLogger, commands makeCommands: (GuestRequestQueue) -> [ControlCommand]) {
         self.path = path
         self.logger = logger
@@ -101,7 +101,7 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     /// Guest requests waiting for the guest's next interrupt conversation.
-    public var waitingRequests: Int { requests.waitingCount }
+    package var waitingRequests: Int { requests.waitingCount }
 
     // MARK: Starting and stopping
 
@@ -111,7 +111,7 @@ public final class ControlServer: @unchecked Sendable {
     /// process that died) is replaced; any other file, or a socket some
     /// process is listening on, is left alone and refused.
     /// - Throws: `ControlSetupError` saying why the socket cannot be used.
-    public func start() throws(ControlSetupError) {
+    package func start() throws(ControlSetupError) {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
@@ -202,7 +202,7 @@ public final class ControlServer: @unchecked Sendable {
 
     /// Stops serving: every client is disconnected, waiting requests are
     /// dropped, and the socket file is removed (if it is still ours).
-    public func stop() {
+    package func stop() {
         guard let thread, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         wake()
         pthread_join(thread, nil)
@@ -238,7 +238,7 @@ public final class ControlServer: @unchecked Sendable {
     /// - Parameters:
     ///   - name: the event's name (QMP style: `PORTAL_HYPERCALL`).
     ///   - data: its `data` member.
-    public func emit(event name: String, data: JSONValue) {
+    package func emit(event name: String, data: JSONValue) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let message = JSONValue.object([

@@ -3,21 +3,21 @@ import Synchronization
 
 /// The guest side of a command: an async body run inside the guest's next
 /// interrupt conversation, whose value becomes the command's `return`.
-public struct GuestWork: Sendable {
+package struct GuestWork: Sendable {
     /// The work itself; it may await any guest operation. `nonisolated(nonsending)`
     /// like the engine's handlers, so its awaits cost no executor switch.
-    public typealias Body = nonisolated(nonsending) @Sendable (Guest) async throws -> JSONValue
+    package typealias Body = nonisolated(nonsending) @Sendable (Guest) async throws -> JSONValue
 
     /// Seconds the client waits for the guest before the request fails.
-    public let timeout: Double
+    package let timeout: Double
     /// The work.
-    public let body: Body
+    package let body: Body
 
     /// Creates guest work.
     /// - Parameters:
     ///   - timeout: seconds before the client gets a timeout error.
     ///   - body: what to do in the guest.
-    public init(timeout: Double, body: @escaping Body) {
+    package init(timeout: Double, body: @escaping Body) {
         self.timeout = timeout
         self.body = body
     }
@@ -27,7 +27,7 @@ public struct GuestWork: Sendable {
 /// once from waiting to running to finished, or to abandoned (timed out,
 /// or its client left): whichever side changes it first wins, so a late
 /// result is dropped and a request whose client left is never run.
-public final class GuestRequest: Sendable {
+package final class GuestRequest: Sendable {
     /// The states, as the atomic holds them.
     enum State: Int {
         case waiting = 0, running, finished, abandoned
@@ -86,9 +86,9 @@ public final class GuestRequest: Sendable {
 /// conversation: the interrupt `portal-control` is queued once for any
 /// number of requests, and its handler runs every request still wanted,
 /// in arrival order, one after the other in that one conversation.
-public final class GuestRequestQueue: Sendable {
+package final class GuestRequestQueue: Sendable {
     /// The interrupt name the control plane registers with the engine.
-    public static let interruptName = "portal-control"
+    package static let interruptName = "portal-control"
 
     private let engine: PortalEngine
     private let queue = Lock<[GuestRequest]>([])
@@ -104,18 +104,18 @@ public final class GuestRequestQueue: Sendable {
     }
 
     /// Removes the interrupt handler (at unload).
-    public func close() {
+    package func close() {
         engine.unregisterInterrupt(Self.interruptName)
     }
 
     /// Requests that may wait for the guest at once: a guest that never
     /// runs its interrupt conversation must not let clients grow the queue
     /// without bound.
-    public static let limit = 1024
+    package static let limit = 1024
 
     /// Requests waiting for the guest's next interrupt conversation (not
     /// those whose client gave up).
-    public var waitingCount: Int { queue.withLock { $0.lazy.filter(\.isWaiting).count } }
+    package var waitingCount: Int { queue.withLock { $0.lazy.filter(\.isWaiting).count } }
 
     /// Queues `request` for the guest's next interrupt conversation.
     /// Requests abandoned meanwhile are dropped from the queue first.
@@ -131,9 +131,11 @@ public final class GuestRequestQueue: Sendable {
         guard queued else {
             return "\(Self.limit) requests are already waiting for the guest's interrupt conversation; try again later"
         }
-        guard engine.queueInterrupt(Self.interruptName) else {
+        do {
+            try engine.queueInterrupt(Self.interruptName)
+        } catch {
             _ = request.abandon()
-            return "the request could not be queued for the guest (see the plugin's log)"
+            return "the request could not be queued for the guest: \(error)"
         }
         return nil
     }
@@ -163,7 +165,13 @@ public final class GuestRequestQueue: Sendable {
             }
             if request.finish() { deliver(request, result) }
             if conversationOver {
-                if waitingCount > 0 { engine.queueInterrupt(Self.interruptName) }
+                if waitingCount > 0 {
+                    do {
+                        try engine.queueInterrupt(Self.interruptName)
+                    } catch {
+                        engine.logger.error("\(error)")
+                    }
+                }
                 return
             }
         }

@@ -5,7 +5,7 @@
 /// the plugin. Integers keep all 64 bits (guest addresses are unsigned
 /// 64-bit numbers; a Double would round them). Object members keep their
 /// order, so replies print in the order they were built.
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// An integer that fits in `Int64`.
@@ -19,7 +19,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Members in the order they were written; a repeated key keeps its last value on lookup.
     case object([(String, JSONValue)])
 
-    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    package static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
@@ -35,19 +35,19 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// The member `key` of an object (the last one if repeated); nil for a missing key or a non-object.
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.last(where: { $0.0 == key })?.1
     }
 
     /// The string, if this is one.
-    public var stringValue: String? {
+    package var stringValue: String? {
         if case .string(let text) = self { return text }
         return nil
     }
 
     /// The value as an unsigned 64-bit integer, if it is a whole number in range.
-    public var uint64Value: UInt64? {
+    package var uint64Value: UInt64? {
         switch self {
         case .int(let value): return value >= 0 ? UInt64(value) : nil
         case .uint(let value): return value
@@ -56,7 +56,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// The value as an `Int`, if it is a whole number in range.
-    public var intValue: Int? {
+    package var intValue: Int? {
         switch self {
         case .int(let value): return Int(exactly: value)
         case .uint(let value): return Int(exactly: value)
@@ -65,7 +65,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// The value as a `Double`, for any number.
-    public var doubleValue: Double? {
+    package var doubleValue: Double? {
         switch self {
         case .int(let value): return Double(value)
         case .uint(let value): return Double(value)
@@ -75,19 +75,19 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// The members, if this is an object.
-    public var objectMembers: [(String, JSONValue)]? {
+    package var objectMembers: [(String, JSONValue)]? {
         if case .object(let members) = self { return members }
         return nil
     }
 
     /// The elements, if this is an array.
-    public var arrayValue: [JSONValue]? {
+    package var arrayValue: [JSONValue]? {
         if case .array(let elements) = self { return elements }
         return nil
     }
 
     /// The JSON type's name, for error messages ("a string", "an object").
-    public var typeDescription: String {
+    package var typeDescription: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -106,7 +106,7 @@ extension JSONValue {
     ///
     /// Strings are escaped as RFC 8259 requires; control characters become
     /// `\uXXXX`, everything else is written as UTF-8.
-    public var serialized: String {
+    package var serialized: String {
         var text = ""
         write(to: &text)
         return text
@@ -114,7 +114,7 @@ extension JSONValue {
 
     /// Appends this value's JSON text to `text`.
     /// - Parameter text: where the text goes.
-    public func write(to text: inout String) {
+    package func write(to text: inout String) {
         switch self {
         case .null: text += "null"
         case .bool(let value): text += value ? "true" : "false"
@@ -168,36 +168,36 @@ extension JSONValue {
 // MARK: Parsing
 
 /// Why a text is not valid JSON, with the byte offset where parsing stopped.
-public struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertible {
+package struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Byte offset into the text.
-    public let offset: Int
+    package let offset: Int
     /// What was expected there.
-    public let reason: String
+    package let reason: String
 
     /// Creates an error.
     /// - Parameters:
     ///   - offset: the byte offset where parsing stopped.
     ///   - reason: what was expected there.
-    public init(offset: Int, reason: String) {
+    package init(offset: Int, reason: String) {
         self.offset = offset
         self.reason = reason
     }
 
-    public var description: String { "JSON parse error at byte \(offset): \(reason)" }
+    package var description: String { "JSON parse error at byte \(offset): \(reason)" }
 }
 
 extension JSONValue {
     /// The deepest nesting of arrays and objects a parse accepts: deeper
     /// input is refused rather than recursed into (a request from a socket
     /// must not exhaust the thread's stack).
-    public static let maxDepth = 64
+    package static let maxDepth = 64
 
     /// Parses one JSON value filling the whole of `bytes` (surrounding
     /// whitespace allowed).
     /// - Parameter bytes: UTF-8 text.
     /// - Returns: the value.
     /// - Throws: `JSONParseError` naming the offset and what was expected.
-    public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes: Array(bytes))
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -212,7 +212,7 @@ extension JSONValue {
     /// - Parameter text: the JSON text.
     /// - Returns: the value.
     /// - Throws: `JSONParseError`.
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 }

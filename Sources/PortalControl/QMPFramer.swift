@@ -9,9 +9,9 @@
 /// to its end and reported as `.oversized`, after which the stream goes on.
 /// Text that does not start with `{` or `[` is cut at the next whitespace
 /// and reported as a message of its own (the parser then refuses it).
-public struct QMPFramer: Sendable {
+package struct QMPFramer: Sendable {
     /// One message's worth of the stream.
-    public enum Frame: Sendable, Equatable {
+    package enum Frame: Sendable, Equatable {
         /// A complete message's bytes (not yet parsed).
         case message([UInt8])
         /// A message longer than `maxMessageBytes`; its byte count.
@@ -19,10 +19,10 @@ public struct QMPFramer: Sendable {
     }
 
     /// The largest message kept: 1 MiB.
-    public static let defaultLimit = 1 << 20
+    package static let defaultLimit = 1 << 20
 
     /// Messages longer than this are refused.
-    public let maxMessageBytes: Int
+    package let maxMessageBytes: Int
 
     private var buffer: [UInt8] = []
     /// Bytes of the current message so far, kept or not.
@@ -36,17 +36,17 @@ public struct QMPFramer: Sendable {
 
     /// Creates a framer.
     /// - Parameter maxMessageBytes: the largest message kept whole.
-    public init(maxMessageBytes: Int = QMPFramer.defaultLimit) {
+    package init(maxMessageBytes: Int = QMPFramer.defaultLimit) {
         self.maxMessageBytes = maxMessageBytes
     }
 
     /// Whether part of a message is waiting for more bytes.
-    public var isMidMessage: Bool { length > 0 }
+    package var isMidMessage: Bool { length > 0 }
 
     /// Feeds bytes read from the client.
     /// - Parameter bytes: the next bytes of the stream.
     /// - Returns: the messages these bytes complete, in order.
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Frame] {
+    package mutating func feed(_ bytes: some Sequence<UInt8>) -> [Frame] {
         var frames: [Frame] = []
         for byte in bytes { take(byte, into: &frames) }
         return frames
@@ -117,7 +117,7 @@ public struct QMPFramer: Sendable {
     /// Ends the stream: a bare word waiting for its terminator is complete,
     /// an unclosed object is dropped.
     /// - Returns: the last message, if the stream ended with a bare word.
-    public mutating func finish() -> Frame? {
+    package mutating func finish() -> Frame? {
         guard length > 0, bare else { return nil }
         var frames: [Frame] = []
         emit(into: &frames)

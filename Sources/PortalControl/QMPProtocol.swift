@@ -1,7 +1,7 @@
 /// A command's failure as QMP reports it: `{"error": {"class": ..., "desc": ...}}`.
-public struct QMPError: Error, Equatable, Sendable, CustomStringConvertible {
+package struct QMPError: Error, Equatable, Sendable, CustomStringConvertible {
     /// QMP's error classes; clients dispatch on them.
-    public enum ErrorClass: String, Sendable {
+    package enum ErrorClass: String, Sendable {
         /// Everything without a class of its own (QEMU's default).
         case genericError = "GenericError"
         /// The command does not exist (or not before `qmp_capabilities`).
@@ -9,29 +9,29 @@ public struct QMPError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The error's class.
-    public let errorClass: ErrorClass
+    package let errorClass: ErrorClass
     /// The human-readable reason.
-    public let desc: String
+    package let desc: String
 
     /// Creates an error.
     /// - Parameters:
     ///   - errorClass: the QMP class.
     ///   - desc: one line saying what went wrong.
-    public init(_ errorClass: ErrorClass, _ desc: String) {
+    package init(_ errorClass: ErrorClass, _ desc: String) {
         self.errorClass = errorClass
         self.desc = desc
     }
 
     /// Creates a `GenericError`, the class of every error but an unknown command.
     /// - Parameter desc: one line saying what went wrong.
-    public init(_ desc: String) {
+    package init(_ desc: String) {
         self.init(.genericError, desc)
     }
 
-    public var description: String { "\(errorClass.rawValue): \(desc)" }
+    package var description: String { "\(errorClass.rawValue): \(desc)" }
 
     /// The `{"class": ..., "desc": ...}` object.
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object([("class", .string(errorClass.rawValue)), ("desc", .string(desc))])
     }
 }
@@ -39,18 +39,18 @@ public struct QMPError: Error, Equatable, Sendable, CustomStringConvertible {
 /// A command's arguments with QEMU's checks and messages: missing,
 /// unexpected and mistyped parameters are refused with the same words
 /// QEMU uses ("Parameter 'size' is missing").
-public struct CommandArguments: Sendable {
+package struct CommandArguments: Sendable {
     /// The members of the request's `arguments` object.
-    public let members: [(String, JSONValue)]
+    package let members: [(String, JSONValue)]
 
     /// Wraps the `arguments` object of a request.
     /// - Parameter members: the object's members (empty when absent).
-    public init(_ members: [(String, JSONValue)]) { self.members = members }
+    package init(_ members: [(String, JSONValue)]) { self.members = members }
 
     /// Refuses any argument not in `known`.
     /// - Parameter known: the names the command takes.
     /// - Throws: `QMPError` naming the first unexpected parameter.
-    public func allowOnly(_ known: [String]) throws(QMPError) {
+    package func allowOnly(_ known: [String]) throws(QMPError) {
         for (name, _) in members where !known.contains(name) {
             throw QMPError("Parameter '\(name)' is unexpected")
         }
@@ -59,7 +59,7 @@ public struct CommandArguments: Sendable {
     /// The value of `name`, if given.
     /// - Parameter name: the argument's name.
     /// - Returns: its value or nil.
-    public func value(_ name: String) -> JSONValue? {
+    package func value(_ name: String) -> JSONValue? {
         members.last(where: { $0.0 == name })?.1
     }
 
@@ -72,7 +72,7 @@ public struct CommandArguments: Sendable {
     /// - Parameter name: the argument's name.
     /// - Returns: its value.
     /// - Throws: `QMPError` if missing or not an integer in range.
-    public func uint64(_ name: String) throws(QMPError) -> UInt64 {
+    package func uint64(_ name: String) throws(QMPError) -> UInt64 {
         guard let number = try required(name).uint64Value else {
             throw QMPError("Invalid parameter type for '\(name)', expected: uint64")
         }
@@ -85,7 +85,7 @@ public struct CommandArguments: Sendable {
     ///   - range: the values accepted.
     /// - Returns: its value.
     /// - Throws: `QMPError` if missing, not an integer, or out of range.
-    public func int(_ name: String, in range: ClosedRange<Int>) throws(QMPError) -> Int {
+    package func int(_ name: String, in range: ClosedRange<Int>) throws(QMPError) -> Int {
         try int(name, in: range, default: nil)
     }
 
@@ -96,7 +96,7 @@ public struct CommandArguments: Sendable {
     ///   - fallback: the value when absent (nil: required).
     /// - Returns: the value given, or `fallback`.
     /// - Throws: `QMPError` if not an integer, or out of range.
-    public func int(_ name: String, in range: ClosedRange<Int>, default fallback: Int?) throws(QMPError) -> Int {
+    package func int(_ name: String, in range: ClosedRange<Int>, default fallback: Int?) throws(QMPError) -> Int {
         guard let given = value(name) else {
             if let fallback { return fallback }
             throw QMPError("Parameter '\(name)' is missing")
@@ -114,7 +114,7 @@ public struct CommandArguments: Sendable {
     /// - Parameter name: the argument's name.
     /// - Returns: its value.
     /// - Throws: `QMPError` if missing or not a string.
-    public func string(_ name: String) throws(QMPError) -> String {
+    package func string(_ name: String) throws(QMPError) -> String {
         guard let text = try required(name).stringValue else {
             throw QMPError("Invalid parameter type for '\(name)', expected: string")
         }
@@ -127,7 +127,7 @@ public struct CommandArguments: Sendable {
     ///   - fallback: the value when absent.
     /// - Returns: seconds, above 0 and at most a day.
     /// - Throws: `QMPError` if not a number in range.
-    public func seconds(_ name: String, default fallback: Double) throws(QMPError) -> Double {
+    package func seconds(_ name: String, default fallback: Double) throws(QMPError) -> Double {
         guard let given = value(name) else { return fallback }
         guard let seconds = given.doubleValue else {
             throw QMPError("Invalid parameter type for '\(name)', expected: number")
@@ -142,7 +142,7 @@ public struct CommandArguments: Sendable {
 /// Lowercase hexadecimal text of bytes, two digits each.
 /// - Parameter bytes: the bytes.
 /// - Returns: the text ("" for none).
-public func hexString(_ bytes: some Sequence<UInt8>) -> String {
+package func hexString(_ bytes: some Sequence<UInt8>) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var text: [UInt8] = []
     for byte in bytes {
@@ -156,7 +156,7 @@ public func hexString(_ bytes: some Sequence<UInt8>) -> String {
 /// digits, no separators).
 /// - Parameter text: the digits.
 /// - Returns: the bytes, or nil if the text is not whole hex bytes.
-public func bytes(fromHex text: String) -> [UInt8]? {
+package func bytes(fromHex text: String) -> [UInt8]? {
     let utf8 = Array(text.utf8)
     guard utf8.count % 2 == 0 else { return nil }
     func nibble(_ c: UInt8) -> UInt8? {

@@ -6,7 +6,7 @@ import PortalEngine
 /// Round-trip and conversation counts and a latency histogram, behind
 /// `query-stats`. Updated on vCPU threads under one lock (only when the
 /// plugin was asked for a control socket or a trace).
-public final class PortalStats: Sendable {
+package final class PortalStats: Sendable {
     private let state = Lock(Counters())
 
     private struct Counters {
@@ -22,13 +22,13 @@ public final class PortalStats: Sendable {
     }
 
     /// Creates empty counters.
-    public init() {}
+    package init() {}
 
     func conversationStarted() { state.withLock { $0.started += 1 } }
 
     func conversationEnded(failure: PortalError?) {
         state.withLock { counters in
-            switch failure {
+            switch failure?.code {
             case nil: counters.ended += 1
             case .abandoned?, .neverCameBack?: counters.reclaimed += 1
             default: counters.failed += 1
@@ -52,7 +52,7 @@ public final class PortalStats: Sendable {
     /// - Returns: round trips per op and per response code, conversations
     ///   started/ended/failed/reclaimed, and latency percentiles in
     ///   nanoseconds (each the upper bound of its histogram bucket, within 12.5 %).
-    public func snapshot(ops: OpTable) -> JSONValue {
+    package func snapshot(ops: OpTable) -> JSONValue {
         let counters = state.withLock { $0 }
         func percentile(_ fraction: Double) -> JSONValue {
             guard counters.roundTrips > 0 else { return .null }
@@ -109,7 +109,7 @@ enum LatencyBuckets {
 /// `trace=PATH`: one JSON line per round trip and per conversation start
 /// and end, each written with one write(2) on an O_APPEND descriptor so
 /// lines from several vCPUs never interleave.
-public final class TraceFile: Sendable {
+package final class TraceFile: Sendable {
     private let descriptor: Int32
     private let ops: OpTable
 
@@ -118,7 +118,7 @@ public final class TraceFile: Sendable {
     ///   - path: the file.
     ///   - ops: the op table, for op names.
     /// - Throws: `ControlSetupError` (the file's path and strerror's text) if it cannot be opened.
-    public init(path: String, ops: OpTable) throws(ControlSetupError) {
+    package init(path: String, ops: OpTable) throws(ControlSetupError) {
         descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw ControlSetupError(message: "cannot open the trace file '\(path)': \(errorText())")
@@ -144,10 +144,10 @@ public final class TraceFile: Sendable {
 
     func conversationEnded(at site: TrapSite, failure: PortalError?) {
         let outcome: String
-        switch failure {
+        switch failure?.code {
         case nil: outcome = "\"outcome\":\"finished\""
         case .abandoned?, .neverCameBack?: outcome = "\"outcome\":\"reclaimed\",\"reason\":\(JSONValue.string("\(failure!)").serialized)"
-        case let failure?: outcome = "\"outcome\":\"failed\",\"reason\":\(JSONValue.string("\(failure)").serialized)"
+        default: outcome = "\"outcome\":\"failed\",\"reason\":\(JSONValue.string("\(failure!)").serialized)"
         }
         emit("{\"time\":\(realtime()),\"event\":\"conversation-end\",\(self.site(site)),\(outcome)}")
     }
@@ -171,23 +171,32 @@ public final class TraceFile: Sendable {
 }
 
 /// The engine's recorder when the plugin keeps statistics and perhaps a trace.
-public final class ControlRecorder: PortalRecorder {
+package final class ControlRecorder: PortalRecorder {
     /// The counters behind `query-stats`.
-    public let stats = PortalStats()
+    package let stats = PortalStats()
     /// The trace file, when `trace=PATH` was given.
-    public let trace: TraceFile?
+    package let trace: TraceFile?
 
     /// Hypercall numbers whose conversations are announced as events, and where events go.
     private let watching = Lock<(numbers: Set<UInt32>, emit: (@Sendable (String, JSONValue) -> Void)?)>(([], nil))
 
     /// Creates the recorder.
     /// - Parameter trace: the trace file, if any.
-    public init(trace: TraceFile?) { self.trace = trace }
+    package init(trace: TraceFile?) { self.trace = trace }
 
     /// Where `PORTAL_HYPERCALL` events go (the control server's `emit`).
     /// - Parameter emit: takes an event name and its data; any thread.
-    public func sendEvents(to emit: @escaping @Sendable (String, JSONValue) -> Void) {
+    package func sendEvents(to emit: @escaping @Sendable (String, JSONValue) -> Void) {
         watching.withLock { $0.emit = emit }
+    }
+
+    /// Sends an event to every client of the control socket (nothing before
+    /// the server is set up with ``sendEvents(to:)``).
+    /// - Parameters:
+    ///   - name: the QMP event name.
+    ///   - data: the event's `data`.
+    package func announce(_ name: String, _ data: JSONValue) {
+        watching.withLock { $0.emit }?(name, data)
     }
 
     /// Starts or stops announcing the conversations hypercall `number` starts.
@@ -195,14 +204,14 @@ public final class ControlRecorder: PortalRecorder {
     ///   - number: the hypercall number (low 32 bits).
     ///   - enabled: whether to announce them.
     /// - Returns: every number watched now, in increasing order.
-    public func watch(_ number: UInt32, enabled: Bool) -> [UInt32] {
+    package func watch(_ number: UInt32, enabled: Bool) -> [UInt32] {
         watching.withLock { state in
             if enabled { state.numbers.insert(number) } else { state.numbers.remove(number) }
             return state.numbers.sorted()
         }
     }
 
-    public func conversationStarted(at site: TrapSite) {
+    package func conversationStarted(at site: TrapSite) {
         stats.conversationStarted()
         trace?.conversationStarted(at: site)
         let emit = watching.withLock { $0.numbers.contains(site.number.rawValue) ? $0.emit : nil }
@@ -212,12 +221,12 @@ public final class ControlRecorder: PortalRecorder {
         ]))
     }
 
-    public func conversationEnded(at site: TrapSite, failure: PortalError?) {
+    package func conversationEnded(at site: TrapSite, failure: PortalError?) {
         stats.conversationEnded(failure: failure)
         trace?.conversationEnded(at: site, failure: failure)
     }
 
-    public func roundTrip(_ roundTrip: RoundTrip) {
+    package func roundTrip(_ roundTrip: RoundTrip) {
         stats.roundTrip(roundTrip)
         trace?.roundTrip(roundTrip)
     }

@@ -35,8 +35,10 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     private var continuation: UnsafeContinuation<PortalResponse, any Error>?
     /// What the handler did since it was last resumed.
     private var step: WorkStep?
-    /// Set once the conversation is over: later guest operations throw.
-    private var ended = false
+    /// Set once the conversation is over: later guest operations throw (and
+    /// never touch the direct view of memory: a job that runs after this is
+    /// set may run on another thread).
+    private(set) var ended = false
     /// Set when the handler suspended on something other than the guest: its
     /// jobs will arrive from other threads, and run where they arrive.
     private let detached = Atomic<Bool>(false)

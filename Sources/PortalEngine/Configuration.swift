@@ -4,41 +4,47 @@ import Glibc
 
 /// The plugin's settings, parsed from its `key=value` arguments. The same
 /// arguments work under every emulator front end.
-public struct PortalConfiguration: Sendable, Equatable {
-    public var logLevel: LogLevel = .warn
+package struct PortalConfiguration: Sendable, Equatable {
+    package var logLevel: LogLevel = .warn
     /// Log lines are appended to this file instead of standard error.
-    public var logFile: String? = nil
+    package var logFile: String? = nil
     /// Region payload size used until the guest registers its own.
-    public var regionSize: Int = 4072
+    package var regionSize: Int = 4072
     /// Installs interrupt work may make per interrupt window (Python host: 32).
-    public var installBudget: Int = 32
-    public var ops: OpTable = .standard
+    package var installBudget: Int = 32
+    package var ops: OpTable = .standard
     /// Conversations that may wait for the guest at once; more are refused.
-    public var maxConversations: Int = 4096
+    package var maxConversations: Int = 4096
     /// Distinct interrupt names that may be pending at once.
-    public var maxInterrupts: Int = 1024
+    package var maxInterrupts: Int = 1024
     /// A waiting conversation is taken as abandoned once this many others
     /// have started waiting since the guest last trapped on it.
-    public var staleAfter: Int = 1_000_000
+    package var staleAfter: Int = 1_000_000
     /// Analysis modules to load (`load=PATH`, each followed by its `module_arg=`
     /// items), in the order given.
-    public var modules: [AnalysisModuleRequest] = []
+    package var modules: [AnalysisModuleRequest] = []
     /// Path of the control socket (QMP) to listen on, if any.
-    public var controlPath: String? = nil
+    package var controlPath: String? = nil
     /// File that gets one JSON line per round trip and per conversation start and end.
-    public var tracePath: String? = nil
+    package var tracePath: String? = nil
+    /// Whether a Swift handler's memory reads and writes (`Guest.readBytes`,
+    /// `read`, `readCString`, `write`, ...) try the emulator's own view of
+    /// the trapping vCPU's virtual memory before a portal round trip
+    /// (`direct_memory=on|off`, default on). Only front ends that offer such
+    /// a view (QEMU) use it; see `Guest` for the fallback rule.
+    package var directMemory: Bool = true
 
-    public init() {}
+    package init() {}
 
     /// The largest region payload the engine accepts, from the guest or an
     /// argument: well above any page size a guest kernel uses, low enough that
     /// a hostile guest cannot make the host allocate without bound.
-    public static let maxRegionSize = 1 << 20
+    package static let maxRegionSize = 1 << 20
 
     /// The argument names, for the message that lists them.
-    public static let argumentNames = [
+    package static let argumentNames = [
         "log", "log_file", "region_size", "install_budget", "ops", "max_conversations",
-        "max_interrupts", "stale_after", "load", "module_arg", "control", "trace",
+        "max_interrupts", "stale_after", "load", "module_arg", "control", "trace", "direct_memory",
     ]
 
     /// Arguments that may be given more than once: each `load=` names one
@@ -46,7 +52,7 @@ public struct PortalConfiguration: Sendable, Equatable {
     static let repeatable: Set<String> = ["load", "module_arg"]
 
     /// Parses plugin arguments. `readFile` loads the op table named by `ops=`.
-    public static func parse(
+    package static func parse(
         _ arguments: [String], readFile: (String) throws -> String
     ) throws(ArgumentError) -> PortalConfiguration {
         var configuration = PortalConfiguration()
@@ -114,6 +120,12 @@ public struct PortalConfiguration: Sendable, Equatable {
                     throw ArgumentError(argument: argument, message: "expected the path of the trace file")
                 }
                 configuration.tracePath = value
+            case "direct_memory":
+                switch value {
+                case "on": configuration.directMemory = true
+                case "off": configuration.directMemory = false
+                default: throw ArgumentError(argument: argument, message: "expected on or off")
+                }
             case "ops":
                 let text: String
                 do {
@@ -136,25 +148,25 @@ public struct PortalConfiguration: Sendable, Equatable {
 
 /// One `load=PATH` argument: an analysis module to load and the `module_arg=`
 /// items that followed it.
-public struct AnalysisModuleRequest: Sendable, Equatable {
+package struct AnalysisModuleRequest: Sendable, Equatable {
     /// The module's path, as given (`dlopen` resolves a name without a slash
     /// through the library search path).
-    public var path: String
+    package var path: String
     /// The module's `module_arg=` items, in order.
-    public var arguments: [String] = []
+    package var arguments: [String] = []
 
     /// A module to load with no arguments yet.
     /// - Parameters:
     ///   - path: the module's file, as given to `load=`.
     ///   - arguments: its `module_arg=` items, in order.
-    public init(path: String, arguments: [String] = []) {
+    package init(path: String, arguments: [String] = []) {
         self.path = path
         self.arguments = arguments
     }
 
     /// What the module's `portal_analysis_init` receives: its `module_arg=` items
     /// joined with commas (QEMU split them at the commas), "" for none.
-    public var argumentText: String { arguments.joined(separator: ",") }
+    package var argumentText: String { arguments.joined(separator: ",") }
 }
 
 extension PortalConfiguration {
@@ -170,7 +182,7 @@ extension PortalConfiguration {
     /// - Returns: the file's contents, decoded as UTF-8 (invalid bytes replaced).
     /// - Throws: `FileError` with strerror's text, "it is a FIFO, expected a
     ///   regular file" (and so on for other kinds), or "longer than N bytes".
-    public static func readTextFile(_ path: String, limit: Int = 1 << 20) throws(FileError) -> String {
+    package static func readTextFile(_ path: String, limit: Int = 1 << 20) throws(FileError) -> String {
         let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw FileError(String(cString: strerror(errno))) }
         defer { close(descriptor) }
@@ -200,7 +212,7 @@ extension PortalConfiguration {
     /// article, for messages that refuse it: "a FIFO", "a directory", ...
     /// - Parameter mode: `st_mode` from stat(2).
     /// - Returns: the kind in words.
-    public static func fileKind(_ mode: mode_t) -> String {
+    package static func fileKind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFREG: "a regular file"
         case S_IFDIR: "a directory"
@@ -215,23 +227,23 @@ extension PortalConfiguration {
 }
 
 /// Why a file named by an argument could not be read (strerror's text).
-public struct FileError: Error, Equatable, CustomStringConvertible {
-    public var description: String
+package struct FileError: Error, Equatable, CustomStringConvertible {
+    package var description: String
 
-    public init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// A plugin argument that was refused, with the argument as given.
-public struct ArgumentError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var argument: String
-    public var message: String
+package struct ArgumentError: Error, Equatable, Sendable, CustomStringConvertible {
+    package var argument: String
+    package var message: String
 
-    public init(argument: String, message: String) {
+    package init(argument: String, message: String) {
         self.argument = argument
         self.message = message
     }
 
-    public var description: String { "argument '\(argument)': \(message)" }
+    package var description: String { "argument '\(argument)': \(message)" }
 }
 
 /// Decimal, or hexadecimal with 0x.

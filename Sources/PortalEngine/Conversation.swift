@@ -5,11 +5,12 @@ import Synchronization
 public final class Conversation: @unchecked Sendable {
     /// The hypercall that started it (its vCPU may differ from later traps').
     public let call: Hypercall
+    /// The guest address of the conversation's region (its key).
     public let regionAddress: UInt64
     /// What the conversation uses of the engine that runs it.
     let context: ConversationContext
     /// Set for PORTAL_INTERRUPT conversations: the window's install budget.
-    public let window: InterruptWindow?
+    package let window: InterruptWindow?
 
     /// Its lifecycle; events come only from whoever holds its claim.
     var machine = ConversationStateMachine()
@@ -33,6 +34,14 @@ public final class Conversation: @unchecked Sendable {
     var ticket: Unmanaged<WaitingTicket>?
     var generation: UInt64 = 0
 
+    /// The trapping vCPU's own view of guest virtual memory, set by the
+    /// engine only while the work runs inside a trap (`start`, `resume`)
+    /// and nil otherwise: the emulator's accessor is valid only on that
+    /// vCPU's thread during its callback. nil as well when the front end
+    /// offers no such view or `direct_memory=off`. `Guest`'s memory
+    /// operations try it before a portal round trip.
+    var directMemory: GuestMemory?
+
     init(call: Hypercall, context: ConversationContext, window: InterruptWindow?, work: any ConversationWork) {
         self.call = call
         self.regionAddress = call.arg3
@@ -41,14 +50,26 @@ public final class Conversation: @unchecked Sendable {
         self.work = work
     }
 
-    public var site: TrapSite {
+    /// Where it started, as log lines name it.
+    package var site: TrapSite {
         TrapSite(number: call.number, vcpu: call.vcpu, regionAddress: regionAddress)
     }
 
+    /// The guest's word width and byte order.
     public var layout: GuestLayout { context.layout }
+    /// The guest module's op table.
     public var ops: OpTable { context.ops }
-    /// Payload bytes one command or answer can carry, as registered by the guest.
+    /// Payload bytes one command or response can carry, as registered by the guest.
     public var regionSize: Int { context.regionSize }
+
+    /// Takes installs from this interrupt window's budget. Work that gets
+    /// fewer than it wanted should do what it can and queue itself again.
+    /// - Parameter wanted: How many installs the work would like.
+    /// - Returns: How many it may make: at most `wanted`; always 0 outside
+    ///   an interrupt conversation.
+    public func takeInstallBudget(_ wanted: Int) -> Int {
+        window?.take(wanted) ?? 0
+    }
 }
 
 /// What a conversation, and the work it runs, may use of the engine: the
@@ -71,9 +92,8 @@ struct ConversationContext: @unchecked Sendable {
     var logger: PortalLogger { engine.logger }
 
     /// Queues interrupt `name` (see `PortalEngine.queueInterrupt`).
-    /// - Returns: whether it is pending now.
-    @discardableResult
-    func queueInterrupt(_ name: String) -> Bool { engine.queueInterrupt(name) }
+    /// - Throws: what `PortalEngine.queueInterrupt` throws.
+    func queueInterrupt(_ name: String) throws(PortalError) { try engine.queueInterrupt(name) }
 
     /// Logs a line the guest caused, rate-limited (see `PortalEngine.guestLog`).
     func guestLog(_ level: LogLevel, _ kind: String, _ number: HypercallNumber,

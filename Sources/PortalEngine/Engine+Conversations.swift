@@ -2,19 +2,23 @@
 /// is read, the work's step is carried out. Every protocol decision is the
 /// conversation's `ConversationStateMachine`'s; this file performs its actions.
 extension PortalEngine {
-    /// Serves a trap of a conversation hypercall on `region`.
+    /// Serves a trap of a conversation hypercall on `region`. `direct` is
+    /// the trapping vCPU's own view of guest virtual memory, valid during
+    /// this trap only (nil when the front end offers none or
+    /// `direct_memory=off`); the work sees it while it runs.
     func serveConversation(_ call: Hypercall, number: HypercallNumber, region: UInt64,
-                           vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+                           vcpu: VCPU, memory: GuestMemory, direct: GuestMemory?) -> HypercallOutcome {
         // A conversation waiting on this region continues, whatever its number.
         switch waiting.claim(region, vcpu: vcpu) {
         case .claimed(let conversation):
             return continueConversation(conversation, call: call, number: number, region: region, vcpu: vcpu,
-                                        memory: memory)
+                                        memory: memory, direct: direct)
         case .busy:
             guestLog(.error, TrapSite(number: number, vcpu: vcpu.index, regionAddress: region), .busyOnAnotherVCPU)
             return .handled
         case .none:
-            return startConversation(call, number: number, region: region, vcpu: vcpu, memory: memory)
+            return startConversation(call, number: number, region: region, vcpu: vcpu, memory: memory,
+                                     direct: direct)
         }
     }
 
@@ -22,7 +26,7 @@ extension PortalEngine {
     /// `number` (or the pending interrupts), or ends a guest loop nothing
     /// serves any more.
     private func startConversation(_ call: Hypercall, number: HypercallNumber, region: UInt64,
-                                   vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+                                   vcpu: VCPU, memory: GuestMemory, direct: GuestMemory?) -> HypercallOutcome {
         let isInterrupt = number == .portalInterrupt
         let attached = isInterrupt ? nil : handlers.lookup(number.rawValue, reader: vcpu.handlerReader)
         if !isInterrupt && attached == nil { return .notMine }
@@ -55,13 +59,19 @@ extension PortalEngine {
         if let recorder { work = RecordedWork(work, recorder: recorder) }
         let conversation = Conversation(call: call, context: ConversationContext(engine: self), window: window,
                                         work: work)
-        return step(conversation, conversation.work.start(conversation), vcpu: vcpu, memory: memory)
+        // The direct view is valid during this trap only (none is set on the
+        // round trip of a front end that offers none).
+        if direct != nil { conversation.directMemory = direct }
+        let started = conversation.work.start(conversation)
+        if direct != nil { conversation.directMemory = nil }
+        return step(conversation, started, vcpu: vcpu, memory: memory)
     }
 
     /// Hands the guest's answer (arg4) to a waiting conversation whose claim
     /// this trap holds.
     private func continueConversation(_ conversation: Conversation, call: Hypercall, number: HypercallNumber,
-                                      region: UInt64, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+                                      region: UInt64, vcpu: VCPU, memory: GuestMemory,
+                                      direct: GuestMemory?) -> HypercallOutcome {
         let regionSize = self.regionSize
         switch conversation.machine.guestAnswered(call.arg4) {
         case .readHeader:
@@ -75,7 +85,7 @@ extension PortalEngine {
             let header = RegionHeader(decoding: scratch.baseAddress!, layout: layout)
             return resume(conversation, conversation.machine.answerRead(header, regionSize: regionSize),
                           PortalResponse(code: .readNumber, address: header.address, size: header.size),
-                          vcpu: vcpu, memory: memory)
+                          vcpu: vcpu, memory: memory, direct: direct)
         case .readAnswer(let code, let payloadHint):
             // One guest access for the header and the payload the command
             // can produce; a second one only if the guest sent more.
@@ -101,14 +111,14 @@ extension PortalEngine {
             return resume(conversation, conversation.machine.answerRead(header, regionSize: regionSize),
                           PortalResponse(code: code, address: header.address, size: header.size,
                                          payload: UnsafeRawBufferPointer(rebasing: scratch[RegionHeader.size..<answerEnd])),
-                          vcpu: vcpu, memory: memory)
+                          vcpu: vcpu, memory: memory, direct: direct)
         case .resume(let code):
-            return step(conversation, conversation.work.resume(conversation, with: PortalResponse(code: code)),
-                        vcpu: vcpu, memory: memory)
+            return resume(conversation, PortalResponse(code: code), vcpu: vcpu, memory: memory, direct: direct)
         case .restart(let ending):
             // The guest gave this conversation up and starts a new one here.
             end(conversation, ending, vcpu: vcpu, memory: memory)
-            return startConversation(call, number: number, region: region, vcpu: vcpu, memory: memory)
+            return startConversation(call, number: number, region: region, vcpu: vcpu, memory: memory,
+                                     direct: direct)
         case let action:
             return perform(action, conversation, vcpu: vcpu, memory: memory)
         }
@@ -117,10 +127,21 @@ extension PortalEngine {
     /// Hands `response` to the work when the machine says `.resume`.
     @inline(__always)
     private func resume(_ conversation: Conversation, _ action: ConversationStateMachine.Action,
-                        _ response: PortalResponse, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+                        _ response: PortalResponse, vcpu: VCPU, memory: GuestMemory,
+                        direct: GuestMemory?) -> HypercallOutcome {
         guard case .resume = action else { return perform(action, conversation, vcpu: vcpu, memory: memory) }
-        return step(conversation, conversation.work.resume(conversation, with: response), vcpu: vcpu,
-                    memory: memory)
+        return resume(conversation, response, vcpu: vcpu, memory: memory, direct: direct)
+    }
+
+    /// Hands `response` to the work, with the trap's direct view set while
+    /// it runs, and carries out its step.
+    @inline(__always)
+    private func resume(_ conversation: Conversation, _ response: PortalResponse, vcpu: VCPU,
+                        memory: GuestMemory, direct: GuestMemory?) -> HypercallOutcome {
+        if direct != nil { conversation.directMemory = direct }
+        let resumed = conversation.work.resume(conversation, with: response)
+        if direct != nil { conversation.directMemory = nil }
+        return step(conversation, resumed, vcpu: vcpu, memory: memory)
     }
 
     /// Carries out what the work decided.

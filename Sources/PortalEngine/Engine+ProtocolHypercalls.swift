@@ -35,6 +35,17 @@ extension PortalEngine {
         if interrupts.hasPending { setFlag(1, memory: memory) }
     }
 
+    /// Raises the interrupt flag if interrupt work is pending, outside any
+    /// trap: a front end calls it when a vCPU runs again after waiting idle,
+    /// on that vCPU's thread, so that an idle guest (one that makes no
+    /// hypercalls) still learns of work queued from outside (the control
+    /// socket). With nothing pending it costs one relaxed atomic load.
+    /// - Parameter memory: guest memory of the calling vCPU.
+    @inline(__always)
+    package func announcePendingInterrupts(memory: GuestMemory) {
+        if interrupts.hasPending { setFlag(1, memory: memory) }
+    }
+
     /// Writes the interrupt flag in guest byte order. A failed write is
     /// harmless: the flag is written again at the next trap while work is pending.
     func setFlag(_ value: UInt64, memory: GuestMemory) {

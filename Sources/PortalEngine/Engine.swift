@@ -10,13 +10,16 @@ import Synchronization
 /// last conversation), the interrupt queue (a mutex, with a lock-free
 /// "anything pending?" count), and atomics for the region size and the flag.
 public final class PortalEngine: @unchecked Sendable {
-    public let configuration: PortalConfiguration
+    /// The plugin's arguments.
+    package let configuration: PortalConfiguration
+    /// The guest's word width and byte order.
     public let layout: GuestLayout
+    /// Where the plugin's log lines go: analysis code logs through it too.
     public let logger: PortalLogger
     /// Sees conversations and round trips (trace, statistics): the work of
     /// each new conversation is wrapped in a `RecordedWork`, so the round
     /// trip itself has no hook and costs the same with or without one.
-    public let recorder: (any PortalRecorder)?
+    package let recorder: (any PortalRecorder)?
 
     /// Payload bytes per region the guest registered (`region_size=` until it does).
     let registeredRegionSize: Atomic<Int>
@@ -60,8 +63,12 @@ public final class PortalEngine: @unchecked Sendable {
     /// Payload bytes per region: the guest's registration, else `region_size=`.
     public var regionSize: Int { registeredRegionSize.load(ordering: .relaxed) }
 
+    /// The guest module's op table (`ops=`, else the current module's):
+    /// resolve op names with it once, before conversations run.
+    public var ops: OpTable { configuration.ops }
+
     /// Conversations waiting for the guest's next trap.
-    public var liveConversations: Int { waiting.count }
+    package var liveConversations: Int { waiting.count }
 
     /// The state of vCPU `index`, made once per vCPU before its first trap
     /// (it registers as a reader of the handler table).
@@ -75,28 +82,42 @@ public final class PortalEngine: @unchecked Sendable {
 
     // MARK: Analysis API
 
-    /// Runs `factory`'s work for every conversation hypercall `number` starts;
-    /// replaces earlier work on that number. The protocol's own numbers are refused.
+    /// Runs work for every conversation hypercall `number` starts, replacing
+    /// earlier work on that number.
+    ///
     /// Each attach or detach rebuilds the handler table (O(numbers attached))
     /// so that vCPUs look numbers up in O(1) without a lock; the table it
     /// replaces is freed once no vCPU reads it.
-    @discardableResult
-    public func attach(_ number: HypercallNumber, _ factory: WorkFactory) -> Bool {
+    /// - Parameters:
+    ///   - number: The hypercall to serve: any number but the protocol's own.
+    ///   - factory: Makes the work of each conversation (a step function,
+    ///     ``ConversationWork``).
+    /// - Throws: ``PortalError`` with code ``PortalError/Code/reservedHypercall``
+    ///   when the portal protocol uses `number` itself.
+    public func attach(_ number: HypercallNumber, _ factory: WorkFactory) throws(PortalError) {
         guard !number.isReservedByProtocol else {
-            logger.error("cannot attach work to hypercall \(number): the portal protocol uses it")
-            return false
+            throw PortalError(.reservedHypercall,
+                              "cannot attach work to hypercall \(number): the portal protocol uses it")
         }
         handlers.set(number.rawValue, factory)
-        return true
     }
 
-    /// Attaches a Swift handler; its return value becomes the hypercall's result.
-    @discardableResult
-    public func attach(_ number: HypercallNumber,
-                       _ body: @escaping GuestHandler) -> Bool {
-        attach(number, .async(body))
+    /// Runs a Swift handler for every conversation hypercall `number` starts,
+    /// replacing earlier work on that number.
+    /// - Parameters:
+    ///   - number: The hypercall to serve: any number but the protocol's own.
+    ///   - body: The handler: it runs on the trapping vCPU's thread, awaits
+    ///     guest operations one at a time, and its return value becomes the
+    ///     hypercall's result.
+    /// - Throws: ``PortalError`` with code ``PortalError/Code/reservedHypercall``
+    ///   when the portal protocol uses `number` itself.
+    public func attach(_ number: HypercallNumber, _ body: @escaping GuestHandler) throws(PortalError) {
+        try attach(number, .async(body))
     }
 
+    /// Stops serving hypercall `number`; conversations it started already run on.
+    /// - Parameter number: The hypercall whose work goes.
+    /// - Returns: Whether work was attached to it.
     @discardableResult
     public func detach(_ number: HypercallNumber) -> Bool { handlers.remove(number.rawValue) }
 
@@ -104,11 +125,21 @@ public final class PortalEngine: @unchecked Sendable {
     /// vCPU was looking a number up (freed at the next attach or detach).
     var handlerTablesAlive: Int { handlers.tablesAlive }
 
+    /// Registers interrupt work under `name`; a later registration of the
+    /// name replaces it.
+    /// - Parameters:
+    ///   - name: The name ``queueInterrupt(_:)`` queues it by.
+    ///   - factory: Makes the work each time the interrupt runs.
     public func registerInterrupt(_ name: String, _ factory: WorkFactory) {
         interrupts.register(name, factory)
     }
 
-    /// Registers a Swift interrupt handler; a later registration of `name` wins.
+    /// Registers a Swift interrupt handler under `name`; a later registration
+    /// of the name replaces it.
+    /// - Parameters:
+    ///   - name: The name ``queueInterrupt(_:)`` queues it by.
+    ///   - body: The handler: it runs in the guest's next PORTAL_INTERRUPT
+    ///     conversation after each queueing, with the window's install budget.
     public func registerInterrupt(_ name: String, _ body: @escaping InterruptHandler) {
         registerInterrupt(name, .async { guest in
             try await body(guest)
@@ -116,27 +147,37 @@ public final class PortalEngine: @unchecked Sendable {
         })
     }
 
+    /// Removes the interrupt handler of `name`; a queued run of it is skipped.
+    /// - Parameter name: The handler's name.
     public func unregisterInterrupt(_ name: String) { interrupts.unregister(name) }
 
     /// Queues interrupt `name` for the guest's next PORTAL_INTERRUPT
-    /// conversation. The flag itself is raised at the next trap of any vCPU
-    /// (guest memory can only be written from a vCPU), and on every trap
-    /// after it until the guest runs the interrupt conversation.
-    @discardableResult
-    public func queueInterrupt(_ name: String) -> Bool {
+    /// conversation; queueing one already pending does nothing (it runs once).
+    ///
+    /// The flag itself is raised at the next trap of any vCPU (guest memory
+    /// can only be written from a vCPU), and on every trap after it until
+    /// the guest runs the interrupt conversation. A front end that hears of a
+    /// vCPU waking from idle raises it then too, with
+    /// ``announcePendingInterrupts(memory:)``. Any thread may call this.
+    /// - Parameter name: The name a handler was registered with.
+    /// - Throws: ``PortalError`` with code ``PortalError/Code/noInterruptHandler``
+    ///   when no handler has that name, ``PortalError/Code/interruptLimit``
+    ///   when `max_interrupts` are pending already.
+    public func queueInterrupt(_ name: String) throws(PortalError) {
         switch interrupts.queue(name) {
         case .queued, .alreadyPending:
-            return true
+            return
         case .noHandler:
-            logger.error("cannot queue interrupt '\(name)': no handler has that name")
-            return false
+            throw PortalError(.noInterruptHandler, "cannot queue interrupt '\(name)': no handler has that name")
         case .full:
-            logger.error("cannot queue interrupt '\(name)': \(configuration.maxInterrupts) interrupts are pending already (max_interrupts)")
-            return false
+            throw PortalError(.interruptLimit,
+                              "cannot queue interrupt '\(name)': \(configuration.maxInterrupts) interrupts are pending already (max_interrupts)")
         }
     }
 
-    public var pendingInterrupts: [String] { interrupts.pendingNames }
+    /// The interrupts queued for the guest's next interrupt conversation,
+    /// in the order they run.
+    package var pendingInterrupts: [String] { interrupts.pendingNames }
 
     // MARK: Hypercalls
 
@@ -165,7 +206,18 @@ public final class PortalEngine: @unchecked Sendable {
     }
 
     /// Serves one trapped hypercall on `vcpu`'s thread.
-    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory) -> HypercallOutcome {
+    /// - Parameters:
+    ///   - call: the registers the front end read.
+    ///   - vcpu: the trapping vCPU's state.
+    ///   - memory: guest memory as the trapping vCPU sees it (the region,
+    ///     the interrupt flag).
+    ///   - directMemory: the emulator's own view of the trapping task's
+    ///     virtual memory, valid during this call, that Swift handlers'
+    ///     memory operations may use instead of a portal READ or WRITE;
+    ///     nil when the emulator offers none. Ignored with `direct_memory=off`.
+    /// - Returns: what the emulator does with the hypercall.
+    package func hypercall(_ call: Hypercall, vcpu: VCPU, memory: GuestMemory,
+                           directMemory: GuestMemory? = nil) -> HypercallOutcome {
         let number = call.number
         switch number {
         case .registerMemRegion:
@@ -178,7 +230,8 @@ public final class PortalEngine: @unchecked Sendable {
             break
         }
         let region = call.arg3 & layout.addressMask
-        let outcome = serveConversation(call, number: number, region: region, vcpu: vcpu, memory: memory)
+        let outcome = serveConversation(call, number: number, region: region, vcpu: vcpu, memory: memory,
+                                        direct: configuration.directMemory ? directMemory : nil)
         // The command is written: a scratch buffer replaced during this trap
         // can go (the answer the work read may have lain in it).
         vcpu.endTrap()

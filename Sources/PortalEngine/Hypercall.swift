@@ -2,16 +2,26 @@
 public struct Hypercall: Sendable, Equatable {
     /// The number register, full width.
     public var rawNumber: UInt64
+    /// The first argument register (an event's own argument).
     public var arg1: UInt64
+    /// The second argument register (an event's own argument).
     public var arg2: UInt64
     /// The region address for hypercalls that run conversations.
     public var arg3: UInt64
-    /// 0 on a conversation's first trap, then the guest's answer.
+    /// 0 on a conversation's first trap, then the guest's response code.
     public var arg4: UInt64
     /// The vCPU that trapped.
     public var vcpu: Int
 
-    public init(number: UInt64, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
+    /// Makes the registers of one trap, as a front end read them.
+    /// - Parameters:
+    ///   - number: The number register, full width.
+    ///   - arg1: The first argument register.
+    ///   - arg2: The second argument register.
+    ///   - arg3: The region address.
+    ///   - arg4: 0, or the guest's response code.
+    ///   - vcpu: The vCPU that trapped.
+    package init(number: UInt64, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
                 arg4: UInt64 = 0, vcpu: Int = 0) {
         self.rawNumber = number
         self.arg1 = arg1
@@ -21,6 +31,7 @@ public struct Hypercall: Sendable, Equatable {
         self.vcpu = vcpu
     }
 
+    /// The hypercall number: the number register's low 32 bits.
     public var number: HypercallNumber { HypercallNumber(register: rawNumber) }
 }
 
@@ -35,18 +46,21 @@ package enum HypercallOutcome: Equatable, Sendable {
 }
 
 /// Where something happened, as every log line about a conversation names it.
-public struct TrapSite: Sendable, Equatable, CustomStringConvertible {
-    public var number: HypercallNumber
-    public var vcpu: Int
-    public var regionAddress: UInt64
+package struct TrapSite: Sendable, Equatable, CustomStringConvertible {
+    /// The hypercall that started the conversation.
+    package var number: HypercallNumber
+    /// The vCPU that trapped.
+    package var vcpu: Int
+    /// The guest address of the conversation's region.
+    package var regionAddress: UInt64
 
-    public init(number: HypercallNumber, vcpu: Int, regionAddress: UInt64) {
+    package init(number: HypercallNumber, vcpu: Int, regionAddress: UInt64) {
         self.number = number
         self.vcpu = vcpu
         self.regionAddress = regionAddress
     }
 
-    public var description: String {
+    package var description: String {
         "hypercall \(number) on vCPU \(vcpu), region \(hex(regionAddress))"
     }
 }

@@ -1,20 +1,22 @@
 import Synchronization
 
 /// One PORTAL_INTERRUPT conversation: the install budget its handlers share.
-public final class InterruptWindow: @unchecked Sendable {
-    public private(set) var installBudget: Int
+package final class InterruptWindow: @unchecked Sendable {
+    /// Installs the window's handlers may still make.
+    package private(set) var installBudget: Int
 
     init(installBudget: Int) { self.installBudget = installBudget }
 
     /// Takes up to `wanted` installs; returns how many were granted.
-    public func take(_ wanted: Int) -> Int {
+    package func take(_ wanted: Int) -> Int {
         let granted = min(max(wanted, 0), installBudget)
         installBudget -= granted
         return granted
     }
 }
 
-public enum QueueResult: Sendable, Equatable {
+/// What queueing an interrupt did.
+enum QueueResult: Sendable, Equatable {
     case queued
     /// Already pending: it runs once in the next window.
     case alreadyPending
@@ -113,7 +115,11 @@ final class InterruptWindowWork: ConversationWork, @unchecked Sendable {
             next += 1
             context.guestLog(.warn, "interrupt queued again", .portalInterrupt,
                             "\(conversation.site): interrupt '\(name)' did not run; queued again")
-            context.queueInterrupt(name)
+            do {
+                try context.queueInterrupt(name)
+            } catch {
+                context.logger.error("\(error)")
+            }
         }
     }
 

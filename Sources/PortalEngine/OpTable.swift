@@ -12,13 +12,19 @@ public struct OpTable: Sendable, Equatable {
     /// The ops the engine's own guest operations use, resolved once so the
     /// per-command path does no lookup. Zero when the table lacks the op.
     public let read: UInt32
+    /// WRITE's number, or 0.
     public let write: UInt32
+    /// READ_STR's number, or 0.
     public let readString: UInt32
+    /// READ_TIME's number, or 0.
     public let readTime: UInt32
 
     /// One past the last op number.
     public var max: UInt32 { UInt32(names.count + 1) }
 
+    /// Makes a table from the guest module's op list.
+    /// - Parameter names: Op names in order, upper case without `HYPER_OP_`:
+    ///   the first is op 1.
     public init(names: [String]) {
         self.names = names
         func number(_ name: String) -> UInt32 {
@@ -30,16 +36,25 @@ public struct OpTable: Sendable, Equatable {
         readTime = number("READ_TIME")
     }
 
-    /// The number of op `name` (`READ`, or `HYPER_OP_READ`), if the table has it.
+    /// Looks an op up by name.
+    /// - Parameter name: The op's name (`READ`, or `HYPER_OP_READ`), any case.
+    /// - Returns: The op's number, or nil when the table has no such op.
     public func number(of name: String) -> UInt32? {
         let bare = name.hasPrefix("HYPER_OP_") ? String(name.dropFirst(9)) : name
         return names.firstIndex(of: bare.uppercased()).map { UInt32($0 + 1) }
     }
 
+    /// Names an op number.
+    /// - Parameter op: The op's number.
+    /// - Returns: Its name (`READ_STR`), or nil when the table has no such op.
     public func name(of op: UInt32) -> String? {
         contains(op) ? names[Int(op) - 1] : nil
     }
 
+    /// Whether an op number is in the table (1 ..< ``max``): the guest
+    /// answers any other with WRITE_FAIL.
+    /// - Parameter op: The op's number.
+    /// - Returns: Whether the table has it.
     public func contains(_ op: UInt32) -> Bool { op >= 1 && op < max }
 
     /// The op list of the current guest module (MAX = 56).
@@ -77,7 +92,7 @@ public struct OpTable: Sendable, Equatable {
     /// - Throws: `OpTableError` naming the first line that is not an op
     ///   name, a duplicate, a `NAME = N` that disagrees with the position,
     ///   or a file without ops.
-    public init(parsing text: String) throws(OpTableError) {
+    package init(parsing text: String) throws(OpTableError) {
         var names: [String] = []
         var seen: Set<String> = []
         let bytes = Array(text.utf8)
@@ -180,14 +195,17 @@ public struct OpTable: Sendable, Equatable {
     }
 }
 
-public struct OpTableError: Error, Equatable, CustomStringConvertible {
-    public var line: Int
-    public var message: String
+/// Why an `ops=` file was refused.
+package struct OpTableError: Error, Equatable, CustomStringConvertible {
+    /// The line at fault, from 1; 0 for the file as a whole.
+    package var line: Int
+    /// What is wrong with it.
+    package var message: String
 
-    public init(line: Int, message: String) {
+    package init(line: Int, message: String) {
         self.line = line
         self.message = message
     }
 
-    public var description: String { line > 0 ? "line \(line): \(message)" : message }
+    package var description: String { line > 0 ? "line \(line): \(message)" : message }
 }

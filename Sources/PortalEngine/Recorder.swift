@@ -9,7 +9,7 @@ import Glibc
 /// none, nothing is added to any path. With one, its methods run on the
 /// trapping vCPU's thread, inside the trap: they must be quick and must not
 /// call back into the engine.
-public protocol PortalRecorder: AnyObject, Sendable {
+package protocol PortalRecorder: AnyObject, Sendable {
     /// A conversation started (its work was created).
     /// - Parameters:
     ///   - site: its hypercall, vCPU and region.
@@ -26,21 +26,21 @@ public protocol PortalRecorder: AnyObject, Sendable {
 }
 
 /// One command of a conversation and the guest's answer to it.
-public struct RoundTrip: Sendable {
+package struct RoundTrip: Sendable {
     /// The conversation's hypercall, the vCPU that started it, and its region.
-    public var site: TrapSite
+    package var site: TrapSite
     /// The op sent.
-    public var op: UInt32
+    package var op: UInt32
     /// The command's address, masked to the guest's width.
-    public var address: UInt64
+    package var address: UInt64
     /// The command's size as the work gave it (the engine clamps it when writing).
-    public var size: Int64
+    package var size: Int64
     /// The guest's answer.
-    public var response: ResponseCode
+    package var response: ResponseCode
     /// Payload bytes the answer carried (READ_OK, READ_PARTIAL), else 0.
-    public var payloadBytes: Int
+    package var payloadBytes: Int
     /// Host monotonic nanoseconds from writing the command to the answer's trap.
-    public var nanoseconds: UInt64
+    package var nanoseconds: UInt64
 }
 
 /// Wraps a conversation's work when a recorder is installed, and reports

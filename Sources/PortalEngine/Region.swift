@@ -32,8 +32,9 @@ package struct RegionHeader: Equatable, Sendable {
     }
 }
 
-/// The bytes a command or an answer carries after the header.
+/// The bytes a command carries after the header.
 public enum CommandPayload: @unchecked Sendable {
+    /// No payload.
     case none
     /// Bytes owned by Swift code (kept alive while the command is pending).
     case bytes(ArraySlice<UInt8>)
@@ -41,17 +42,28 @@ public enum CommandPayload: @unchecked Sendable {
     case borrowed(UnsafeRawBufferPointer)
 }
 
-/// A command for the guest module (host → guest).
+/// A command for the guest module (host → guest): the region's header
+/// fields and payload (PROTOCOL.md §3, §4).
 public struct PortalCommand: Sendable {
+    /// The op's number in the guest module's op table (``OpTable``).
     public var op: UInt32
     /// 0: the task that made the hypercall (CURRENT_PID_NUM). Not optional:
     /// the smaller command is moved and destroyed for less on every round trip.
     public var pid: UInt32
+    /// The header's addr field; written masked to the guest's word width.
     public var address: UInt64
     /// Signed, as callers compute it; written clamped to 0 ... region size.
     public var size: Int64
+    /// The bytes after the header; written cut to the region's payload size.
     public var payload: CommandPayload
 
+    /// Makes a command.
+    /// - Parameters:
+    ///   - op: The op's number.
+    ///   - pid: The task it is about; 0 for the one that made the hypercall.
+    ///   - address: The addr field.
+    ///   - size: The size field (clamped to 0 ... region size when written).
+    ///   - payload: The bytes after the header.
     public init(op: UInt32, pid: UInt32 = 0, address: UInt64 = 0, size: Int64 = 0,
                 payload: CommandPayload = .none) {
         self.op = op
@@ -90,19 +102,28 @@ public struct PortalCommand: Sendable {
     }
 }
 
-/// The guest's answer to a command, as it lies in the region.
+/// The guest's response to a command, in place: as it lies in the region.
 ///
 /// `payload` points into the trapping vCPU's scratch buffer: it is valid
 /// until the work sends its next command, so whoever keeps the bytes copies
-/// them. This is what lets a round trip move data without allocating.
+/// them (``owned``). This is what lets a round trip move data without allocating.
 public struct PortalResponse: @unchecked Sendable {
+    /// The response code (the header's op field).
     public var code: ResponseCode
     /// The header's addr field as the guest left it.
     public var address: UInt64
     /// READ_OK / READ_PARTIAL: payload bytes; READ_NUM: the value.
     public var size: UInt64
+    /// The payload bytes the response carries (none for codes without payload).
     public var payload: UnsafeRawBufferPointer
 
+    /// Makes a response, as the engine reads one from the region (tests and
+    /// step functions that replay responses make their own).
+    /// - Parameters:
+    ///   - code: The response code.
+    ///   - address: The addr field.
+    ///   - size: The size field.
+    ///   - payload: The payload bytes, owned by the caller.
     public init(code: ResponseCode, address: UInt64 = 0, size: UInt64 = 0,
                 payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
         self.code = code
@@ -111,8 +132,8 @@ public struct PortalResponse: @unchecked Sendable {
         self.payload = payload
     }
 
-    /// An owned, typed copy of the answer.
-    public var reply: PortalReply {
+    /// An owned copy of the response, each response code its own case.
+    public var owned: Owned {
         switch code {
         case .readOK: .readOK(Array(payload))
         case .readPartial: .readPartial(Array(payload))
@@ -125,15 +146,23 @@ public struct PortalResponse: @unchecked Sendable {
     }
 }
 
-/// The guest's answer as a value: every response code is its own case, so a
-/// WRITE_FAIL can no longer pass for a READ_FAIL (the Python host cannot tell).
-public enum PortalReply: Equatable, Sendable {
-    case readOK([UInt8])
-    case readPartial([UInt8])
-    case readFail
-    case writeOK
-    case writeFail
-    case number(UInt64)
-    /// RESP_NONE: the guest ran the command and had nothing to say.
-    case none
+extension PortalResponse {
+    /// A response as an owned value: every response code is its own case, so a
+    /// WRITE_FAIL can no longer pass for a READ_FAIL (the Python host cannot tell).
+    public enum Owned: Equatable, Sendable {
+        /// READ_OK: every byte asked for.
+        case readOK([UInt8])
+        /// READ_PARTIAL: the bytes before the first that could not be read.
+        case readPartial([UInt8])
+        /// READ_FAIL: nothing could be read.
+        case readFail
+        /// WRITE_OK: the write (or the op) succeeded.
+        case writeOK
+        /// WRITE_FAIL: the write failed, or the op is unknown to the guest.
+        case writeFail
+        /// READ_NUM: the op's number (the size field).
+        case number(UInt64)
+        /// RESP_NONE: the guest ran the command and had nothing to say.
+        case none
+    }
 }

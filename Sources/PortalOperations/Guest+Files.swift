@@ -135,7 +135,7 @@ extension Guest {
         while result.count < count {
             let wanted = min(count - result.count, max(1, regionSize - 1))
             let position = offset &+ UInt64(result.count)
-            let ended = try await withAnswer(to: PortalCommand(op: op, address: position, size: Int64(wanted),
+            let ended = try await withResponse(to: PortalCommand(op: op, address: position, size: Int64(wanted),
                                                                payload: .bytes(pathBytes[...]))) { answer in
                 switch answer.code {
                 case .readOK:
@@ -151,7 +151,7 @@ extension Guest {
                 case .readFail:
                     return true
                 default:
-                    throw GuestOperationError(.unexpectedAnswer, op: name, subject: subject, response: answer.code,
+                    throw GuestOperationError(.unexpectedResponse, op: name, subject: subject, response: answer.code,
                                               detail: "the guest answered \(answer.code), expected READ_OK or READ_FAIL")
                 }
             }

@@ -247,4 +247,4 @@ extension Guest {
 /// `0x` and lowercase hex, as the engine's messages write addresses.
 /// - Parameter value: The number.
 /// - Returns: Its text.
-public func hexString(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+package func hexString(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

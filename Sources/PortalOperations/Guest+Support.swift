@@ -38,7 +38,7 @@ extension Guest {
         _ name: String, _ command: PortalCommand, subject: String, refusal: String,
         _ decode: (PortalResponse) throws(ReplyFormatError) -> Value
     ) async throws -> Value {
-        try await withAnswer(to: command) { answer in
+        try await withResponse(to: command) { answer in
             switch answer.code {
             case .readOK:
                 do {
@@ -51,7 +51,7 @@ extension Guest {
                 throw GuestOperationError(.guestRefused, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code): \(refusal)")
             default:
-                throw GuestOperationError(.unexpectedAnswer, op: name, subject: subject, response: answer.code,
+                throw GuestOperationError(.unexpectedResponse, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code), expected READ_OK")
             }
         }
@@ -67,7 +67,7 @@ extension Guest {
     /// - Throws: ``GuestOperationError`` for a refusal or an unexpected answer.
     nonisolated(nonsending) func numberReply(_ name: String, _ command: PortalCommand, subject: String,
                                              refusal: String) async throws -> UInt64 {
-        try await withAnswer(to: command) { answer in
+        try await withResponse(to: command) { answer in
             switch answer.code {
             case .readNumber:
                 return answer.size
@@ -75,7 +75,7 @@ extension Guest {
                 throw GuestOperationError(.guestRefused, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code): \(refusal)")
             default:
-                throw GuestOperationError(.unexpectedAnswer, op: name, subject: subject, response: answer.code,
+                throw GuestOperationError(.unexpectedResponse, op: name, subject: subject, response: answer.code,
                                           detail: "the guest answered \(answer.code), expected READ_NUM")
             }
         }

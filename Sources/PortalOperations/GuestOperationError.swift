@@ -23,7 +23,7 @@ public struct GuestOperationError: Error, Sendable, Equatable, CustomStringConve
         /// cannot be had.
         public static let guestRefused = Code("guest-refused")
         /// The guest answered a response code this op never produces.
-        public static let unexpectedAnswer = Code("unexpected-answer")
+        public static let unexpectedResponse = Code("unexpected-response")
         /// The reply's bytes break the op's format: a count beyond the page,
         /// a string outside the pool, a missing NUL.
         public static let malformedReply = Code("malformed-reply")

@@ -3,15 +3,15 @@
 /// through, so there is one implementation of each rule and of its bounds.
 
 /// Paging did not converge; the message says how.
-public struct PagingError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct PagingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What went wrong, in words.
-    public var message: String
+    package var message: String
 
     /// - Parameter message: What went wrong, with the numbers involved.
-    public init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.message = message }
 
     /// The message, as logs print it.
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// OSI_PROC_ALL and OSI_MAPPINGS: ask with A = records collected so far,
@@ -20,32 +20,32 @@ public struct PagingError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Bounded: a total over `limit` or one that grows ends it with an error,
 /// and every page that does not end the list adds at least one record, so
 /// at most `limit` pages are ever asked for.
-public struct SkipCountPaging: Sendable, Equatable {
+package struct SkipCountPaging: Sendable, Equatable {
     /// Records collected so far: the next command's A.
-    public private(set) var collected: UInt64 = 0
+    package private(set) var collected: UInt64 = 0
     /// The total of the last page (nil before the first).
-    public private(set) var total: UInt64? = nil
+    package private(set) var total: UInt64? = nil
     /// Whether the list is complete.
-    public private(set) var isDone = false
+    package private(set) var isDone = false
     /// The most records a guest can have in this list.
-    public let limit: UInt64
+    package let limit: UInt64
 
     /// - Parameter limit: The most records a guest can have in this list.
-    public init(limit: UInt64) { self.limit = limit }
+    package init(limit: UInt64) { self.limit = limit }
 
     /// Resumes paging from a saved state (C keeps it in a `portal_list_cursor`).
     /// - Parameters:
     ///   - limit: The most records a guest can have in this list.
     ///   - collected: Records collected so far.
     ///   - total: The last page's total, nil before the first page.
-    public init(limit: UInt64, collected: UInt64, total: UInt64?) {
+    package init(limit: UInt64, collected: UInt64, total: UInt64?) {
         self.limit = limit
         self.collected = collected
         self.total = total
     }
 
     /// The next command's A (the skip count).
-    public var nextAddress: UInt64 { collected }
+    package var nextAddress: UInt64 { collected }
 
     /// Takes in one page's counts.
     /// - Parameters:
@@ -53,7 +53,7 @@ public struct SkipCountPaging: Sendable, Equatable {
     ///   - totalCount: The page's `total_count`.
     /// - Returns: true when the list is complete.
     /// - Throws: ``PagingError`` for a total that grows or exceeds the limit.
-    public mutating func accept(count: Int, totalCount: UInt64) throws(PagingError) -> Bool {
+    package mutating func accept(count: Int, totalCount: UInt64) throws(PagingError) -> Bool {
         guard collected <= limit, count >= 0 else {
             throw PagingError("the paging state says \(collected) records were collected, more than the \(limit) a guest can have")
         }
@@ -75,32 +75,32 @@ public struct SkipCountPaging: Sendable, Equatable {
 ///
 /// Bounded: a page that does not end the list must hold fds and move the
 /// resume fd forward, and at most `limit` fds are collected.
-public struct ResumeFDPaging: Sendable, Equatable {
+package struct ResumeFDPaging: Sendable, Equatable {
     /// The fd the next command starts from: its A.
-    public private(set) var start: Int32 = 0
+    package private(set) var start: Int32 = 0
     /// fds collected so far.
-    public private(set) var collected = 0
+    package private(set) var collected = 0
     /// Whether the list is complete.
-    public private(set) var isDone = false
+    package private(set) var isDone = false
     /// The most fds a task can have.
-    public let limit: Int
+    package let limit: Int
 
     /// - Parameter limit: The most fds a task can have.
-    public init(limit: Int) { self.limit = limit }
+    package init(limit: Int) { self.limit = limit }
 
     /// Resumes paging from a saved state (C keeps it in a `portal_list_cursor`).
     /// - Parameters:
     ///   - limit: The most fds a task can have.
     ///   - start: The fd the next page starts from.
     ///   - collected: fds collected so far.
-    public init(limit: Int, start: Int32, collected: Int) {
+    package init(limit: Int, start: Int32, collected: Int) {
         self.limit = limit
         self.start = start
         self.collected = collected
     }
 
     /// The next command's A: `start`, sign-extended.
-    public var nextAddress: UInt64 { UInt64(bitPattern: Int64(start)) }
+    package var nextAddress: UInt64 { UInt64(bitPattern: Int64(start)) }
 
     /// Takes in one page's counts.
     /// - Parameters:
@@ -109,7 +109,7 @@ public struct ResumeFDPaging: Sendable, Equatable {
     /// - Returns: true when the list is complete.
     /// - Throws: ``PagingError`` for a resume fd that does not move forward,
     ///   a page without fds that does not end the list, or too many fds.
-    public mutating func accept(count: Int, resume: Int32) throws(PagingError) -> Bool {
+    package mutating func accept(count: Int, resume: Int32) throws(PagingError) -> Bool {
         guard collected <= limit, count >= 0 else {
             throw PagingError("the paging state says \(collected) fds were collected, more than the \(limit) a task can have")
         }

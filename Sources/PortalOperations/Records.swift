@@ -21,6 +21,15 @@ public struct ProcessSummary: Sendable, Equatable, Codable {
     public var name: String
 
     /// Makes a summary (tests and mock guests build expected values with it).
+    /// - Parameters:
+    ///   - pid: The process id.
+    ///   - parentPID: The parent's pid.
+    ///   - createTime: The start time in the guest's clock.
+    ///   - uid: The real user id.
+    ///   - gid: The real group id.
+    ///   - effectiveUID: The effective user id.
+    ///   - effectiveGID: The effective group id.
+    ///   - name: The task's `comm`.
     public init(pid: UInt64, parentPID: UInt64, createTime: UInt64, uid: UInt32, gid: UInt32,
                 effectiveUID: UInt32, effectiveGID: UInt32, name: String) {
         self.pid = pid

@@ -2,15 +2,15 @@ import PortalEngine
 
 /// A reply's bytes break its op's format. The message says which count,
 /// offset or string was wrong and what the bytes allowed.
-public struct ReplyFormatError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct ReplyFormatError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What went wrong, in words.
-    public var message: String
+    package var message: String
 
     /// - Parameter message: What is wrong with the reply.
-    public init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.message = message }
 
     /// The message, as logs print it.
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// The pure decoders of the guest module's reply formats (PROTOCOL.md §6):
@@ -20,25 +20,25 @@ public struct ReplyFormatError: Error, Sendable, Equatable, CustomStringConverti
 /// `size` bytes from the region's offset 24. Every count, offset and string
 /// in it is treated as hostile: it is checked against `payload.count` before
 /// use, so no input traps, over-reads or loops.
-public enum ReplyDecoder {
+package enum ReplyDecoder {
     /// Bytes of the `{u64 result_count, u64 total_count}` header lists start with.
-    public static let listHeaderSize = 16
+    package static let listHeaderSize = 16
     /// Bytes of one OSI_PROC_ALL record.
-    public static let processRecordSize = 56
+    package static let processRecordSize = 56
     /// Bytes of one OSI_MAPPINGS record.
-    public static let mappingRecordSize = 72
+    package static let mappingRecordSize = 72
     /// Bytes of one READ_FDS record.
-    public static let fileDescriptorRecordSize = 16
+    package static let fileDescriptorRecordSize = 16
     /// Bytes of OSI_PROC's 26 fields, where its name starts.
-    public static let processDetailsSize = 208
+    package static let processDetailsSize = 208
 
     /// One page of a list (OSI_PROC_ALL, OSI_MAPPINGS, READ_FDS).
-    public struct Page<Record: Sendable & Equatable>: Sendable, Equatable {
+    package struct Page<Record: Sendable & Equatable>: Sendable, Equatable {
         /// How many records the whole list has, as the guest counted it
         /// when it served this page.
-        public var totalCount: UInt64
+        package var totalCount: UInt64
         /// This page's records, in order.
-        public var records: [Record]
+        package var records: [Record]
     }
 
     // MARK: Processes
@@ -50,7 +50,7 @@ public enum ReplyDecoder {
     ///   - layout: The guest's byte order.
     /// - Returns: The page.
     /// - Throws: ``ReplyFormatError`` if the header or a record does not fit the payload.
-    public static func processPage(_ payload: UnsafeRawBufferPointer,
+    package static func processPage(_ payload: UnsafeRawBufferPointer,
                                    layout: GuestLayout) throws(ReplyFormatError) -> Page<ProcessSummary> {
         let (count, total) = try listHeader(payload, layout: layout, recordSize: processRecordSize,
                                             what: "process")
@@ -76,7 +76,7 @@ public enum ReplyDecoder {
     ///   - layout: The guest's byte order.
     /// - Returns: The task's details.
     /// - Throws: ``ReplyFormatError`` if the fields do not fit or `name_offset` points outside the payload.
-    public static func processDetails(_ payload: UnsafeRawBufferPointer,
+    package static func processDetails(_ payload: UnsafeRawBufferPointer,
                                       layout: GuestLayout) throws(ReplyFormatError) -> ProcessDetails {
         guard payload.count >= processDetailsSize else {
             throw ReplyFormatError("the reply has \(payload.count) bytes, fewer than the \(processDetailsSize) of OSI_PROC's 26 fields")
@@ -95,7 +95,7 @@ public enum ReplyDecoder {
     ///   - layout: The guest's byte order.
     /// - Returns: The heap's bounds.
     /// - Throws: ``ReplyFormatError`` if the payload is shorter than 16 bytes.
-    public static func heapBounds(_ payload: UnsafeRawBufferPointer,
+    package static func heapBounds(_ payload: UnsafeRawBufferPointer,
                                   layout: GuestLayout) throws(ReplyFormatError) -> HeapBounds {
         guard payload.count >= 16 else {
             throw ReplyFormatError("the reply has \(payload.count) bytes, expected 16 (start_brk, brk)")
@@ -114,7 +114,7 @@ public enum ReplyDecoder {
     /// - Returns: The page.
     /// - Throws: ``ReplyFormatError`` for a count beyond the payload, a
     ///   `name_off` outside the pool, or a name without its NUL.
-    public static func mappingPage(_ payload: UnsafeRawBufferPointer,
+    package static func mappingPage(_ payload: UnsafeRawBufferPointer,
                                    layout: GuestLayout) throws(ReplyFormatError) -> Page<MemoryMapping> {
         let (count, total) = try listHeader(payload, layout: layout, recordSize: mappingRecordSize,
                                             what: "mapping")
@@ -144,7 +144,7 @@ public enum ReplyDecoder {
     /// - Returns: The page.
     /// - Throws: ``ReplyFormatError`` for a count beyond the payload, a
     ///   `name_off` outside the pool, or a path without its NUL.
-    public static func fileDescriptorPage(_ payload: UnsafeRawBufferPointer,
+    package static func fileDescriptorPage(_ payload: UnsafeRawBufferPointer,
                                           layout: GuestLayout) throws(ReplyFormatError) -> Page<FileDescriptor> {
         let (count, total) = try listHeader(payload, layout: layout, recordSize: fileDescriptorRecordSize,
                                             what: "fd")
@@ -168,7 +168,7 @@ public enum ReplyDecoder {
     /// the text up to the first NUL, or all of it.
     /// - Parameter payload: The reply's payload.
     /// - Returns: The text, UTF-8 with invalid sequences repaired.
-    public static func string(_ payload: UnsafeRawBufferPointer) -> String {
+    package static func string(_ payload: UnsafeRawBufferPointer) -> String {
         text(payload, from: 0, upTo: payload.count)
     }
 
@@ -177,7 +177,7 @@ public enum ReplyDecoder {
     /// kept: the guest stops without one when the region is full.
     /// - Parameter payload: The bytes.
     /// - Returns: The strings in order.
-    public static func nulSeparatedStrings(_ payload: UnsafeRawBufferPointer) -> [String] {
+    package static func nulSeparatedStrings(_ payload: UnsafeRawBufferPointer) -> [String] {
         var strings: [String] = []
         var start = 0
         for index in 0..<payload.count where payload[index] == 0 {
@@ -195,7 +195,7 @@ public enum ReplyDecoder {
     /// a space comes back as two (the format cannot tell them apart).
     /// - Parameter payload: The reply's payload.
     /// - Returns: The arguments as far as the format keeps them.
-    public static func spaceSeparatedArguments(_ payload: UnsafeRawBufferPointer) -> [String] {
+    package static func spaceSeparatedArguments(_ payload: UnsafeRawBufferPointer) -> [String] {
         let line = text(payload, from: 0, upTo: payload.count)
         return line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
     }
@@ -203,7 +203,7 @@ public enum ReplyDecoder {
     /// Decodes READ_PROCENV: `K=V\0K=V\0...`, each entry split at its FIRST `=`.
     /// - Parameter payload: The reply's payload.
     /// - Returns: The entries in order (empty ones skipped).
-    public static func environment(_ payload: UnsafeRawBufferPointer) -> [EnvironmentVariable] {
+    package static func environment(_ payload: UnsafeRawBufferPointer) -> [EnvironmentVariable] {
         nulSeparatedStrings(payload).compactMap { entry in
             guard !entry.isEmpty else { return nil }
             guard let equals = entry.firstIndex(of: "=") else { return EnvironmentVariable(name: entry, value: "") }
@@ -215,23 +215,23 @@ public enum ReplyDecoder {
     // MARK: Files
 
     /// VFS_OPEN's reply: `{i32 -errno, u32 handle, u64 fs_magic}`.
-    public struct OpenedFile: Sendable, Equatable {
+    package struct OpenedFile: Sendable, Equatable {
         /// 0 on success, else the positive errno.
-        public var errno: Int32
+        package var errno: Int32
         /// The handle for VFS_READ and VFS_CLOSE (`generation << 8 | slot + 1`).
-        public var handle: UInt32
+        package var handle: UInt32
         /// The file system's magic number (`0x9fa0` for procfs, ...).
-        public var fileSystemMagic: UInt64
+        package var fileSystemMagic: UInt64
     }
 
     /// VFS_READ's reply: `{i32 -errno, u32 nbytes, u8 eof, 7 pad}` then the bytes.
-    public struct FileChunk: Sendable, Equatable {
+    package struct FileChunk: Sendable, Equatable {
         /// 0 on success, else the positive errno.
-        public var errno: Int32
+        package var errno: Int32
         /// The bytes read.
-        public var bytes: [UInt8]
+        package var bytes: [UInt8]
         /// Whether the guest reached the end of the file with this read.
-        public var isEndOfFile: Bool
+        package var isEndOfFile: Bool
     }
 
     /// Decodes a VFS_OPEN reply.
@@ -240,7 +240,7 @@ public enum ReplyDecoder {
     ///   - layout: The guest's byte order.
     /// - Returns: The errno, handle and magic.
     /// - Throws: ``ReplyFormatError`` if the payload is shorter than 16 bytes.
-    public static func openedFile(_ payload: UnsafeRawBufferPointer,
+    package static func openedFile(_ payload: UnsafeRawBufferPointer,
                                   layout: GuestLayout) throws(ReplyFormatError) -> OpenedFile {
         guard payload.count >= 16 else {
             throw ReplyFormatError("the reply has \(payload.count) bytes, expected 16 (errno, handle, fs_magic)")
@@ -256,7 +256,7 @@ public enum ReplyDecoder {
     ///   - wanted: The byte count the command asked for.
     /// - Returns: The errno, the bytes and whether the file ended.
     /// - Throws: ``ReplyFormatError`` if `nbytes` is more than was asked for or than the payload holds.
-    public static func fileChunk(_ payload: UnsafeRawBufferPointer, layout: GuestLayout,
+    package static func fileChunk(_ payload: UnsafeRawBufferPointer, layout: GuestLayout,
                                  wanted: Int) throws(ReplyFormatError) -> FileChunk {
         guard payload.count >= 16 else {
             throw ReplyFormatError("the reply has \(payload.count) bytes, expected at least 16 (errno, nbytes, eof)")
@@ -276,7 +276,7 @@ public enum ReplyDecoder {
     ///   - layout: The guest's byte order.
     /// - Returns: 0, or the positive errno.
     /// - Throws: ``ReplyFormatError`` if the payload is shorter than 4 bytes.
-    public static func closeStatus(_ payload: UnsafeRawBufferPointer,
+    package static func closeStatus(_ payload: UnsafeRawBufferPointer,
                                    layout: GuestLayout) throws(ReplyFormatError) -> Int32 {
         guard payload.count >= 4 else {
             throw ReplyFormatError("the reply has \(payload.count) bytes, expected at least 4 (errno)")

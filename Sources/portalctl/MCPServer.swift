@@ -27,7 +27,7 @@ extension Portalctl {
                 do {
                     let arguments = try tool.arguments(call.arguments ?? [:])
                     let connection = try QMPConnection(path: path)
-                    let value = try connection.execute(tool.command, arguments)
+                    let value = try tool.run?(connection, arguments) ?? connection.execute(tool.command, arguments)
                     return CallTool.Result(content: [.text(text: value.serialized, annotations: nil, _meta: nil)],
                                            isError: false)
                 } catch {
@@ -47,8 +47,11 @@ struct MCPTool: Sendable {
     let command: String
     /// Tool argument names and the QMP argument each becomes, in order.
     let parameters: [(name: String, argument: String, kind: Kind, required: Bool)]
+    /// For a tool that takes more than one command (a whole file): runs
+    /// them, given the QMP arguments; nil runs `command` once.
+    var run: (@Sendable (QMPConnection, [(String, JSONValue)]) throws -> JSONValue)? = nil
 
-    enum Kind: Sendable { case integer, string }
+    enum Kind: Sendable { case integer, string, strings }
 
     /// The QMP arguments for a call's MCP arguments.
     /// - Throws: `ClientError` for a missing or mistyped argument.
@@ -71,6 +74,15 @@ struct MCPTool: Sendable {
                 arguments.append((parameter.argument, .uint64(number.value)))
             case (.string, .string(let text)):
                 arguments.append((parameter.argument, .string(text)))
+            case (.strings, .array(let items)):
+                var strings: [JSONValue] = []
+                for item in items {
+                    guard case .string(let text) = item else {
+                        throw ClientError(message: "argument '\(parameter.name)' expects an array of strings")
+                    }
+                    strings.append(.string(text))
+                }
+                arguments.append((parameter.argument, .array(strings)))
             default:
                 throw ClientError(message: "argument '\(parameter.name)' has the wrong type")
             }
@@ -84,7 +96,10 @@ enum MCPTools {
         .object([
             "type": .string("object"),
             "properties": .object(Dictionary(uniqueKeysWithValues: properties.map { name, type, description in
-                (name, Value.object(["type": .string(type), "description": .string(description)]))
+                type == "array"
+                    ? (name, Value.object(["type": .string(type), "items": .object(["type": .string("string")]),
+                                           "description": .string(description)]))
+                    : (name, Value.object(["type": .string(type), "description": .string(description)]))
             })),
             "required": .array(required.map { .string($0) }),
         ])
@@ -126,5 +141,62 @@ enum MCPTools {
                            description: "The guest's monotonic clock in nanoseconds.",
                            inputSchema: schema([], required: [])),
                 command: "guest-get-time", parameters: []),
+        MCPTool(tool: Tool(name: "list_processes",
+                           description: "Every process of the guest: [{pid, ppid, uid, gid, euid, egid, create-time, name}].",
+                           inputSchema: schema([], required: [])),
+                command: "query-processes", parameters: []),
+        MCPTool(tool: Tool(name: "process_info",
+                           description: "One process in detail (task, mm, heap, stack, code and data bounds).",
+                           inputSchema: schema([("pid", "integer", pidDescription)], required: ["pid"])),
+                command: "query-process", parameters: [("pid", "pid", .integer, true)]),
+        MCPTool(tool: Tool(name: "process_mappings",
+                           description: "A process's memory mappings: [{start, end, perms, offset, dev, inode, name}]; with address, the one containing it.",
+                           inputSchema: schema([("pid", "integer", pidDescription),
+                                                ("address", "string", addressDescription)], required: ["pid"])),
+                command: "query-mappings",
+                parameters: [("pid", "pid", .integer, true), ("address", "address", .integer, false)]),
+        MCPTool(tool: Tool(name: "process_fds",
+                           description: "A process's open file descriptors: [{fd, path}].",
+                           inputSchema: schema([("pid", "integer", pidDescription)], required: ["pid"])),
+                command: "query-fds", parameters: [("pid", "pid", .integer, true)]),
+        MCPTool(tool: Tool(name: "process_environment",
+                           description: "A process's environment: [{name, value}].",
+                           inputSchema: schema([("pid", "integer", pidDescription)], required: ["pid"])),
+                command: "query-environment", parameters: [("pid", "pid", .integer, true)]),
+        MCPTool(tool: Tool(name: "process_arguments",
+                           description: "A process's argv: [strings].",
+                           inputSchema: schema([("pid", "integer", pidDescription)], required: ["pid"])),
+                command: "query-argv", parameters: [("pid", "pid", .integer, true)]),
+        MCPTool(tool: Tool(name: "read_file",
+                           description: "A whole guest file as text: {path, count, text}.",
+                           inputSchema: schema([("path", "string", "The file's absolute path in the guest.")],
+                                               required: ["path"])),
+                command: "guest-file-read", parameters: [("path", "path", .string, true)],
+                run: { connection, arguments in
+                    let path = arguments.first?.1.stringValue ?? ""
+                    let bytes = try readGuestFile(connection, path: path, extra: [])
+                    return .object([("path", .string(path)), ("count", .int(Int64(bytes.count))),
+                                    ("text", .string(String(decoding: bytes, as: UTF8.self)))])
+                }),
+        MCPTool(tool: Tool(name: "run_program",
+                           description: "Run a program in the guest, wait for it: {exitcode, output}.",
+                           inputSchema: schema([("path", "string", "The program's absolute path."),
+                                                ("args", "array", "Its arguments after argv[0].")],
+                                               required: ["path"])),
+                command: "guest-exec",
+                parameters: [("path", "path", .string, true), ("args", "arg", .strings, false)],
+                run: { connection, arguments in
+                    let started = try connection.execute("guest-exec", arguments + [("capture-output", .bool(true))])
+                    let status = try connection.execute("guest-exec-status", [("pid", started["pid"] ?? .null)])
+                    let output = status["out-data"]?.stringValue.flatMap(base64Decode) ?? []
+                    return .object([("exitcode", status["exitcode"] ?? .null),
+                                    ("output", .string(String(decoding: output, as: UTF8.self)))])
+                }),
+        MCPTool(tool: Tool(name: "symbol_address",
+                           description: "The address of a kernel symbol: {name, address}.",
+                           inputSchema: schema([("name", "string", "The symbol, e.g. do_exit.")], required: ["name"])),
+                command: "query-symbol", parameters: [("name", "name", .string, true)]),
     ]
+
+    static let pidDescription = "The guest process id."
 }

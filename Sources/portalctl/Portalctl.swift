@@ -16,8 +16,25 @@ struct Portalctl: AsyncParsableCommand {
             Every command prints a human-readable form, or the server's JSON with --json. On any
             error portalctl prints one line saying why and exits with status 1.
             """,
-        subcommands: [Info.self, Stats.self, Read.self, ReadString.self, Write.self, Disassemble.self, Watch.self,
-                      MCPCommand.self])
+        subcommands: [Info.self, Stats.self, Processes.self, ProcessTree.self, Maps.self, Descriptors.self,
+                      Environment.self, Cat.self, Pull.self, Push.self, Exec.self, Read.self, ReadString.self,
+                      Write.self, Disassemble.self, Watch.self, MCPCommand.self])
+
+    /// Accepts `portalctl --socket PATH SUBCOMMAND ...` as well as
+    /// `portalctl SUBCOMMAND --socket PATH ...`: the socket option belongs to
+    /// each subcommand, so a leading one is moved behind the subcommand's
+    /// name (before any `--` of `exec`).
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.count >= 3, arguments[0] == "--socket" {
+            let path = arguments[1]
+            arguments = [arguments[2], "--socket", path] + arguments[3...]
+        } else if let first = arguments.first, first.hasPrefix("--socket=") {
+            arguments = Array(arguments.dropFirst())
+            if !arguments.isEmpty { arguments.insert(first, at: 1) }
+        }
+        await main(arguments)
+    }
 }
 
 /// The options every subcommand takes.
@@ -206,9 +223,15 @@ extension Portalctl {
 
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the control socket's events as they happen (all of them, or one name).")
+            abstract: "Print the control socket's events as they happen (all of them, one name, or a guest syscall).",
+            discussion: """
+                `watch execve` (or another syscall the guest module hooks: openat, sethostname) asks for
+                watch-syscall and prints each PORTAL_SYSCALL event of that syscall: pid, name, the
+                execve's file name, and the arguments.
+                """)
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The event name (e.g. PORTAL_HYPERCALL), or 'all'.") var event: String
+        @Argument(help: "An event name (PORTAL_HYPERCALL, PORTAL_SYSCALL), 'all', or a lower-case syscall name (execve).")
+        var event: String
         @Option(name: .long, help: "Exit after this many events.") var count: Int?
         @Option(name: .long, help: "First ask for PORTAL_HYPERCALL events of this hypercall number (watch-hypercall).")
         var hypercall: Number?
@@ -218,16 +241,30 @@ extension Portalctl {
                 if let hypercall {
                     _ = try connection.execute("watch-hypercall", [("hypercall", .uint64(hypercall.value))])
                 }
+                // A lower-case name is a syscall: its events are PORTAL_SYSCALL ones with that name.
+                let syscall = event.first.map { $0.isLowercase } == true && event != "all" ? event : nil
+                if let syscall {
+                    _ = try connection.execute("watch-syscall", [("name", .string(syscall))])
+                }
                 print("watching \(event) events")
                 fflush(nil)   // a script may wait for this line before making the guest act
                 var seen = 0
                 while count.map({ seen < $0 }) ?? true {
                     let message = try connection.nextEvent()
-                    guard let name = message["event"]?.stringValue,
-                          event == "all" || name.caseInsensitiveCompare(event) else { continue }
+                    guard let name = message["event"]?.stringValue else { continue }
+                    if let syscall {
+                        guard name == "PORTAL_SYSCALL", message["data"]?["name"]?.stringValue == syscall else { continue }
+                    } else if event != "all" && !name.caseInsensitiveCompare(event) {
+                        continue
+                    }
                     seen += 1
                     if options.json {
                         print(message.serialized)
+                    } else if syscall != nil, let data = message["data"] {
+                        let arguments = (data["args"]?.arrayValue ?? []).map { hex($0.uint64Value ?? 0) }
+                        var line = "pid \(number(data["pid"])) \(data["name"]?.stringValue ?? "")"
+                        if let filename = data["filename"]?.stringValue { line += " \(filename)" }
+                        print(line + " args " + arguments.joined(separator: " "))
                     } else {
                         let seconds = message["timestamp"]?["seconds"]?.intValue ?? 0
                         let micros = message["timestamp"]?["microseconds"]?.intValue ?? 0

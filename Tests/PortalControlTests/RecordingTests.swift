@@ -18,7 +18,7 @@ struct RecordingTests {
         let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64,
                                   logger: PortalLogger(level: .off) { _ in }, recorder: recorder)
         let guest = TinyGuest(engine: engine)
-        engine.attach(HypercallNumber(rawValue: 0x1338)) { guest in
+        try engine.attach(HypercallNumber(rawValue: 0x1338)) { guest in
             let bytes = try await guest.readBytes(at: 0x100, count: 4)
             if guest.call.arg1 == 1 { throw Failure() }
             if guest.call.arg1 == 2 { return 7 }

@@ -43,7 +43,7 @@ import Testing
         client.send(#"{"execute":"qmp_capabilities"}"#)
         #expect(try client.line() == #"{"return":{}}"#)
         client.send(#"{"execute":"query-commands","id":{"nested":[1,2]}}"#)
-        #expect(try client.line() == #"{"return":[{"name":"qmp_capabilities"},{"name":"query-commands"},{"name":"query-portal"},{"name":"query-stats"},{"name":"watch-hypercall"},{"name":"guest-memory-read"},{"name":"guest-memory-read-string"},{"name":"guest-memory-write"},{"name":"guest-get-time"}],"id":{"nested":[1,2]}}"#)
+        #expect(try client.line() == #"{"return":[{"name":"qmp_capabilities"},{"name":"query-commands"},{"name":"query-portal"},{"name":"query-stats"},{"name":"watch-hypercall"},{"name":"guest-memory-read"},{"name":"guest-memory-read-string"},{"name":"guest-memory-write"},{"name":"guest-get-time"},{"name":"watch-syscall"},{"name":"query-processes"},{"name":"query-process"},{"name":"query-mappings"},{"name":"query-fds"},{"name":"query-cwd"},{"name":"query-argv"},{"name":"query-environment"},{"name":"query-executable"},{"name":"query-symbol"},{"name":"guest-file-open"},{"name":"guest-file-read"},{"name":"guest-file-write"},{"name":"guest-file-close"},{"name":"guest-exec"},{"name":"guest-exec-status"},{"name":"guest-info"}],"id":{"nested":[1,2]}}"#)
         // Two messages in one write, one split across two writes.
         client.send(#"{"execute":"nope","id":1}  {"execute":"query-portal","arguments":{"x":1},"id":2}{"execute":"#)
         #expect(try client.line() == #"{"error":{"class":"CommandNotFound","desc":"The command nope has not been found"},"id":1}"#)

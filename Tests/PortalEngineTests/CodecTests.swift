@@ -236,12 +236,14 @@ struct ConfigurationTests {
         #expect(configuration.regionSize == 4072)
         #expect(configuration.installBudget == 32)
         #expect(configuration.ops == .standard)
+        #expect(configuration.directMemory)
     }
 
     @Test func everyArgument() throws {
         let configuration = try parse(
             ["log=debug", "log_file=/tmp/x.log", "region_size=0x3fe8", "install_budget=5", "ops=/t",
-             "max_conversations=10", "max_interrupts=3", "stale_after=77", "control=/tmp/c.sock", "trace=/tmp/t.jsonl"],
+             "max_conversations=10", "max_interrupts=3", "stale_after=77", "control=/tmp/c.sock", "trace=/tmp/t.jsonl",
+             "direct_memory=off"],
             files: ["/t": "READ\nWRITE\n"])
         #expect(configuration.logLevel == .debug)
         #expect(configuration.logFile == "/tmp/x.log")
@@ -253,6 +255,8 @@ struct ConfigurationTests {
         #expect(configuration.staleAfter == 77)
         #expect(configuration.controlPath == "/tmp/c.sock")
         #expect(configuration.tracePath == "/tmp/t.jsonl")
+        #expect(!configuration.directMemory)
+        #expect(try parse(["direct_memory=on"]).directMemory)
     }
 
     /// `load=` repeats and keeps its order; each `module_arg=` belongs to the
@@ -278,8 +282,11 @@ struct ConfigurationTests {
 
     @Test func refusals() {
         #expect(throws: ArgumentError(argument: "colour=red", message:
-            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, load, module_arg, control, trace")) {
+            "unknown argument 'colour'; known: log, log_file, region_size, install_budget, ops, max_conversations, max_interrupts, stale_after, load, module_arg, control, trace, direct_memory")) {
             try parse(["colour=red"])
+        }
+        #expect(throws: ArgumentError(argument: "direct_memory=no", message: "expected on or off")) {
+            try parse(["direct_memory=no"])
         }
         #expect(throws: ArgumentError(argument: "verbose", message: "expected key=value")) {
             try parse(["verbose"])

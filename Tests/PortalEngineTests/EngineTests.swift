@@ -6,17 +6,17 @@ let event: UInt32 = HypercallNumber.syscallEnter.rawValue
 
 @Suite("Conversations")
 struct ConversationTests {
-    @Test func handlerThatNeedsNoGuestJustReturns() {
+    @Test func handlerThatNeedsNoGuestJustReturns() throws {
         let engine = makeEngine()
-        engine.attach(.syscallEnter) { guest in guest.call.arg1 + guest.call.arg2 }
+        try engine.attach(.syscallEnter) { guest in guest.call.arg1 + guest.call.arg2 }
         let (guest, vcpu) = bootedGuest(engine)
         #expect(guest.portal(engine, vcpu: vcpu, number: event, 40, 2) == 42)
         #expect(engine.liveConversations == 0)
     }
 
-    @Test func frontEndsCanReadOnlyTheRegistersTheEngineNeeds() {
+    @Test func frontEndsCanReadOnlyTheRegistersTheEngineNeeds() throws {
         let engine = makeEngine()
-        engine.attach(.syscallEnter) { _ in 0 }
+        try engine.attach(.syscallEnter) { _ in 0 }
         let vcpu = engine.makeVCPU(index: 0)
         #expect(engine.serves(0x1338, vcpu: vcpu))
         #expect(engine.serves(0xffff_ffff_bebe_bebe, vcpu: vcpu))
@@ -37,12 +37,12 @@ struct ConversationTests {
     }
 
     @Test(arguments: [GuestLayout.little64, .little32, .big32, .big64])
-    func readsAndWritesIntegersInGuestOrder(layout: GuestLayout) {
+    func readsAndWritesIntegersInGuestOrder(layout: GuestLayout) throws {
         let engine = makeEngine(layout: layout)
         let (guest, vcpu) = bootedGuest(engine, layout: layout)
         guest.map(0x4000, count: 4096)
         guest.store(layout.bytes(of: UInt32(0xcafe_f00d)), at: 0x4000)
-        engine.attach(.syscallEnter) { guest in
+        try engine.attach(.syscallEnter) { guest in
             let value = try await guest.read(UInt32.self, at: guest.call.arg1)
             try await guest.write(UInt16(0xbeef), at: guest.call.arg1 + 8)
             try await guest.writePointer(0x1122_3344_5566_7788, at: guest.call.arg1 + 16)
@@ -53,14 +53,14 @@ struct ConversationTests {
         #expect(guest.bytes(at: 0x4008, count: 2) == layout.bytes(of: UInt16(0xbeef)))
     }
 
-    @Test func everyResponseCodeIsItsOwnReply() {
+    @Test func everyResponseCodeIsItsOwnReply() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x4000, count: 4096)
         guest.store([1, 2, 3, 4], at: 0x4000)
-        let replies = Lock<[PortalReply]>([])
-        engine.attach(.syscallEnter) { g in
-            var got: [PortalReply] = []
+        let replies = Lock<[PortalResponse.Owned]>([])
+        try engine.attach(.syscallEnter) { g in
+            var got: [PortalResponse.Owned] = []
             got.append(try await g.send(PortalCommand(op: 1, address: 0x4000, size: 4)))          // READ_OK
             got.append(try await g.send(PortalCommand(op: 1, address: 0x4ffe, size: 4)))          // READ_PARTIAL
             got.append(try await g.send(PortalCommand(op: 1, address: 0xffff_8000_0000_0000, size: 4))) // READ_FAIL
@@ -79,7 +79,7 @@ struct ConversationTests {
         #expect(guest.bytes(at: 0x4000, count: 1) == [9])
     }
 
-    @Test func chunkedReadAcrossRegionsStopsAtAHole() async {
+    @Test func chunkedReadAcrossRegionsStopsAtAHole() async throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine, regionSize: 1000)
@@ -89,7 +89,7 @@ struct ConversationTests {
         let pattern = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 * 7) }
         guest.store(pattern, at: 0x20000)
         let result = Lock<([UInt8], String)>(([], ""))
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let whole = try await g.readBytes(at: 0x20000 + 100, count: 2500)
             do {
                 _ = try await g.readBytes(at: 0x20000 + 11000, count: 3000)
@@ -110,12 +110,12 @@ struct ConversationTests {
 
     /// A length taken from guest data can be anything: the read fails at the
     /// first chunk the guest cannot serve, with no huge allocation first.
-    @Test func wildReadLengthFailsAtTheFirstMissingChunk() async {
+    @Test func wildReadLengthFailsAtTheFirstMissingChunk() async throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine, regionSize: 1000)
         guest.map(0x20000, count: 4096)
         let failure = Lock("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             do {
                 _ = try await g.readBytes(at: 0x20000, count: Int.max)
             } catch {
@@ -127,12 +127,12 @@ struct ConversationTests {
         #expect(failure.withLock { $0 } == "reading \(Int.max) bytes at 0x20000 stopped after 4096 bytes (READ_PARTIAL)")
     }
 
-    @Test func bulkWriteThenReadBackLargerThanARegion() {
+    @Test func bulkWriteThenReadBackLargerThanARegion() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x40000, count: 4 * 4096)
         let data = (0..<10000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 5) }
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             try await g.write(data, at: 0x40000)
             let back = try await g.readBytes(at: 0x40000, count: data.count)
             return back == data ? 1 : 0
@@ -141,14 +141,14 @@ struct ConversationTests {
         #expect(guest.bytes(at: 0x40000, count: 10000) == data)
     }
 
-    @Test func stringCrossingAGuestPage() {
+    @Test func stringCrossingAGuestPage() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x50000, count: 2 * 4096)
         let text = Array("crossing the page boundary".utf8)
         guest.store(text + [0], at: 0x51000 - 10)
         let got = Lock<String>("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let string = try await g.readString(at: 0x51000 - 10)
             got.withLock { $0 = string }
             return UInt64(string.utf8.count)
@@ -159,24 +159,24 @@ struct ConversationTests {
 
     /// Each READ_STR stays within one guest page: a string that ends just
     /// before an unmapped page is read without touching that page.
-    @Test func stringEndingBeforeAnUnmappedPage() {
+    @Test func stringEndingBeforeAnUnmappedPage() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x60000, count: 4096)
         guest.store(Array("tail".utf8) + [0], at: 0x61000 - 5)
         let commands = Lock<[RegionHeader]>([])
         guest.onServe = { header, _ in commands.withLock { $0.append(header) } }
-        engine.attach(.syscallEnter) { g in UInt64(try await g.readCString(at: 0x61000 - 5).count) }
+        try engine.attach(.syscallEnter) { g in UInt64(try await g.readCString(at: 0x61000 - 5).count) }
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 4)
         let sent = commands.withLock { $0 }.map { [UInt64($0.op), $0.address, $0.size] }
         #expect(sent == [[UInt64(engine.configuration.ops.readString), 0x61000 - 5, 5]])
     }
 
-    @Test func readTimeAndRawNumberQueries() {
+    @Test func readTimeAndRawNumberQueries() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         let refusal = Lock("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let first = try await g.readTime()
             let second = try await g.readNumber(op: g.ops.readTime)
             do {
@@ -194,13 +194,13 @@ struct ConversationTests {
 
 @Suite("Failures end conversations cleanly")
 struct FailureTests {
-    @Test func invalidResponseCodeEndsTheConversationAndTheNextOneWorks() {
+    @Test func invalidResponseCodeEndsTheConversationAndTheNextOneWorks() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x4000, count: 4096)
         guest.answerOverride = { header in header.address == 0x4bad ? 0x1234 : nil }
-        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: g.call.arg1)) }
+        try engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: g.call.arg1)) }
         let region = 0x10_0000 as UInt64
         var loop = guest.startPortal(engine, vcpu: vcpu, number: event, 0x4bad)
         #expect(loop.region == region)
@@ -219,12 +219,12 @@ struct FailureTests {
 
     struct Boom: Error, CustomStringConvertible { var description: String { "boom" } }
 
-    @Test func throwingHandlerFollowedByAGoodConversationOnTheSameRegion() {
+    @Test func throwingHandlerFollowedByAGoodConversationOnTheSameRegion() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine, regionPages: 1, vcpuIndex: 3)
         guest.map(0x4000, count: 4096)
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let value = try await g.read(UInt8.self, at: 0x4000)
             if g.call.arg1 == 1 { throw Boom() }
             return UInt64(value) + 1
@@ -244,24 +244,24 @@ struct FailureTests {
     }
 
     /// An error's text may hold anything: the log line stays one line.
-    @Test func controlCharactersInAnErrorAreEscapedInTheLog() {
+    @Test func controlCharactersInAnErrorAreEscapedInTheLog() throws {
         struct Multiline: Error, CustomStringConvertible { var description: String { "first\nsecond\u{1b}[2J" } }
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine, regionPages: 1)
-        engine.attach(.syscallEnter) { _ in throw Multiline() }
+        try engine.attach(.syscallEnter) { _ in throw Multiline() }
         _ = guest.portal(engine, vcpu: vcpu, number: event)
         #expect(log.matching("error") == [
             "error: hypercall 0x1338 on vCPU 0, region 0x100000: the work failed: first\\u{a}second\\u{1b}[2J",
         ])
     }
 
-    @Test func abandonedConversationIsReclaimed() {
+    @Test func abandonedConversationIsReclaimed() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine, regionPages: 1)
         guest.map(0x4000, count: 4096)
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             _ = try await g.read(UInt8.self, at: 0x4000)
             _ = try await g.read(UInt8.self, at: 0x4000)
             return 5
@@ -279,11 +279,11 @@ struct FailureTests {
         #expect(engine.liveConversations == 0)
     }
 
-    @Test func invalidOpFromTheWorkIsRefused() {
+    @Test func invalidOpFromTheWorkIsRefused() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             _ = try await g.send(PortalCommand(op: 56))
             return 1
         }
@@ -293,13 +293,13 @@ struct FailureTests {
         ])
     }
 
-    @Test func answerLargerThanTheRegionIsRefused() {
+    @Test func answerLargerThanTheRegionIsRefused() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         guest.answerOverride = { _ in nil }
         guest.onServe = nil
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             _ = try await g.send(PortalCommand(op: 1, address: 0x10_0000, size: 8))
             return 1
         }
@@ -316,11 +316,11 @@ struct FailureTests {
         #expect(guest.header(at: 0x10_0000).op == 0)
     }
 
-    @Test func unwritableRegionFailsTheConversation() {
+    @Test func unwritableRegionFailsTheConversation() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
-        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) }
+        try engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) }
         let outcome = engine.hypercall(Hypercall(number: UInt64(event), arg3: 0xdead_0000), vcpu: vcpu, memory: guest.memory)
         #expect(outcome == .handled)
         #expect(log.matching("error") == [
@@ -329,11 +329,11 @@ struct FailureTests {
         #expect(engine.liveConversations == 0)
     }
 
-    @Test func strayAnswerEndsTheGuestLoop() {
+    @Test func strayAnswerEndsTheGuestLoop() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
-        engine.attach(.syscallEnter) { _ in 1 }
+        try engine.attach(.syscallEnter) { _ in 1 }
         guest.setHeader(RegionHeader(op: ResponseCode.readOK.rawValue, pid: 0, address: 0, size: 0), at: 0x10_0000)
         let outcome = engine.hypercall(
             Hypercall(number: UInt64(event), arg3: 0x10_0000, arg4: UInt64(ResponseCode.readOK.rawValue)),
@@ -350,7 +350,7 @@ struct FailureTests {
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         let after = Lock<String>("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             // Long enough that the sleep cannot end before the trap does,
             // even on a loaded machine (1 ms did, with other tests running).
             try await Task.sleep(for: .milliseconds(300))
@@ -381,7 +381,7 @@ struct FailureTests {
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         let ended = Lock<[String]>([])
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             let box = UncheckedGuest(guest: g)
             async let first = box.guest.read(UInt8.self, at: 0x4000)
             async let second = box.guest.read(UInt8.self, at: 0x4001)
@@ -405,14 +405,14 @@ struct FailureTests {
     /// A full table makes room by reclaiming the conversation the guest
     /// neglected longest (issue 8, item 6): the guest that comes back to it
     /// later gets NONE for its stray answer, and nobody is refused.
-    @Test func fullTableReclaimsTheLongestNeglectedConversation() {
+    @Test func fullTableReclaimsTheLongestNeglectedConversation() throws {
         let log = LogRecorder()
         var configuration = PortalConfiguration()
         configuration.maxConversations = 2
         let engine = makeEngine(configuration, log: log)
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x4000, count: 4096)
-        engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) + 10 }
+        try engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) + 10 }
         var loops = (0..<3).map { _ in guest.startPortal(engine, vcpu: vcpu, number: event) }
         let waiting = loops.indices.map { loops[$0].trap(engine, guest: guest) }
         #expect(waiting == [true, true, true])
@@ -427,7 +427,7 @@ struct FailureTests {
         #expect(engine.liveConversations == 0)
     }
 
-    @Test func conversationTheGuestNeverComesBackToIsReclaimed() {
+    @Test func conversationTheGuestNeverComesBackToIsReclaimed() throws {
         let log = LogRecorder()
         var configuration = PortalConfiguration()
         configuration.staleAfter = 4
@@ -436,7 +436,7 @@ struct FailureTests {
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x4000, count: 4096)
         let cancelled = Lock<[String]>([])
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             do {
                 return UInt64(try await g.read(UInt8.self, at: 0x4000)) + g.call.arg1
             } catch {
@@ -475,12 +475,12 @@ struct FailureTests {
         ])
     }
 
-    @Test func shutdownEndsWaitingConversations() {
+    @Test func shutdownEndsWaitingConversations() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         let cancelled = Lock<String>("")
-        engine.attach(.syscallEnter) { g in
+        try engine.attach(.syscallEnter) { g in
             do {
                 return UInt64(try await g.read(UInt8.self, at: 0x4000))
             } catch {

@@ -6,7 +6,7 @@ import Testing
 struct InterruptTests {
     let flag: UInt64 = 0x7000
 
-    @Test func queuedBeforeTheFlagIsRegisteredThenRaisedAndRunInQueueOrder() {
+    @Test func queuedBeforeTheFlagIsRegisteredThenRaisedAndRunInQueueOrder() throws {
         let log = LogRecorder()
         let engine = makeEngine(layout: .big64, log: log)
         let (guest, vcpu) = bootedGuest(engine, layout: .big64)
@@ -18,15 +18,15 @@ struct InterruptTests {
                 try await g.write(UInt8(name.utf8.first!), at: 0x8000 + UInt64(order.withLock { $0.count }))
             }
         }
-        #expect(engine.queueInterrupt("zeta"))
-        #expect(engine.queueInterrupt("alpha"))
-        #expect(engine.queueInterrupt("zeta"))  // already pending: runs once
-        #expect(engine.queueInterrupt("mid"))
+        try engine.queueInterrupt("zeta")
+        try engine.queueInterrupt("alpha")
+        try engine.queueInterrupt("zeta")  // already pending: runs once
+        try engine.queueInterrupt("mid")
         #expect(engine.pendingInterrupts == ["zeta", "alpha", "mid"])
         // Registering the flag announces the pending work, in guest byte order.
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         #expect(guest.bytes(at: flag, count: 8) == [0, 0, 0, 0, 0, 0, 0, 1])
-        engine.attach(.syscallEnter) { _ in 9 }
+        try engine.attach(.syscallEnter) { _ in 9 }
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 9)
         #expect(order.withLock { $0 } == ["zeta", "alpha", "mid"])
         #expect(guest.bytes(at: 0x8001, count: 3) == Array("zam".utf8))
@@ -35,13 +35,13 @@ struct InterruptTests {
         #expect(log.matching("error").isEmpty)
     }
 
-    @Test func flagIsSetAgainOnLaterTrapsWhileWorkIsPending() {
+    @Test func flagIsSetAgainOnLaterTrapsWhileWorkIsPending() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         engine.registerInterrupt("later") { _ in }
-        engine.attach(.syscallEnter) { _ in 1 }
-        #expect(engine.queueInterrupt("later"))
+        try engine.attach(.syscallEnter) { _ in 1 }
+        try engine.queueInterrupt("later")
         // The guest clears the flag by hand (a lost write): the next trap sets it again.
         guest.store([UInt8](repeating: 0, count: 8), at: flag)
         var loop = PortalLoop(vcpu: vcpu, number: event, arg1: 0, arg2: 0, region: guest.freshRegion())
@@ -52,14 +52,14 @@ struct InterruptTests {
     /// A stray answer on a PORTAL_INTERRUPT trap (its conversation was
     /// ended meanwhile) ends the guest's loop; the pending interrupts stay
     /// pending, with the flag up, for the guest's next interrupt conversation.
-    @Test func strayInterruptAnswerKeepsThePendingInterrupts() {
+    @Test func strayInterruptAnswerKeepsThePendingInterrupts() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
         guest.enableInterrupts(engine, vcpu: vcpu, flag: flag)
         let ran = Atomic<Int>(0)
         engine.registerInterrupt("kept") { _ in ran.add(1, ordering: .relaxed) }
-        #expect(engine.queueInterrupt("kept"))
+        try engine.queueInterrupt("kept")
         let region = guest.freshRegion()
         let outcome = engine.hypercall(
             Hypercall(number: UInt64(HypercallNumber.portalInterrupt.rawValue), arg3: region,
@@ -94,28 +94,35 @@ struct InterruptTests {
         ])
     }
 
-    @Test func queueingAnUnknownInterruptFails() {
+    @Test func queueingAnUnknownInterruptThrows() {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
-        #expect(engine.queueInterrupt("nobody") == false)
-        #expect(log.all == ["error: cannot queue interrupt 'nobody': no handler has that name"])
+        let error = #expect(throws: PortalError.self) { try engine.queueInterrupt("nobody") }
+        #expect(error?.code == .noInterruptHandler)
+        #expect(error?.code.name == "no-interrupt-handler")
+        #expect(error?.description == "cannot queue interrupt 'nobody': no handler has that name")
+        // The caller decides what to say: the engine logs nothing.
+        #expect(log.all.isEmpty)
     }
 
-    @Test func pendingQueueIsBounded() {
+    @Test func pendingQueueIsBounded() throws {
         let log = LogRecorder()
         var configuration = PortalConfiguration()
         configuration.maxInterrupts = 2
         let engine = makeEngine(configuration, log: log)
         for name in ["a", "b", "c"] { engine.registerInterrupt(name) { _ in } }
-        #expect(engine.queueInterrupt("a"))
-        #expect(engine.queueInterrupt("b"))
-        #expect(engine.queueInterrupt("c") == false)
-        #expect(log.all == [
-            "error: cannot queue interrupt 'c': 2 interrupts are pending already (max_interrupts)",
-        ])
+        try engine.queueInterrupt("a")
+        try engine.queueInterrupt("b")
+        let error = #expect(throws: PortalError.self) { try engine.queueInterrupt("c") }
+        #expect(error?.code == .interruptLimit)
+        #expect(error?.description == "cannot queue interrupt 'c': 2 interrupts are pending already (max_interrupts)")
+        #expect(log.all.isEmpty)
+        // Queueing one already pending is no error: it runs once.
+        try engine.queueInterrupt("a")
+        #expect(engine.pendingInterrupts == ["a", "b"])
     }
 
-    @Test func installBudgetIsSharedByTheWindowAndWorkRequeuesItself() {
+    @Test func installBudgetIsSharedByTheWindowAndWorkRequeuesItself() throws {
         var configuration = PortalConfiguration()
         configuration.installBudget = 5
         let engine = makeEngine(configuration)
@@ -128,12 +135,12 @@ struct InterruptTests {
             let granted = g.takeInstallBudget(wanted)
             grants.withLock { $0.append(granted) }
             remaining.withLock { $0 -= granted }
-            if granted < wanted { g.queueInterrupt("installer") }
+            if granted < wanted { try g.queueInterrupt("installer") }
         }
         engine.registerInterrupt("greedy") { g in grants.withLock { $0.append(100 + g.takeInstallBudget(10)) } }
-        engine.queueInterrupt("installer")
-        engine.queueInterrupt("greedy")
-        engine.attach(.syscallEnter) { _ in 0 }
+        try engine.queueInterrupt("installer")
+        try engine.queueInterrupt("greedy")
+        try engine.attach(.syscallEnter) { _ in 0 }
         for _ in 0..<4 { _ = guest.portal(engine, vcpu: vcpu, number: event) }
         // Window 1: installer 5, greedy 0. Window 2: installer 5. Window 3: installer 2.
         #expect(grants.withLock { $0 } == [5, 100, 5, 2])
@@ -143,7 +150,7 @@ struct InterruptTests {
 
     struct Broken: Error, CustomStringConvertible { var description: String { "broken" } }
 
-    @Test func aFailingHandlerDoesNotStopTheOthers() {
+    @Test func aFailingHandlerDoesNotStopTheOthers() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine)
@@ -158,8 +165,8 @@ struct InterruptTests {
             _ = try await g.read(UInt8.self, at: 0x8000)
             ran.withLock { $0.append("second") }
         }
-        engine.queueInterrupt("first")
-        engine.queueInterrupt("second")
+        try engine.queueInterrupt("first")
+        try engine.queueInterrupt("second")
         _ = guest.portal(engine, vcpu: vcpu, number: HypercallNumber.portalInterrupt.rawValue, 1)
         #expect(ran.withLock { $0 } == ["second"])
         #expect(log.matching("error") == [
@@ -167,7 +174,7 @@ struct InterruptTests {
         ])
     }
 
-    @Test func anAbandonedWindowQueuesTheHandlersItNeverReached() {
+    @Test func anAbandonedWindowQueuesTheHandlersItNeverReached() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let (guest, vcpu) = bootedGuest(engine, regionPages: 1)
@@ -175,13 +182,13 @@ struct InterruptTests {
         for name in ["one", "two"] {
             engine.registerInterrupt(name) { g in _ = try await g.read(UInt8.self, at: 0x8000) }
         }
-        engine.queueInterrupt("one")
-        engine.queueInterrupt("two")
+        try engine.queueInterrupt("one")
+        try engine.queueInterrupt("two")
         var window = guest.startPortal(engine, vcpu: vcpu, number: HypercallNumber.portalInterrupt.rawValue, 1)
         _ = window.trap(engine, guest: guest)
         window.abandon(guest)
         // The guest drops the window and starts an ordinary conversation on the page.
-        engine.attach(.syscallEnter) { _ in 3 }
+        try engine.attach(.syscallEnter) { _ in 3 }
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 3)
         #expect(engine.pendingInterrupts == ["two"])
         #expect(log.matching("error") == [
@@ -197,8 +204,8 @@ struct InterruptTests {
 @Suite("Many conversations")
 struct ConcurrencyTests {
     /// A handler doing a few dependent reads, so conversations take several traps.
-    static func attachSummer(_ engine: PortalEngine) {
-        engine.attach(.syscallEnter) { g in
+    static func attachSummer(_ engine: PortalEngine) throws {
+        try engine.attach(.syscallEnter) { g in
             var sum: UInt64 = 0
             for offset in 0..<3 as Range<UInt64> {
                 sum += UInt64(try await g.read(UInt32.self, at: g.call.arg1 + offset * 4))
@@ -207,7 +214,7 @@ struct ConcurrencyTests {
         }
     }
 
-    @Test func thousandInterleavedConversationsOnEightVCPUs() {
+    @Test func thousandInterleavedConversationsOnEightVCPUs() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let guest = MockGuest(regionPages: 256)
@@ -216,7 +223,7 @@ struct ConcurrencyTests {
         guest.map(0x9000, count: 4096)
         guest.store(guest.layout.bytes(of: UInt32(1)) + guest.layout.bytes(of: UInt32(20))
                     + guest.layout.bytes(of: UInt32(300)), at: 0x9000)
-        Self.attachSummer(engine)
+        try Self.attachSummer(engine)
         var results: [UInt64] = []
         var started = 0
         var active: [PortalLoop?] = Array(repeating: nil, count: 8)
@@ -242,7 +249,7 @@ struct ConcurrencyTests {
         #expect(log.matching("error").isEmpty && log.matching("warn").isEmpty)
     }
 
-    @Test func conversationMigratesBetweenVCPUs() {
+    @Test func conversationMigratesBetweenVCPUs() throws {
         let engine = makeEngine()
         let guest = MockGuest()
         let vcpus = (0..<3).map { engine.makeVCPU(index: $0) }
@@ -250,7 +257,7 @@ struct ConcurrencyTests {
         guest.map(0x9000, count: 4096)
         guest.store(guest.layout.bytes(of: UInt32(1)) + guest.layout.bytes(of: UInt32(2))
                     + guest.layout.bytes(of: UInt32(3)), at: 0x9000)
-        Self.attachSummer(engine)
+        try Self.attachSummer(engine)
         let region = guest.freshRegion()
         var answer: UInt32 = 0
         var result: UInt64 = 0
@@ -267,13 +274,13 @@ struct ConcurrencyTests {
         #expect(result == 6)
     }
 
-    @Test func nestedConversationWhileServingACommand() {
+    @Test func nestedConversationWhileServingACommand() throws {
         let engine = makeEngine()
         let (guest, vcpu) = bootedGuest(engine)
         guest.map(0x9000, count: 4096)
         guest.store([5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0], at: 0x9000)
         guest.store([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], at: 0x9100)
-        Self.attachSummer(engine)
+        try Self.attachSummer(engine)
         let inner = Lock<[UInt64]>([])
         // While serving the outer conversation's reads, the guest module makes
         // another portal call (as a kernel handler would), on another page.
@@ -289,7 +296,7 @@ struct ConcurrencyTests {
     /// Real threads, one per vCPU, each running many conversations (with
     /// nested ones) while another thread queues interrupts. Run under
     /// ThreadSanitizer by `make test`.
-    @Test func realThreadsHammerTheEngine() {
+    @Test func realThreadsHammerTheEngine() throws {
         let log = LogRecorder()
         let engine = makeEngine(log: log)
         let guest = MockGuest(regionPages: 512)
@@ -299,7 +306,7 @@ struct ConcurrencyTests {
         guest.map(0x9000, count: 4096)
         guest.store([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0], at: 0x9000)
         guest.store([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0], at: 0x9100)
-        Self.attachSummer(engine)
+        try Self.attachSummer(engine)
         let interruptRuns = Counter()
         engine.registerInterrupt("tick") { g in
             _ = try await g.read(UInt8.self, at: 0x9000)
@@ -318,7 +325,7 @@ struct ConcurrencyTests {
         // One more thread queues interrupts while the vCPUs run.
         runOnThreads(threads + 1) { index in
             if index == threads {
-                for _ in 0..<200 { _ = engine.queueInterrupt("tick") }
+                for _ in 0..<200 { try? engine.queueInterrupt("tick") }
                 return
             }
             let vcpu = engine.makeVCPU(index: index)

@@ -27,6 +27,9 @@ final class MockGuest: @unchecked Sendable {
     var answerOverride: (@Sendable (RegionHeader) -> UInt32?)?
     /// Runs while the guest serves a command (e.g. to start a nested conversation).
     var onServe: (@Sendable (RegionHeader, VCPU) -> Void)?
+    /// The emulator's own view of this guest's memory that traps offer the
+    /// engine (`directMemory:`), as QEMU's front end does; nil offers none.
+    var directView: DirectView?
 
     init(layout: GuestLayout = .little64, ops: OpTable = .standard, regionSize: Int = 4072,
          regionPages: Int = 64, regionBase: UInt64 = 0x10_0000) {
@@ -49,6 +52,10 @@ final class MockGuest: @unchecked Sendable {
                 page += Self.pageSize
             }
         }
+    }
+
+    func isMapped(_ address: UInt64) -> Bool {
+        pages.withLock { $0[address & ~(Self.pageSize - 1)] != nil }
     }
 
     func unmap(_ address: UInt64) {
@@ -262,7 +269,7 @@ struct PortalLoop {
         traps += 1
         let outcome = engine.hypercall(
             Hypercall(number: UInt64(number), arg1: arg1, arg2: arg2, arg3: region, arg4: UInt64(lastAnswer),
-                      vcpu: vcpu.index), vcpu: vcpu, memory: guest.memory)
+                      vcpu: vcpu.index), vcpu: vcpu, memory: guest.memory, directMemory: guest.directView?.memory)
         if case .returning(let value) = outcome { result = value }
         let op = guest.header(at: region).op
         if op == 0 {
@@ -278,6 +285,70 @@ struct PortalLoop {
         }
         lastAnswer = guest.serve(region: region, vcpu: vcpu)
         return true
+    }
+}
+
+/// A fake emulator view of a mock guest's memory (QEMU's vaddr accessors in
+/// the real plugin): the guest's own pages, except the `hidden` ones, which
+/// it cannot reach although the guest can (swapped out, say). Every access
+/// is recorded, as (address, length), and must fit in one call of the
+/// accessor: a failed call transfers nothing here.
+final class DirectView: @unchecked Sendable {
+    let guest: MockGuest
+    let hidden: Lock<Set<UInt64>>
+    private let accesses = Lock<[(write: Bool, address: UInt64, length: Int, ok: Bool)]>([])
+
+    init(_ guest: MockGuest, hiding pages: Set<UInt64> = []) {
+        self.guest = guest
+        self.hidden = Lock(pages)
+    }
+
+    /// Whether every page of [address, address + length) is visible here.
+    func reaches(_ address: UInt64, _ length: Int) -> Bool {
+        guard length > 0 else { return true }
+        let first = address & ~(MockGuest.pageSize - 1)
+        let last = (address &+ UInt64(length) &- 1) & ~(MockGuest.pageSize - 1)
+        return hidden.withLock { hidden in
+            stride(from: first, through: last, by: Int(MockGuest.pageSize)).allSatisfy { !hidden.contains($0) }
+        }
+    }
+
+    var reads: [String] { log(write: false) }
+    var writes: [String] { log(write: true) }
+
+    /// "0x4000+8 ok" or "0x5000+16 failed", in order.
+    private func log(write: Bool) -> [String] {
+        accesses.withLock { $0.filter { $0.write == write } }
+            .map { "0x\(String($0.address, radix: 16))+\($0.length) \($0.ok ? "ok" : "failed")" }
+    }
+
+    fileprivate func record(write: Bool, _ address: UInt64, _ length: Int, _ ok: Bool) -> Bool {
+        accesses.withLock { $0.append((write, address, length, ok)) }
+        return ok
+    }
+
+    var memory: GuestMemory {
+        GuestMemory(context: Unmanaged.passUnretained(self).toOpaque(), read: { context, address, buffer, length in
+            let view = Unmanaged<DirectView>.fromOpaque(context!).takeUnretainedValue()
+            let target = UnsafeMutableRawBufferPointer(start: buffer, count: length)
+            var scratch = [UInt8](repeating: 0, count: length)
+            let ok = view.reaches(address, length)
+                && scratch.withUnsafeMutableBytes { view.guest.copyOut(address, into: $0) } == length
+            if ok { target.copyBytes(from: scratch) }
+            return view.record(write: false, address, length, ok)
+        }, write: { context, address, buffer, length in
+            let view = Unmanaged<DirectView>.fromOpaque(context!).takeUnretainedValue()
+            let source = UnsafeRawBufferPointer(start: buffer, count: length)
+            var mapped = true
+            var page = address & ~(MockGuest.pageSize - 1)
+            while mapped && page < address &+ UInt64(length) {
+                mapped = view.guest.isMapped(page)
+                page += MockGuest.pageSize
+            }
+            let ok = view.reaches(address, length) && mapped
+            if ok { view.guest.copyIn(address, from: source) }
+            return view.record(write: true, address, length, ok)
+        })
     }
 }
 

@@ -13,14 +13,18 @@ func converse<T: Sendable>(_ guest: OperationsGuest, ops: OpTable = .standard,
     let engine = PortalEngine(configuration: configuration, layout: guest.layout,
                               logger: PortalLogger(level: .error) { _ in })
     let outcome = Mutex<Result<T, any Error>?>(nil)
-    engine.attach(.syscallEnter) { g in
-        do {
-            let value = try await body(g)
-            outcome.withLock { $0 = .success(value) }
-        } catch {
-            outcome.withLock { $0 = .failure(error) }
+    do {
+        try engine.attach(.syscallEnter) { g in
+            do {
+                let value = try await body(g)
+                outcome.withLock { $0 = .success(value) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+            return 0
         }
-        return 0
+    } catch {
+        return .failure(error)
     }
     _ = guest.portal(engine)
     engine.shutdown()

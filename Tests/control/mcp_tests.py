@@ -16,7 +16,9 @@ async def session_tests(portalctl, socket_path, check, expect_equal):
             expect_equal("mcp-server-info", (info.serverInfo.name, info.serverInfo.version), ("portal", "0.1.0"))
             tools = (await session.list_tools()).tools
             expect_equal("mcp-list-tools", [tool.name for tool in tools],
-                         ["portal_info", "portal_stats", "read_memory", "read_string", "write_memory", "guest_time"])
+                         ["portal_info", "portal_stats", "read_memory", "read_string", "write_memory", "guest_time",
+                          "list_processes", "process_info", "process_mappings", "process_fds", "process_environment",
+                          "process_arguments", "read_file", "run_program", "symbol_address"])
             read_memory = next(tool for tool in tools if tool.name == "read_memory")
             expect_equal("mcp-read-memory-schema", (read_memory.inputSchema["required"],
                                                     sorted(read_memory.inputSchema["properties"])),

@@ -1,7 +1,9 @@
 // swift-tools-version:6.0
 // Tests/demo - the demonstration module libPortalDemo.so: the host side of
-// the test guests (module_arg=tour: make demo, make test-guests, the fuzzer)
-// and the Swift workloads of the benchmarks (module_arg=bench). Built by the
+// the bare-metal test guests (module_arg=tour: make demo DEMO=bare, make
+// test-guests, the fuzzer), of the Linux guest with the typed operations
+// (module_arg=linux: make demo; module_arg=operations: make test-linux) and
+// the Swift workloads of the benchmarks (module_arg=bench). Built by the
 // Makefile (make demo-module); loaded with load=, like any analysis module.
 import PackageDescription
 

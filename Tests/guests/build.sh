@@ -9,6 +9,7 @@
 # Output, per architecture ARCH in i386 x86_64 riscv64 aarch64 arm:
 #   build/ARCH/guest.elf                    the event script of contract.h
 #   build/ARCH/guest-bench.elf              only the BENCH event (N = BENCH_N)
+#   build/ARCH/guest-read-bench.elf         only the READ_BENCH event (N = BENCH_N)
 #   build/ARCH/guest-control.elf            polls its interrupt flag until told to stop
 #   build/ARCH/guest-control-deaf.elf       never looks at its flag (contract.h, control guests)
 #   build/ARCH/guest-noplugin-bench.elf     the same guest-side work, no host
@@ -49,8 +50,8 @@ arch_flags() {   # ARCH -> clang flags
 variants() {     # ARCH -> the binaries built for it
     case $1 in
         # Without a host the aarch64/arm instruction is UNDEF: no no-plugin loop.
-        aarch64|arm) echo "guest guest-bench guest-control guest-control-deaf" ;;
-        *) echo "guest guest-bench guest-noplugin-bench guest-control guest-control-deaf" ;;
+        aarch64|arm) echo "guest guest-bench guest-read-bench guest-control guest-control-deaf" ;;
+        *) echo "guest guest-bench guest-read-bench guest-noplugin-bench guest-control guest-control-deaf" ;;
     esac
 }
 
@@ -58,6 +59,7 @@ variant_define() {
     case $1 in
         guest) echo "" ;;
         guest-bench) echo "-DGUEST_BENCH" ;;
+        guest-read-bench) echo "-DGUEST_READ_BENCH" ;;
         guest-noplugin-bench) echo "-DGUEST_NOPLUGIN_BENCH" ;;
         guest-control) echo "-DGUEST_CONTROL" ;;
         guest-control-deaf) echo "-DGUEST_CONTROL_DEAF" ;;

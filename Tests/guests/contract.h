@@ -270,6 +270,18 @@ static inline unsigned char contract_user_byte(unsigned long long a)
 #define CONTRACT_BENCH_WORD       0x8877665544332211ull
 
 /*
+ * READ_BENCH, arg2 = N (the guest-read-bench binaries only): the host times
+ * its own memory reads, the way an analysis module makes them (direct memory
+ * first, or portal READs with direct_memory=off).
+ * Host: N 8-byte reads at CONTRACT_BENCH_ADDR, then max(N / 64, 1) reads of
+ * the 4 KiB contract page, each checked against the page's first word.
+ * Returns the last 8-byte value as for BENCH (0 for N == 0).
+ * Guest checks: value == CONTRACT_BENCH_WORD truncated to the register width
+ * (it does not count the READs it served: with direct memory there are none).
+ */
+#define CONTRACT_EV_READ_BENCH    0x7e570011u
+
+/*
  * The contract page: every guest links a page at LINK_BASE + 0x1000 (a fixed
  * address per architecture) that starts with the u64 CONTRACT_BENCH_WORD,
  * followed by the 16 bytes "portal-contract\0". BENCH reads its first 8

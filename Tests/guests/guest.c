@@ -11,6 +11,7 @@
  * Built three ways (build.sh):
  *   guest                 the event script of contract.h, one check line each
  *   guest-bench           -DGUEST_BENCH: only the BENCH event, N = BENCH_N
+ *   guest-read-bench      -DGUEST_READ_BENCH: only the READ_BENCH event, N = BENCH_N
  *   guest-noplugin-bench  -DGUEST_NOPLUGIN_BENCH: N+1 bare hypercalls and N
  *                         local READ-handler runs, no host needed
  *
@@ -667,6 +668,16 @@ void guest_main(void)
     ureg v = event(CONTRACT_EV_BENCH, BENCH_N);
     check_eq("bench-reads", served_read - before, BENCH_N);
     check_eq("bench-value", v, BENCH_N ? (ureg)CONTRACT_BENCH_WORD : 0);
+    finish();
+}
+
+#elif defined(GUEST_READ_BENCH)
+
+void guest_main(void)
+{
+    boot();
+    ureg v = event(CONTRACT_EV_READ_BENCH, BENCH_N);
+    check_eq("read-bench-value", v, BENCH_N ? (ureg)CONTRACT_BENCH_WORD : 0);
     finish();
 }
 

@@ -124,6 +124,20 @@ void qemu_plugin_register_vcpu_exit_cb(qemu_plugin_id_t id,
                                        qemu_plugin_vcpu_udata_cb_t cb,
                                        void *userdata);
 
+/*
+ * cb(vcpu_index, userdata) on the vCPU's own thread when it stops to wait
+ * (a halted guest CPU: idle) and when it runs again (resume). Guest memory
+ * may be read and written from the resume callback (checked with
+ * qemu_plugin_write_memory_vaddr against the Linux guest). Same shape as the
+ * init callback (checked in QEMU 11.1's registration code).
+ */
+void qemu_plugin_register_vcpu_idle_cb(qemu_plugin_id_t id,
+                                       qemu_plugin_vcpu_udata_cb_t cb,
+                                       void *userdata);
+void qemu_plugin_register_vcpu_resume_cb(qemu_plugin_id_t id,
+                                         qemu_plugin_vcpu_udata_cb_t cb,
+                                         void *userdata);
+
 /* cb(userdata) once when emulation ends. */
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id,
                                     qemu_plugin_udata_cb_t cb,

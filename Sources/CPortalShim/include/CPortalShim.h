@@ -61,6 +61,9 @@ typedef struct portal_qemu_callbacks {
     /* Serves the hypercall instruction the vCPU is about to execute. */
     void (*hypercall)(unsigned int vcpu_index);
     void (*at_exit)(void);
+    /* The vCPU runs again after waiting idle (a halted guest CPU woke up):
+     * the one moment an idle guest gives the plugin its memory. */
+    void (*vcpu_resumed)(unsigned int vcpu_index);
 } portal_qemu_callbacks;
 
 /* The fields of the qemu_info_t QEMU passes to qemu_plugin_install. */
@@ -76,7 +79,7 @@ PORTAL_SHIM portal_qemu_info portal_qemu_read_info(const void *qemu_info);
 /* Whether Capstone could be loaded to confirm the hypercall instructions. */
 PORTAL_SHIM bool portal_qemu_capstone_available(void);
 
-/* Registers the translation, vCPU-init and exit callbacks with QEMU. */
+/* Registers the translation, vCPU-init, vCPU-resume and exit callbacks with QEMU. */
 PORTAL_SHIM void portal_qemu_start(uint64_t plugin_id, portal_qemu_arch arch, portal_qemu_callbacks callbacks);
 
 /* From a vCPU callback: the register called `name` (gdb name), or NULL. */

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# test.sh - boot the Linux test guest with libportal.so and the host-side
-# checks (host/checks.c), and compare what the host read through the portal
-# with what the guest printed about itself, exactly.
+# test.sh - boot the Linux test guest with libportal.so, the host-side C
+# checks (host/checks.c, an analysis module loaded with load=) and, given the
+# demonstration module, its typed Swift operations (module_arg=operations,
+# run after the C checks in the same boot), and compare what the host read
+# through the portal with what the guest printed about itself, exactly.
 #
-#   Tests/guests/linux/test.sh PATH/TO/libportal.so
-#   LINUX_ARCH=arm64 Tests/guests/linux/test.sh PATH/TO/libportal.so
+#   Tests/guests/linux/test.sh PATH/TO/libportal.so [PATH/TO/libPortalDemo.so]
+#   LINUX_ARCH=arm64 Tests/guests/linux/test.sh PATH/TO/libportal.so [...]
 #
 # Needs scripts/fetch-linux.sh and scripts/fetch-qemu.sh to have run (make
 # test-linux runs them). The guest prints "view: ..." lines on its console
 # (its own ps, /proc/PID/maps, fds, cmdline, environ, /etc/passwd, ...); the
-# checks print "host: ..." lines on standard error. Prints one PASS/FAIL line
-# per check and "N passed, M failed"; exits non-zero if any failed. The
-# console and the host's lines are kept in Tests/guests/linux/build/.
+# C checks print "host: ..." lines and the Swift operations "linux: ..."
+# lines on standard error (swift-checks.sh compares those). Prints one
+# PASS/FAIL line per check and "N passed, M failed"; exits non-zero if any
+# failed. The console and the host's lines are kept in
+# Tests/guests/linux/build/ARCH/.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../../.." && pwd -P)
-LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so}")
+LIBRARY=$(realpath "${1:?usage: test.sh PATH/TO/libportal.so [PATH/TO/libPortalDemo.so]}")
+# The demonstration module (Tests/demo): its module_arg=operations runs every
+# typed Swift operation after the C checks, in the same boot.
+DEMO=${2:+$(realpath "$2")}
 ARCH=${LINUX_ARCH:-amd64}
 BUILD=$HERE/build/$ARCH
 CHECKS=$BUILD/liblinux-checks.so
@@ -24,14 +31,15 @@ CONSOLE=$BUILD/console.log
 HOST=$BUILD/host.log
 mkdir -p "$BUILD"
 
-# The checks, as a second QEMU plugin linked to the library QEMU loads.
+# The checks: an analysis module built as an SDK user builds one, against
+# the headers and -lportal (its dependency binds by SONAME to the
+# libportal.so QEMU loaded), and loaded by libportal.so with load=.
 ${CC:-gcc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -fvisibility=hidden \
-    -I"$ROOT/include" $(pkg-config --cflags glib-2.0) "$HERE/host/checks.c" "$HERE/host/qemu-wrapper.c" -o "$CHECKS" \
-    -L"$(dirname "$LIBRARY")" -l:libportal.so -Wl,-rpath,"$(dirname "$LIBRARY")" \
+    -I"$ROOT/include" "$HERE/host/checks.c" -o "$CHECKS" -L"$(dirname "$LIBRARY")" -lportal \
     || { echo "FAIL build of host/checks.c"; exit 1; }
 
 START=$SECONDS
-LINUX_ARCH=$ARCH "$HERE/run.sh" -plugin "$LIBRARY,log=info" -plugin "$CHECKS" > "$CONSOLE.raw" 2> "$HOST.raw"
+LINUX_ARCH=$ARCH "$HERE/run.sh" -plugin "$LIBRARY,log=info,load=$CHECKS${DEMO:+,module_arg=handoff=operations,load=$DEMO,module_arg=operations}" > "$CONSOLE.raw" 2> "$HOST.raw"
 STATUS=$?
 tr -d '\r' < "$CONSOLE.raw" > "$CONSOLE"
 tr -d '\r' < "$HOST.raw" > "$HOST"
@@ -63,10 +71,14 @@ has() {
     if grep -qxF "host: $2" "$HOST"; then pass "$1"; else fail "$1" "no line 'host: $2'"; fi
 }
 
+# shellcheck source=swift-checks.sh
+source "$HERE/swift-checks.sh"
+
 if (( STATUS == 0 )); then pass "guest ran and powered off when the host was done"
 else fail "guest run" "run.sh exited $STATUS: $(tail -n 3 "$CONSOLE" | tr '\n' '|')"; fi
 same "guest: module loaded" "guest: module loaded" "$(grep -x 'guest: module loaded' "$CONSOLE")"
-same "guest: heard from the host" "guest: the host is done: checks finished" \
+if [[ -n $DEMO ]]; then finished="checks and operations finished"; else finished="checks finished"; fi
+same "guest: heard from the host" "guest: the host is done: $finished" \
     "$(grep '^guest: the host is done' "$CONSOLE")"
 if grep -q '^portal: \(error\|warn\):' "$HOST"; then
     fail "plugin log" "$(grep '^portal: \(error\|warn\):' "$HOST" | head -5 | tr '\n' '|')"
@@ -163,6 +175,14 @@ same "interrupt queued before the module loaded ran at its load" "insmod (the mo
 same "interrupts ran in user tasks (module load, then a syscall's return)" "yes|yes|" \
     "$(host 'interrupt ran in a user task:' | tr '\n' '|')"
 same "conversations on both vCPUs" "vCPU 0: some, on vCPU 1: some" "$(host1 'syscall events on')"
+
+# The typed Swift operations, run after the C checks in portal-mapper's context.
+if [[ -n $DEMO ]]; then
+    same "C checks handed over to the Swift operations" "handed over to interrupt operations" "$(host1 'done,')"
+    grep -q "^linux: operations ran in portal-mapper's context" "$HOST" \
+        && pass "Swift operations ran in portal-mapper's context" || fail "Swift operations" "never ran in portal-mapper"
+    swift_checks
+fi
 
 echo "$passed passed, $failed failed"
 (( failed == 0 ))

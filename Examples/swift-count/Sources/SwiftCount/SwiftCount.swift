@@ -24,7 +24,8 @@ func say(_ line: String) {
 /// The module's entry point: libportal.so calls it once the engine is up.
 /// - Parameter arguments: the `module_arg=` items after this module's `load=`
 ///   (unused here).
-/// - Returns: 0 when the handlers are attached.
+/// - Returns: 0 when the handlers are attached, 1 (with a line saying why)
+///   when the engine refuses them.
 @_cdecl("portal_analysis_init")
 public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     guard let engine = PortalPlugin.engine else {
@@ -33,28 +34,33 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     }
     let counts = Tally()
     tally = counts
-    engine.attach(.syscallEnter) { guest in
-        let count = counts.served.add(1, ordering: .relaxed).newValue
-        let prefix = "#\(count): hypercall \(guest.call.number), arg1 0x\(String(guest.call.arg1, radix: 16))"
-        do {
-            let bytes = try await guest.readCString(at: guest.call.arg2)
-            counts.stringsRead.add(1, ordering: .relaxed)
-            if bytes.count <= 64, bytes.allSatisfy({ (0x20..<0x7f).contains($0) }) {
-                say("\(prefix): \"\(String(decoding: bytes, as: UTF8.self))\"")
-            } else {
-                say("\(prefix): \(bytes.count) bytes that are not short text")
+    do {
+        try engine.attach(.syscallEnter) { guest in
+            let count = counts.served.add(1, ordering: .relaxed).newValue
+            let prefix = "#\(count): hypercall \(guest.call.number), arg1 0x\(String(guest.call.arg1, radix: 16))"
+            do {
+                let bytes = try await guest.readCString(at: guest.call.arg2)
+                counts.stringsRead.add(1, ordering: .relaxed)
+                if bytes.count <= 64, bytes.allSatisfy({ (0x20..<0x7f).contains($0) }) {
+                    say("\(prefix): \"\(String(decoding: bytes, as: UTF8.self))\"")
+                } else {
+                    say("\(prefix): \(bytes.count) bytes that are not short text")
+                }
+                return UInt64(bytes.count)
+            } catch {
+                say("\(prefix): no string at arg2 (the guest could not read one there)")
+                return 0
             }
-            return UInt64(bytes.count)
-        } catch {
-            say("\(prefix): no string at arg2 (the guest could not read one there)")
-            return 0
         }
+        engine.registerInterrupt("hello") { guest in
+            _ = try await guest.readTime()
+            say("interrupt 'hello' ran in the guest's interrupt window and read the guest clock")
+        }
+        try engine.queueInterrupt("hello")
+    } catch {
+        say("\(error)")
+        return 1
     }
-    engine.registerInterrupt("hello") { guest in
-        _ = try await guest.readTime()
-        say("interrupt 'hello' ran in the guest's interrupt window and read the guest clock")
-    }
-    engine.queueInterrupt("hello")
     say("serving hypercall \(HypercallNumber.syscallEnter), interrupt 'hello' queued")
     return 0
 }

@@ -1,6 +1,9 @@
 import PortalEngine
 import Portal
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The demonstration module (`load=libPortalDemo.so,module_arg=NAME`):
 ///
@@ -8,18 +11,24 @@ import Synchronization
 ///   (Tests/guests/contract.h): it attaches one Swift handler to
 ///   IGLOO_HYP_SYSCALL_ENTER that serves every event the guests raise, and
 ///   two named interrupts, and prints a report when the plugin unloads;
-/// - `bench` attaches the Swift workloads of the benchmarks (bench/).
+/// - `bench` attaches the Swift workloads of the benchmarks (bench/);
+/// - `linux` is the host side of the Linux guest for `make demo`, and
+///   `operations` the typed operations' end-to-end run in `make test-linux`
+///   (``LinuxTour``).
 ///
 /// Out of libportal.so so that production loads never carry it.
 enum Demonstration {
-    static let names = ["tour", "bench"]
+    static let names = ["tour", "bench", "linux", "operations"]
 
     /// The tour of the current load and the logger its report goes to.
     static let active = Mutex<(tour: Tour, logger: PortalLogger)?>(nil)
+
+    /// Whether the unload lists the guest's `execve`s (`linux`).
+    static let reportsExecs = Atomic<Bool>(false)
 }
 
 /// Attaches the demonstration named by the module's argument.
-/// - Parameter arguments: `tour` or `bench` (the module's `module_arg=`).
+/// - Parameter arguments: `tour`, `bench`, `linux` or `operations` (the module's `module_arg=`).
 /// - Returns: 0, or 1 (logged) for an unknown name or no loaded engine.
 @_cdecl("portal_analysis_init")
 public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
@@ -28,10 +37,35 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     switch name {
     case "tour":
         let tour = Tour(benchAddress: Tour.benchAddress(target: PortalPlugin.qemuTarget))
-        tour.attach(to: engine)
+        do {
+            try tour.attach(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
         Demonstration.active.withLock { $0 = (tour, engine.logger) }
     case "bench":
-        Bench.attach(to: engine)
+        do {
+            try Bench.attach(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
+    case "linux":
+        do {
+            try LinuxTour.attachDemo(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
+        Demonstration.reportsExecs.store(true, ordering: .relaxed)
+    case "operations":
+        do {
+            try LinuxTour.attachOperations(to: engine)
+        } catch {
+            engine.logger.error("demo: \(error)")
+            return 1
+        }
     default:
         engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
         return 1
@@ -39,14 +73,16 @@ public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     return 0
 }
 
-/// The plugin is being unloaded: the tour prints its report.
+/// The plugin is being unloaded: the tour prints its report, the Linux
+/// demonstration the `execve`s it saw.
 @_cdecl("portal_analysis_exit")
 public func portalAnalysisExit() {
+    if Demonstration.reportsExecs.load(ordering: .relaxed) { LinuxTour.reportExecs() }
     guard let (tour, logger) = Demonstration.active.withLock({ state -> (Tour, PortalLogger)? in
         defer { state = nil }
         return state
     }) else { return }
-    for line in tour.report() { logger.sink(line) }
+    for line in tour.report() { logger.write(line) }
 }
 
 /// The tour's host side: event numbers and expected answers from
@@ -65,6 +101,7 @@ final class Tour: Sendable {
         static let interruptPoke: UInt64 = 0x7e57_000a
         static let end: UInt64 = 0x7e57_000b
         static let bench: UInt64 = 0x7e57_0010
+        static let readBench: UInt64 = 0x7e57_0011
     }
 
     enum Result {
@@ -120,6 +157,8 @@ final class Tour: Sendable {
         var hostProblems: [String] = []
         var benchRoundTrips = 0
         var benchConversations = 0
+        /// READ_BENCH: ns per 8-byte read and per 4 KiB read, and how many of each.
+        var readBench: (eightByte: Double, page: Double, eightByteCount: Int, pageCount: Int)?
         var problemsNotKept = 0
     }
 
@@ -128,15 +167,15 @@ final class Tour: Sendable {
 
     init(benchAddress: UInt64) { self.benchAddress = benchAddress }
 
-    func attach(to engine: PortalEngine) {
+    func attach(to engine: PortalEngine) throws(PortalError) {
         // BENCH runs as plain step work, the API without async overhead: it
         // is the round trip `make bench` holds against the floor plugin.
         // No capture lists in the handlers: a closure with one is not
         // inferred nonisolated(nonsending), and a Guest may not cross.
         let tour = self
         let events = WorkFactory.async { guest in try await tour.serve(guest) }
-        let readOp = engine.configuration.ops.read
-        engine.attach(.syscallEnter, WorkFactory { [self] call in
+        let readOp = engine.ops.read
+        try engine.attach(.syscallEnter, WorkFactory { [self] call in
             call.arg1 == Event.bench
                 ? BenchReadWork(tour: self, address: benchAddress, count: call.arg2, readOp: readOp)
                 : events.make(call)
@@ -180,6 +219,12 @@ final class Tour: Sendable {
         }
     }
 
+    /// One decimal place, for the report.
+    static func format(_ nanoseconds: Double) -> String {
+        let tenths = Int((nanoseconds * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
     /// How many problems and interrupt names the report lists: a guest
     /// raising events forever must not grow the host's memory.
     static let listKept = 32
@@ -213,13 +258,13 @@ final class Tour: Sendable {
             let pattern = (0..<Self.bigLength).map(Self.bigByte)
             do {
                 try await guest.write(pattern, at: argument)
-            } catch GuestError.writeFailed {
+            } catch let error as GuestError where error.code == .writeFailed {
                 return Result.writeFailed
             }
             let back: [UInt8]
             do {
                 back = try await guest.readBytes(at: argument, count: pattern.count)
-            } catch GuestError.readFailed {
+            } catch let error as GuestError where error.code == .readFailed {
                 return Result.readFailed
             }
             let checksum = Self.fnv1a32(back)
@@ -257,21 +302,68 @@ final class Tour: Sendable {
                 $0.mailbox = argument
                 $0.mailboxSlot = 0
             }
-            let queued = guest.queueInterrupt("alpha") && guest.queueInterrupt("beta")
-            return queued ? 0 : Result.protocolError
+            do {
+                try guest.queueInterrupt("alpha")
+                try guest.queueInterrupt("beta")
+            } catch {
+                problem("queue interrupts: \(error)")
+                return Result.protocolError
+            }
+            return 0
         case Event.interruptPoke:
             return UInt64(findings.withLock { $0.interruptsRunCount })
         case Event.end:
             findings.withLock { $0.guestFailures = argument }
             return Result.end
+        case Event.readBench:
+            return try await readBench(guest, count: Int(clamping: argument))
         default:
             problem("event \(String(guest.call.arg1, radix: 16)) is not in the contract")
             return Result.unknownEvent
         }
     }
 
+    /// READ_BENCH (contract.h): `count` 8-byte reads of the bench word, then
+    /// max(count / 64, 1) reads of the 4 KiB contract page, through the
+    /// Guest API (direct memory first, unless direct_memory=off), each loop
+    /// timed on the host's monotonic clock.
+    nonisolated(nonsending) private func readBench(_ guest: Guest, count: Int) async throws -> UInt64 {
+        guard count > 0 else { return 0 }
+        let pages = max(count / 64, 1)
+        var last: UInt64 = 0
+        let started = Self.nanoseconds()
+        for _ in 0..<count { last = try await guest.read(UInt64.self, at: benchAddress) }
+        let eightDone = Self.nanoseconds()
+        for _ in 0..<pages {
+            let page = try await guest.readBytes(at: benchAddress, count: 4096)
+            guard page.count == 4096, guest.layout.load(UInt64.self, from: page) == Tour.benchWord else {
+                problem("read bench: the 4 KiB contract page read back without the bench word")
+                return Result.protocolError
+            }
+        }
+        let pagesDone = Self.nanoseconds()
+        guard last == Tour.benchWord else {
+            problem("read bench: the 8-byte read returned 0x\(String(last, radix: 16)), expected the bench word")
+            return Result.protocolError
+        }
+        findings.withLock {
+            $0.readBench = (Double(eightDone - started) / Double(count), Double(pagesDone - eightDone) / Double(pages),
+                            count, pages)
+        }
+        return last
+    }
+
+    /// The contract page's first word (contract.h, CONTRACT_BENCH_WORD).
+    static let benchWord: UInt64 = 0x8877_6655_4433_2211
+
+    static func nanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
     nonisolated(nonsending) private func expectFailure(_ guest: Guest, _ what: String, _ command: PortalCommand,
-                               _ expected: PortalReply) async throws -> UInt64 {
+                               _ expected: PortalResponse.Owned) async throws -> UInt64 {
         let reply = try await guest.send(command)
         guard reply == expected else {
             problem("\(what): answered \(reply), expected \(expected)")
@@ -288,6 +380,9 @@ final class Tour: Sendable {
         var lines: [String] = []
         func add(_ text: String) { lines.append("tour: \(text)") }
         if seen.benchRoundTrips > 0 { add("served \(seen.benchRoundTrips) READ round trips for the bench loop") }
+        if let bench = seen.readBench {
+            add("read bench: \(bench.eightByteCount) 8-byte reads at \(Self.format(bench.eightByte)) ns each, \(bench.pageCount) 4 KiB reads at \(Self.format(bench.page)) ns each")
+        }
         if let banner = seen.banner { add("the guest's banner reads \"\(banner)\" (\(banner.utf8.count) bytes)") }
         if let checksum = seen.bigChecksum {
             add("wrote \(Self.bigLength) bytes into the guest and read them back, region by region (FNV-1a 0x\(String(checksum, radix: 16)))")
@@ -305,7 +400,8 @@ final class Tour: Sendable {
         if seen.problemsNotKept > 0 { add("PROBLEM: \(seen.problemsNotKept) more problems not listed") }
         if let failures = seen.guestFailures { add("the guest counted \(failures) failed checks") }
         let passed = seen.hostProblems.isEmpty
-            && (seen.guestFailures == 0 || (seen.guestFailures == nil && seen.benchConversations > 0))
+            && (seen.guestFailures == 0
+                || (seen.guestFailures == nil && (seen.benchConversations > 0 || seen.readBench != nil)))
         add(passed ? "PASS" : "FAIL")
         return lines
     }
@@ -373,8 +469,8 @@ enum Bench {
         return Int(count)
     }
 
-    static func attach(to engine: PortalEngine) {
-        engine.attach(.syscallEnter) { guest in
+    static func attach(to engine: PortalEngine) throws(PortalError) {
+        try engine.attach(.syscallEnter) { guest in
             let count = try await guest.read(UInt64.self, at: guest.call.arg2)
             let address = try await guest.read(UInt64.self, at: guest.call.arg2 &+ 8)
             switch guest.call.arg1 {

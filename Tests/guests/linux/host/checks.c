@@ -1,25 +1,33 @@
 /*
- * checks.c - the host side of the Linux guest test: C step functions on top
- * of libportal.so (include/portal/portal.h) that exercise every operation
- * the guest module serves, against a real Linux kernel, and print what they
- * got as "host: ..." lines on standard error. Tests/guests/linux/test.sh
- * compares those lines with the guest's own view ("view: ..." lines on its
- * console).
+ * checks.c - the host side of the Linux guest test: an analysis module in C
+ * (include/portal/portal.h, include/portal/operations.h) that exercises
+ * every operation the guest module serves, against a real Linux kernel, and
+ * prints what it got as "host: ..." lines on standard error.
+ * Tests/guests/linux/test.sh compares those lines with the guest's own view
+ * ("view: ..." lines on its console).
  *
- * Entry point: portal_analysis_init(args), the signature of an analysis
- * module loaded with libportal.so's load= argument. Until that exists,
- * qemu-wrapper.c makes this a second QEMU plugin that calls it.
+ * Built as an SDK user builds a module (cc -shared -fPIC against the
+ * headers, -lportal) and loaded by libportal.so itself:
+ *
+ *   -plugin .build/debug/libportal.so,load=Tests/guests/linux/build/amd64/liblinux-checks.so
+ *
+ * Its argument is empty, or handoff=NAME: then the sequence does not end
+ * the run itself but queues the interrupt NAME (another module's work, the
+ * demonstration module's module_arg=operations), which writes
+ * /tmp/portal-done when it is finished. List replies (OSI_PROC_ALL,
+ * OSI_MAPPINGS, READ_FDS), OSI_PROC, OSI_PROC_MEM, VFS_OPEN and VFS_READ are
+ * decoded with operations.h's decoders and paging cursors.
  *
  * What runs where:
  *   - 0x1338 (syscall enter; execve, openat, sethostname): every event reads
  *     its struct syscall_event and counts the vCPU it came on. The first
  *     openat of the probe path by portal-mapper (guest mapper.c) runs the
  *     whole check sequence in that process's context, where its user memory
- *     is the current task's; it ends by writing /tmp/portal-done, which lets
- *     the guest power off. execve and sethostname events print their
- *     arguments; sethostname prints the vCPU counts, cuts "portal-guest" to
- *     "portal" (rewrites the length argument) and skips "skip-me" (skip = 1,
- *     retval = 0).
+ *     is the current task's; it ends by writing /tmp/portal-done (or by the
+ *     handoff), which lets the guest power off. execve and sethostname
+ *     events print their arguments; sethostname prints the vCPU counts,
+ *     cuts "portal-guest" to "portal" (rewrites the length argument) and
+ *     skips "skip-me" (skip = 1, retval = 0).
  *   - 0x133c (process exit): prints pid, name and wait status.
  *   - the "whoami" interrupt, queued at init (it runs in the module's first
  *     interrupt conversation, in insmod) and by the check sequence (it runs
@@ -27,15 +35,18 @@
  *     ran in a user task (OSI_PROC of the current task).
  *
  * Every check prints its values; a check that cannot go on prints
- * "host: FAIL <what>" and the sequence still ends by writing
+ * "host: FAIL <what>: <why>" and the sequence still ends by writing
  * /tmp/portal-done, so that the guest does not wait for its timeout.
  */
+#include <portal/operations.h>
 #include <portal/portal.h>
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+
+PORTAL_ANALYSIS_MODULE;
 
 #define PROBE_PATH "/tmp/portal-probe-path-across-a-page"
 #define HOST_FILE "/tmp/portal-host-file"
@@ -123,7 +134,8 @@ static void ask(portal_command *command, uint32_t operation, uint32_t pid, uint6
 
 /* What the sequence remembers between its steps (one sequence at a time). */
 static struct {
-    uint64_t probe, mapper_pid, start_stack, daemon_pid, cursor, seen;
+    uint64_t probe, mapper_pid, start_stack, daemon_pid;
+    portal_list_cursor cursor;
     uint32_t handle;
     char passwd_head[80];
     uint8_t exec_payload[128];
@@ -137,7 +149,7 @@ enum {
     S_READ_BACK, S_TIME, S_KALLSYMS_TEXT, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
     S_PROC_MEM, S_PROC_EXE, S_PROCARGS, S_PTR_ARRAY, S_PROCENV, S_FDS, S_CWD,
     S_READ_FILE, S_WRITE_FILE, S_READ_FILE_BACK, S_VFS_OPEN, S_VFS_READ, S_VFS_CLOSE,
-    S_EXEC, S_UNSERVED_OP, S_DONE, S_FINISHED,
+    S_EXEC, S_UNSERVED_OP, S_FINISHED,
 };
 
 /* A conversation's own state (PORTAL_STATE_SIZE bytes): events on one vCPU can interleave. */
@@ -162,9 +174,37 @@ static void build_payloads(void)
 static uint8_t done_payload[64];
 static size_t done_length;
 
+/* The interrupt that takes over at the end of the sequence (handoff=NAME), or "". */
+static char handoff[64];
+
+/*
+ * Ends the sequence: hands over to the handoff interrupt, whose work writes
+ * /tmp/portal-done, or writes it here (also when the handoff cannot be queued).
+ */
+static portal_step end_run(struct event_state *state, portal_command *command, uint64_t *result)
+{
+    state->step = S_FINISHED;
+    *result = 0;
+    if (handoff[0] && portal_queue_interrupt(handoff)) {
+        say("done, handed over to interrupt %s", handoff);
+        return PORTAL_STEP_FINISH;
+    }
+    say("done");
+    ask(command, op.write_file, 0, 0, (int64_t)strlen(DONE_TEXT), done_payload, done_length);
+    return PORTAL_STEP_COMMAND;
+}
+
+/* A check that cannot go on: says why (the decoder's message) and ends the sequence. */
+static portal_step give_up(struct event_state *state, const char *what, portal_conversation *conversation,
+                           portal_command *command, uint64_t *result)
+{
+    say("FAIL %s: %s", what, conversation->error ? conversation->error : "no reason given");
+    return end_run(state, command, result);
+}
+
 /* Runs one step of the check sequence: handles the answer to step - 1's command, asks the next. */
-static portal_step check_sequence(struct event_state *state, const portal_response *response,
-                                  portal_command *command, uint64_t *result)
+static portal_step check_sequence(portal_conversation *conversation, struct event_state *state,
+                                  const portal_response *response, portal_command *command, uint64_t *result)
 {
     char text[600];
     int step = state->step;
@@ -231,89 +271,78 @@ static portal_step check_sequence(struct event_state *state, const portal_respon
         if (newline)
             *newline = '\0';
         say("banner: %s", text);
-        sequence.cursor = 0;
-        sequence.seen = 0;
+        memset(&sequence.cursor, 0, sizeof(sequence.cursor));
         ask(command, op.osi_proc_all, 0, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
     }
     case S_PROC_ALL: {
-        if (response->code != PORTAL_RESP_READ_OK || response->size < 16) {
-            say("FAIL osi_proc_all: %s", code_name(response->code));
-            state->step = S_DONE;
-            break;
+        portal_process_record page[PORTAL_MAX_PROCESS_RECORDS];
+        uint64_t at = sequence.cursor.next_addr;
+        int count = portal_decode_processes(conversation, response, &sequence.cursor, page,
+                                            PORTAL_MAX_PROCESS_RECORDS);
+        if (count < 0)
+            return give_up(state, "osi_proc_all", conversation, command, result);
+        say("proc_all page at %llu: %d of %llu", (unsigned long long)at, count,
+            (unsigned long long)sequence.cursor.total);
+        for (int i = 0; i < count; i++) {
+            say("ps %llu %llu %u %s", (unsigned long long)page[i].pid, (unsigned long long)page[i].parent_pid,
+                page[i].uid, page[i].name);
+            if (!strcmp(page[i].name, "nc"))
+                sequence.daemon_pid = page[i].pid;
         }
-        uint64_t count = u64_at(response->data, 0), total = u64_at(response->data, 8);
-        say("proc_all page at %llu: %llu of %llu", (unsigned long long)sequence.cursor,
-            (unsigned long long)count, (unsigned long long)total);
-        for (uint64_t i = 0; i < count && 16 + (i + 1) * 56 <= response->size; i++) {
-            const uint8_t *record = response->data + 16 + i * 56;
-            char comm[17] = {0};
-            memcpy(comm, record + 40, 16);
-            say("ps %llu %llu %u %s", (unsigned long long)u64_at(record, 0),
-                (unsigned long long)u64_at(record, 8), u32_at(record, 24), comm);
-            if (!strcmp(comm, "nc"))
-                sequence.daemon_pid = u64_at(record, 0);
-        }
-        sequence.cursor += count;
-        if (count > 0 && sequence.cursor < total) {
+        if (!sequence.cursor.done) {
             state->step = S_PROC_ALL;
-            ask(command, op.osi_proc_all, 0, sequence.cursor, 0, NULL, 0);
+            ask(command, op.osi_proc_all, 0, sequence.cursor.next_addr, 0, NULL, 0);
             return PORTAL_STEP_COMMAND;
         }
         ask(command, op.osi_proc, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
     }
-    case S_PROC:
-        if (response->code != PORTAL_RESP_READ_OK || response->size < 208) {
-            say("FAIL osi_proc: %s", code_name(response->code));
-            state->step = S_DONE;
-            break;
-        }
-        string_at(response, 208, text, 17);
-        sequence.start_stack = u64_at(response->data, 9 * 8);
-        say("proc %llu ppid %llu uid %llu name %s map_count %llu", (unsigned long long)u64_at(response->data, 16),
-            (unsigned long long)u64_at(response->data, 24), (unsigned long long)u64_at(response->data, 21 * 8),
-            text, (unsigned long long)u64_at(response->data, 48));
-        sequence.cursor = 0;
+    case S_PROC: {
+        portal_process_details details;
+        if (portal_decode_process(conversation, response, &details) < 0)
+            return give_up(state, "osi_proc", conversation, command, result);
+        sequence.start_stack = details.fields[9];
+        say("proc %llu ppid %llu uid %llu name %s map_count %llu", (unsigned long long)details.fields[2],
+            (unsigned long long)details.fields[3], (unsigned long long)details.fields[21], details.name,
+            (unsigned long long)details.fields[6]);
+        memset(&sequence.cursor, 0, sizeof(sequence.cursor));
         ask(command, op.osi_mappings, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
+    }
     case S_MAPPINGS: {
-        if (response->code != PORTAL_RESP_READ_OK || response->size < 16) {
-            say("FAIL osi_mappings: %s", code_name(response->code));
-            state->step = S_DONE;
-            break;
-        }
-        uint64_t count = u64_at(response->data, 0), total = u64_at(response->data, 8);
-        say("mappings page at %llu: %llu of %llu", (unsigned long long)sequence.cursor,
-            (unsigned long long)count, (unsigned long long)total);
-        for (uint64_t i = 0; i < count && 16 + (i + 1) * 72 <= response->size; i++) {
-            const uint8_t *record = response->data + 16 + i * 72;
-            uint64_t base = u64_at(record, 0), size = u64_at(record, 8), flags = u64_at(record, 40);
+        portal_mapping_record page[PORTAL_MAX_MAPPING_RECORDS];
+        uint64_t at = sequence.cursor.next_addr;
+        int count = portal_decode_mappings(conversation, response, &sequence.cursor, page,
+                                           PORTAL_MAX_MAPPING_RECORDS);
+        if (count < 0)
+            return give_up(state, "osi_mappings", conversation, command, result);
+        say("mappings page at %llu: %d of %llu", (unsigned long long)at, count,
+            (unsigned long long)sequence.cursor.total);
+        for (int i = 0; i < count; i++) {
             /* As /proc/PID/maps: the file offset of file mappings (inode != 0), 0 for the rest. */
-            uint64_t offset = u64_at(record, 64) ? u64_at(record, 32) : 0;
-            char name[256];
-            string_at(response, u64_at(record, 24), name, sizeof(name));
-            say("maps %08llx-%08llx %c%c%c%c %08llx%s%s", (unsigned long long)base,
-                (unsigned long long)(base + size), flags & 1 ? 'r' : '-', flags & 2 ? 'w' : '-',
-                flags & 4 ? 'x' : '-', flags & 0x80 ? 's' : 'p', (unsigned long long)offset, name[0] ? " " : "", name);
+            uint64_t offset = page[i].inode ? page[i].file_offset : 0;
+            say("maps %08llx-%08llx %s %08llx%s%s", (unsigned long long)page[i].start,
+                (unsigned long long)page[i].end, page[i].permissions, (unsigned long long)offset,
+                page[i].name[0] ? " " : "", page[i].name);
         }
-        sequence.cursor += count;
-        if (count > 0 && sequence.cursor < total) {
+        if (!sequence.cursor.done) {
             state->step = S_MAPPINGS;
-            ask(command, op.osi_mappings, (uint32_t)sequence.mapper_pid, sequence.cursor, 0, NULL, 0);
+            ask(command, op.osi_mappings, (uint32_t)sequence.mapper_pid, sequence.cursor.next_addr, 0, NULL, 0);
             return PORTAL_STEP_COMMAND;
         }
         ask(command, op.osi_proc_mem, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
     }
-    case S_PROC_MEM:
-        if (response->code == PORTAL_RESP_READ_OK && response->size == 16)
-            say("proc_mem start_brk %08llx brk %08llx", (unsigned long long)u64_at(response->data, 0),
-                (unsigned long long)u64_at(response->data, 8));
+    case S_PROC_MEM: {
+        uint64_t start, end;
+        if (portal_decode_heap(conversation, response, &start, &end) == 0)
+            say("proc_mem start_brk %08llx brk %08llx", (unsigned long long)start, (unsigned long long)end);
         else
-            say("FAIL osi_proc_mem: %s", code_name(response->code));
+            say("FAIL osi_proc_mem: %s", conversation->error);
         ask(command, op.osi_proc_exe, (uint32_t)sequence.mapper_pid, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
+    }
     case S_PROC_EXE:
         string_at(response, 0, text, sizeof(text));
         say("exe %s (%s, %llu bytes)", text, code_name(response->code), (unsigned long long)response->size);
@@ -358,39 +387,35 @@ static portal_step check_sequence(struct event_state *state, const portal_respon
             }
             offset += length + 1;
         }
-        sequence.cursor = 0;
+        memset(&sequence.cursor, 0, sizeof(sequence.cursor));
         ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
     }
     case S_FDS: {
-        if (response->code != PORTAL_RESP_READ_OK || response->size < 16) {
-            say("FAIL read_fds: %s", code_name(response->code));
-            state->step = S_DONE;
-            break;
-        }
-        uint64_t count = u64_at(response->data, 0);
-        for (uint64_t i = 0; i < count && 16 + (i + 1) * 16 <= response->size; i++) {
-            const uint8_t *record = response->data + 16 + i * 16;
-            string_at(response, u64_at(record, 8), text, sizeof(text));
-            say("fd %lld %s", (long long)u64_at(record, 0), text);
-        }
-        if (response->addr != 0) {
+        portal_fd_record page[PORTAL_MAX_FD_RECORDS];
+        int count = portal_decode_fds(conversation, response, &sequence.cursor, page, PORTAL_MAX_FD_RECORDS);
+        if (count < 0)
+            return give_up(state, "read_fds", conversation, command, result);
+        for (int i = 0; i < count; i++)
+            say("fd %d %s", page[i].fd, page[i].path);
+        if (!sequence.cursor.done) {
             state->step = S_FDS;
-            ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, response->addr, 0, NULL, 0);
+            ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, sequence.cursor.next_addr, 0, NULL, 0);
             return PORTAL_STEP_COMMAND;
         }
         ask(command, op.read_fds, (uint32_t)sequence.daemon_pid, (uint64_t)-100, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
     }
-    case S_CWD:
-        if (response->code == PORTAL_RESP_READ_OK && response->size >= 32) {
-            string_at(response, u64_at(response->data, 24), text, sizeof(text));
-            say("cwd %lld %s", (long long)u64_at(response->data, 16), text);
-        } else {
-            say("FAIL cwd: %s", code_name(response->code));
-        }
+    case S_CWD: {
+        portal_list_cursor fresh = {0};
+        portal_fd_record record[1];
+        if (portal_decode_fds(conversation, response, &fresh, record, 1) == 1)
+            say("cwd %d %s", record[0].fd, record[0].path);
+        else
+            say("FAIL cwd: %s", conversation->error ? conversation->error : "no record");
         ask(command, op.read_file, 0, 0, 0, "/etc/passwd", sizeof("/etc/passwd"));
         return PORTAL_STEP_COMMAND;
+    }
     case S_READ_FILE: {
         string_at(response, 0, text, sizeof(text));
         memcpy(sequence.passwd_head, text, sizeof(sequence.passwd_head) - 1);
@@ -416,30 +441,31 @@ static portal_step check_sequence(struct event_state *state, const portal_respon
             strcmp(text, HOST_TEXT) ? "different" : "the same");
         ask(command, op.vfs_open, 0, 0, 0, "/etc/passwd", sizeof("/etc/passwd"));
         return PORTAL_STEP_COMMAND;
-    case S_VFS_OPEN:
-        if (response->code != PORTAL_RESP_READ_OK || response->size != 16) {
-            say("FAIL vfs_open: %s", code_name(response->code));
+    case S_VFS_OPEN: {
+        portal_vfs_open opened;
+        if (portal_decode_vfs_open(conversation, response, &opened) < 0) {
+            say("FAIL vfs_open: %s", conversation->error);
             state->step = S_EXEC;
             ask(command, op.exec, 0, 1, 0, sequence.exec_payload, sequence.exec_length);
             return PORTAL_STEP_COMMAND;
         }
-        sequence.handle = u32_at(response->data, 4);
-        say("vfs_open /etc/passwd: error %d, handle slot %u, fs magic 0x%llx", (int)u32_at(response->data, 0),
-            sequence.handle & 0xff, (unsigned long long)u64_at(response->data, 8));
+        sequence.handle = opened.handle;
+        say("vfs_open /etc/passwd: error %d, handle slot %u, fs magic 0x%llx", opened.error,
+            sequence.handle & 0xff, (unsigned long long)opened.fs_magic);
         ask(command, op.vfs_read, 0, sequence.handle, 16, NULL, 0);
         return PORTAL_STEP_COMMAND;
-    case S_VFS_READ:
-        if (response->code == PORTAL_RESP_READ_OK && response->size >= 16) {
-            uint32_t got = u32_at(response->data, 4);
-            say("vfs_read: error %d, %u bytes, eof %u, %s", (int)u32_at(response->data, 0), got,
-                response->data[8],
-                got == 16 && response->size == 32 && !memcmp(response->data + 16, sequence.passwd_head, 16)
+    }
+    case S_VFS_READ: {
+        portal_vfs_chunk chunk;
+        if (portal_decode_vfs_read(conversation, response, 16, &chunk) == 0)
+            say("vfs_read: error %d, %u bytes, eof %u, %s", chunk.error, chunk.length, chunk.end_of_file,
+                chunk.length == 16 && !memcmp(chunk.bytes, sequence.passwd_head, 16)
                     ? "the same as read_file's" : "different from read_file's");
-        } else {
-            say("FAIL vfs_read: %s", code_name(response->code));
-        }
+        else
+            say("FAIL vfs_read: %s", conversation->error);
         ask(command, op.vfs_close, 0, sequence.handle, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
+    }
     case S_VFS_CLOSE:
         say("vfs_close: %s, error %d", code_name(response->code),
             response->size >= 4 ? (int)u32_at(response->data, 0) : 1);
@@ -453,19 +479,11 @@ static portal_step check_sequence(struct event_state *state, const portal_respon
         return PORTAL_STEP_COMMAND;
     case S_UNSERVED_OP:
         say("osi_proc_handles (not served by this module): %s", code_name(response->code));
-        break;
-    case S_DONE:
-        say("done");
-        ask(command, op.write_file, 0, 0, (int64_t)strlen(DONE_TEXT), done_payload, done_length);
-        return PORTAL_STEP_COMMAND;
+        return end_run(state, command, result);
     default:
         *result = 0;
         return PORTAL_STEP_FINISH;
     }
-    /* A failed check: say done. */
-    state->step = S_DONE + 1;
-    ask(command, op.write_file, 0, 0, (int64_t)strlen(DONE_TEXT), done_payload, done_length);
-    return PORTAL_STEP_COMMAND;
 }
 
 /* ---- events ---- */
@@ -486,7 +504,7 @@ static portal_step syscall_enter(void *userdata, portal_conversation *conversati
     uint32_t vcpu = conversation->call.vcpu < MAX_VCPUS ? conversation->call.vcpu : MAX_VCPUS - 1;
     *result = 0;
     if (state->step >= S_READ_STR_ACROSS)
-        return check_sequence(state, response, command, result);
+        return check_sequence(conversation, state, response, command, result);
     switch (state->step) {
     case E_READ_EVENT:
         state->step = E_READ_NAME;
@@ -610,7 +628,12 @@ static portal_step whoami(void *userdata, portal_conversation *conversation,
 /* The entry point of an analysis module (libportal.so's load= calls it). */
 __attribute__((visibility("default"))) int portal_analysis_init(const char *args)
 {
-    (void)args;
+    if (!strncmp(args, "handoff=", 8) && strlen(args + 8) > 0 && strlen(args + 8) < sizeof(handoff)) {
+        strcpy(handoff, args + 8);
+    } else if (args[0] != '\0') {
+        fprintf(stderr, "host: expected no argument or handoff=NAME (an interrupt name), got \"%s\"\n", args);
+        return 1;
+    }
 #define RESOLVE(field, name) \
     if ((op.field = portal_op(name)) == 0) { fprintf(stderr, "host: no op %s in the table\n", name); return -1; }
     RESOLVE(read, "READ") RESOLVE(write, "WRITE") RESOLVE(read_str, "READ_STR")
