@@ -294,7 +294,9 @@ struct PortalLoop {
 /// is recorded, as (address, length), and must fit in one call of the
 /// accessor: a failed call transfers nothing here.
 final class DirectView: @unchecked Sendable {
-    let guest: MockGuest
+    /// Unowned: the guest holds its view (`MockGuest.directView`), so a
+    /// strong reference back would be a cycle LeakSanitizer reports.
+    unowned let guest: MockGuest
     let hidden: Lock<Set<UInt64>>
     private let accesses = Lock<[(write: Bool, address: UInt64, length: Int, ok: Bool)]>([])
 
