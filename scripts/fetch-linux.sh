@@ -62,6 +62,8 @@ case $ARCH in
 esac
 
 SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)
+# shellcheck source=lib/private-apt.sh
+. "$SCRIPT_DIR/lib/private-apt.sh"
 PROJECT_ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
 GUEST_SRC=$PROJECT_ROOT/Tests/guests/linux
 # The real path: the headers' Makefile is rewritten to name it, and .cache may
@@ -106,10 +108,7 @@ fi
 # --- download and unpack ------------------------------------------------------
 
 fetch() {
-    local tool
-    for tool in apt-get apt-cache dpkg dpkg-deb; do
-        command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (this script needs Debian's apt and dpkg)"
-    done
+    private_apt_check_tools
     [[ $(dpkg --print-architecture) == amd64 ]] || die "only amd64 hosts are supported"
     [[ -r $KEYRING ]] || die "Debian archive keyring $KEYRING not found (install debian-archive-keyring)"
 
@@ -127,76 +126,36 @@ fetch() {
     mirror=${mirror%/}; security=${security%/}
     say "mirrors $mirror, $security"
 
-    mkdir -p "$APTDIR"/{lists/partial,state,cache/archives/partial,log} "$DEBS"
-    : > "$APTDIR/status"
-    : > "$LOG"
-    local sources=$APTDIR/sources.list apt_conf=$APTDIR/apt.conf
-    cat > "$sources" <<EOF
-# written by scripts/fetch-linux.sh; used only with this directory's apt settings
-deb [signed-by=$KEYRING targets=Packages] $mirror $SUITE main
-deb [signed-by=$KEYRING targets=Packages] $mirror $SUITE-updates main
-deb [signed-by=$KEYRING targets=Packages] $security $SUITE-security main
-EOF
-    cat > "$apt_conf" <<EOF
-// written by scripts/fetch-linux.sh
-#clear APT::Update::Pre-Invoke;
-#clear APT::Update::Post-Invoke;
-#clear APT::Update::Post-Invoke-Success;
-APT::Architecture "amd64";
-#clear APT::Architectures;
-APT::Architectures { "amd64"; "$ARCH"; };
-EOF
-    local apt_opts=(
-        -c "$apt_conf"
-        -o "Dir::Etc::sourcelist=$sources"
-        -o "Dir::Etc::sourceparts=/dev/null"
-        -o "Dir::Etc::preferences=/dev/null"
-        -o "Dir::Etc::preferencesparts=/dev/null"
-        -o "Dir::State=$APTDIR/state"
-        -o "Dir::State::Lists=$APTDIR/lists"
-        -o "Dir::State::status=$APTDIR/status"
-        -o "Dir::Cache=$APTDIR/cache"
-        -o "Dir::Cache::pkgcache=$APTDIR/cache/pkgcache.bin"
-        -o "Dir::Cache::srcpkgcache="
-        -o "Dir::Cache::archives=$APTDIR/cache/archives"
-        -o "Dir::Log=$APTDIR/log"
-        -o "Acquire::Languages=none"
-        -o "Acquire::Retries=3"
-    )
-    [[ $(id -u) != 0 ]] || apt_opts+=(-o "APT::Sandbox::User=root")
+    private_apt_setup scripts/fetch-linux.sh amd64 "amd64 $ARCH" \
+        "$mirror $SUITE" "$mirror $SUITE-updates" "$security $SUITE-security"
 
     say "updating private package lists ($SUITE, $SUITE-updates, $SUITE-security)"
-    if ! apt-get "${apt_opts[@]}" --error-on=any update >>"$LOG" 2>&1 </dev/null; then
+    if ! apt-get "${APT_OPTS[@]}" --error-on=any update >>"$LOG" 2>&1 </dev/null; then
         tail -n 20 "$LOG" >&2
         die "could not read the package lists (network? set LINUX_DEBIAN_MIRROR)"
     fi
 
     # linux-image-ARCH depends on the current ABI's image package.
     local image
-    image=$(apt-cache "${apt_opts[@]}" depends "linux-image-$ARCH:$ARCH" </dev/null \
+    image=$(apt-cache "${APT_OPTS[@]}" depends "linux-image-$ARCH:$ARCH" </dev/null \
             | sed -n "s/^ *Depends: \(linux-image-[0-9][^ :]*-$ARCH\)\(:$ARCH\)\{0,1\}\$/\1/p" | head -n 1)
     [[ -n $image ]] || die "linux-image-$ARCH names no kernel image package in $SUITE"
     local release=${image#linux-image-}
     local abi=${release%-"$ARCH"}
     local version
-    version=$(apt-cache "${apt_opts[@]}" policy "$image:$ARCH" </dev/null | sed -n 's/^  Candidate: //p')
+    version=$(apt-cache "${APT_OPTS[@]}" policy "$image:$ARCH" </dev/null | sed -n 's/^  Candidate: //p')
     local kbuild_series=${abi%%-*}                 # 6.1.0-NN -> 6.1.0 -> 6.1
     kbuild_series=${kbuild_series%.*}
     local packages=("$image:$ARCH" "linux-headers-$release:$ARCH" "linux-headers-$abi-common"
                     "linux-kbuild-$kbuild_series:amd64" "busybox-static:$ARCH")
     say "kernel $release ($version); downloading ${packages[*]}"
     rm -rf "$DEBS"; mkdir -p "$DEBS"
-    (cd "$DEBS" && apt-get "${apt_opts[@]}" download "${packages[@]}" >>"$LOG" 2>&1 </dev/null) \
+    (cd "$DEBS" && apt-get "${APT_OPTS[@]}" download "${packages[@]}" >>"$LOG" 2>&1 </dev/null) \
         || { tail -n 20 "$LOG" >&2; die "download failed"; }
 
     say "unpacking into .cache/$CACHE_NAME/root"
     rm -f "$STAMP"
-    local new=$CACHE/root.new d
-    rm -rf "$new"; mkdir -p "$new"
-    for d in "$DEBS"/*.deb; do
-        dpkg-deb -x "$d" "$new" || die "dpkg-deb -x $d failed"
-    done
-    rm -rf "$ROOT"; mv "$new" "$ROOT"
+    private_apt_unpack "$ROOT" dpkg-deb -x
 
     # The headers name /usr/src/linux-headers-*-common and /usr/lib/linux-kbuild-*
     # by absolute path (their Makefile, and symlinks to the kbuild scripts).
@@ -216,7 +175,7 @@ EOF
     # Only the image is needed from the kernel package, not its 300 MB of modules.
     rm -rf "$ROOT/lib/modules/$release/kernel"
     [[ -x $ROOT/bin/busybox ]] || die "busybox-static did not unpack bin/busybox"
-    rm -f "$APTDIR"/cache/*.bin
+    private_apt_drop_caches
 
     {
         printf '# written by scripts/fetch-linux.sh; delete it (or use --force) to fetch again\n'

@@ -58,6 +58,8 @@ OPTIONAL_BINARIES=(qemu-system-loongarch64)
 # --- where ---------------------------------------------------------------------
 
 SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)
+# shellcheck source=lib/private-apt.sh
+. "$SCRIPT_DIR/lib/private-apt.sh"
 PROJECT_ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
 CACHE=$PROJECT_ROOT/.cache/qemu
 ROOT=$CACHE/root
@@ -113,9 +115,7 @@ fi
 
 # --- preconditions -----------------------------------------------------------------
 
-for tool in apt-get apt-cache dpkg dpkg-deb; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (this script needs Debian's apt and dpkg)"
-done
+private_apt_check_tools
 HOST_ARCH=$(dpkg --print-architecture)
 [[ $HOST_ARCH == amd64 ]] || die "host architecture is '$HOST_ARCH'; only amd64 hosts are supported"
 [[ -r $KEYRING ]] || die "Debian archive keyring $KEYRING not found (install debian-archive-keyring)"
@@ -201,54 +201,7 @@ fi
 
 # --- private apt configuration --------------------------------------------------------
 
-mkdir -p "$APTDIR"/{lists/partial,state,cache/archives/partial,log} "$DEBS"
-: > "$APTDIR/status"        # empty dpkg status: nothing counts as installed
-: > "$LOG"
-
-SOURCES=$APTDIR/sources.list
-cat > "$SOURCES" <<EOF
-# written by scripts/fetch-qemu.sh; used only with this directory's apt settings
-deb [signed-by=$KEYRING targets=Packages] $MIRROR $SUITE main
-deb [signed-by=$KEYRING targets=Packages] $MIRROR $BACKPORTS main
-EOF
-
-# Lists can only be emptied in a configuration file (#clear), not with -o.
-APT_CONF=$APTDIR/apt.conf
-cat > "$APT_CONF" <<EOF
-// written by scripts/fetch-qemu.sh
-// The machine's update hooks (PackageKit, AppStream) have nothing to do with these lists.
-#clear APT::Update::Pre-Invoke;
-#clear APT::Update::Post-Invoke;
-#clear APT::Update::Post-Invoke-Success;
-// Only the host's architecture, whatever foreign architectures dpkg knows.
-APT::Architecture "$HOST_ARCH";
-#clear APT::Architectures;
-APT::Architectures { "$HOST_ARCH"; };
-EOF
-
-APT_OPTS=(
-    -c "$APT_CONF"
-    -o "Dir::Etc::sourcelist=$SOURCES"
-    -o "Dir::Etc::sourceparts=/dev/null"
-    -o "Dir::Etc::preferences=/dev/null"
-    -o "Dir::Etc::preferencesparts=/dev/null"
-    -o "Dir::State=$APTDIR/state"
-    -o "Dir::State::Lists=$APTDIR/lists"
-    -o "Dir::State::status=$APTDIR/status"
-    -o "Dir::Cache=$APTDIR/cache"
-    -o "Dir::Cache::pkgcache=$APTDIR/cache/pkgcache.bin"
-    -o "Dir::Cache::srcpkgcache="
-    -o "Dir::Cache::archives=$APTDIR/cache/archives"
-    -o "Dir::Log=$APTDIR/log"
-    -o "Acquire::Languages=none"
-    -o "Acquire::Retries=3"
-)
-# As root, apt drops to the _apt user to download, and _apt may not be able to
-# reach a project folder (e.g. under /root). The downloads are still checked
-# against the signed index files.
-if [[ $(id -u) == 0 ]]; then
-    APT_OPTS+=(-o "APT::Sandbox::User=root")
-fi
+private_apt_setup scripts/fetch-qemu.sh "$HOST_ARCH" "$HOST_ARCH" "$MIRROR $SUITE" "$MIRROR $BACKPORTS"
 
 # Run a command with its output in the log; on failure show the log's tail.
 logged() {
@@ -341,14 +294,7 @@ fi
 
 say "unpacking ${#WANT[@]} packages into .cache/qemu/root"
 rm -f "$STAMP"
-NEW=$CACHE/root.new
-rm -rf "$NEW"
-mkdir -p "$NEW"
-for d in "$DEBS"/*.deb; do
-    dpkg -x "$d" "$NEW" || die "dpkg -x $d failed"
-done
-rm -rf "$ROOT"
-mv "$NEW" "$ROOT"
+private_apt_unpack "$ROOT" dpkg -x
 
 # --- check ------------------------------------------------------------------------------------
 
@@ -386,8 +332,7 @@ done
 } > "$STAMP.new"
 mv "$STAMP.new" "$STAMP"
 
-# apt's binary cache (~45 MB) is rebuilt from the lists whenever it is needed.
-rm -f "$APTDIR"/cache/*.bin
+private_apt_drop_caches
 
 SIZE=$(du -sh "$CACHE" 2>/dev/null | cut -f1)
 say "done in $((SECONDS - START)) s: QEMU $VERSION (${#WANT[@]} packages, cache $SIZE)"

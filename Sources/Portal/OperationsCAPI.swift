@@ -44,6 +44,35 @@ private func readOKPayload(_ op: String, _ conversation: UnsafeMutablePointer<po
     return (layout, UnsafeRawBufferPointer(start: response.pointee.data, count: Int(size)))
 }
 
+/// The response's payload decoded by `decode` (a ReplyDecoder function),
+/// with the layout and payload it was decoded from; nil after `fail`.
+private func decodeReply<Value>(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                _ response: UnsafePointer<portal_response>?,
+                                _ decode: (UnsafeRawBufferPointer, GuestLayout) throws(ReplyFormatError) -> Value)
+    -> (value: Value, layout: GuestLayout, payload: UnsafeRawBufferPointer)? {
+    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return nil }
+    do { return (try decode(payload, layout), layout, payload) } catch {
+        _ = fail(conversation, "\(op): malformed reply: \(error.message)")
+        return nil
+    }
+}
+
+/// A page of records decoded by `decode`, once it is known to fit the
+/// caller's `capacity` records; nil after `fail`.
+private func decodePage<Record, CRecord>(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                         _ response: UnsafePointer<portal_response>?,
+                                         into records: UnsafeMutablePointer<CRecord>?, capacity: Int,
+                                         _ decode: (UnsafeRawBufferPointer, GuestLayout) throws(ReplyFormatError)
+                                             -> ReplyDecoder.Page<Record>)
+    -> (page: ReplyDecoder.Page<Record>, layout: GuestLayout, payload: UnsafeRawBufferPointer)? {
+    guard let (page, layout, payload) = decodeReply(op, conversation, response, decode) else { return nil }
+    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
+        _ = fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
+        return nil
+    }
+    return (page, layout, payload)
+}
+
 /// The string at `offset` of `payload`, in place: the name_off of a record
 /// the Swift decoder already checked (inside the pool, NUL-terminated).
 private func cString(in payload: UnsafeRawBufferPointer, recordField: Int, layout: GuestLayout) -> UnsafePointer<CChar> {
@@ -67,14 +96,8 @@ private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capac
                                   _ capacity: Int) -> Int32 {
     let op = "OSI_PROC_ALL"
     guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    let page: ReplyDecoder.Page<ProcessSummary>
-    do { page = try ReplyDecoder.processPage(payload, layout: layout) } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
-    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
-        return fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
-    }
+    guard let (page, _, _) = decodePage(op, conversation, response, into: records, capacity: capacity,
+                                        ReplyDecoder.processPage) else { return -1 }
     guard advance(op, conversation, cursor, count: page.records.count, total: page.totalCount,
                   limit: PagingLimits.maxProcesses) else { return -1 }
     for (index, process) in page.records.enumerated() {
@@ -125,14 +148,8 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                                  _ capacity: Int) -> Int32 {
     let op = "OSI_MAPPINGS"
     guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    let page: ReplyDecoder.Page<MemoryMapping>
-    do { page = try ReplyDecoder.mappingPage(payload, layout: layout) } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
-    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
-        return fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
-    }
+    guard let (page, layout, payload) = decodePage(op, conversation, response, into: records, capacity: capacity,
+                                                   ReplyDecoder.mappingPage) else { return -1 }
     guard advance(op, conversation, cursor, count: page.records.count, total: page.totalCount,
                   limit: PagingLimits.maxMappings) else { return -1 }
     for (index, mapping) in page.records.enumerated() {
@@ -164,14 +181,8 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                             _ capacity: Int) -> Int32 {
     let op = "READ_FDS"
     guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    let page: ReplyDecoder.Page<FileDescriptor>
-    do { page = try ReplyDecoder.fileDescriptorPage(payload, layout: layout) } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
-    guard page.records.count <= capacity, page.records.isEmpty || records != nil else {
-        return fail(conversation, "\(op): the page has \(page.records.count) records, the array holds \(capacity)")
-    }
+    guard let (page, layout, payload) = decodePage(op, conversation, response, into: records, capacity: capacity,
+                                                   ReplyDecoder.fileDescriptorPage) else { return -1 }
     guard cursor.pointee.done == 0 else {
         return fail(conversation, "\(op): the list was already complete; no page should have been asked for")
     }
@@ -203,11 +214,7 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                                 _ details: UnsafeMutablePointer<portal_process_details>?) -> Int32 {
     let op = "OSI_PROC"
     guard let details else { return fail(conversation, "\(op): the details pointer is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    let process: ProcessDetails
-    do { process = try ReplyDecoder.processDetails(payload, layout: layout) } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
+    guard let (process, _, _) = decodeReply(op, conversation, response, ReplyDecoder.processDetails) else { return -1 }
     details.pointee = portal_process_details()
     withUnsafeMutableBytes(of: &details.pointee.fields) { fields in
         for (index, value) in process.fields.enumerated() { fields.storeBytes(of: value, toByteOffset: index * 8, as: UInt64.self) }
@@ -223,15 +230,10 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                              _ start: UnsafeMutablePointer<UInt64>?, _ end: UnsafeMutablePointer<UInt64>?) -> Int32 {
     let op = "OSI_PROC_MEM"
     guard let start, let end else { return fail(conversation, "\(op): the start or end pointer is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    do {
-        let heap = try ReplyDecoder.heapBounds(payload, layout: layout)
-        start.pointee = heap.start
-        end.pointee = heap.end
-        return 0
-    } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
+    guard let (heap, _, _) = decodeReply(op, conversation, response, ReplyDecoder.heapBounds) else { return -1 }
+    start.pointee = heap.start
+    end.pointee = heap.end
+    return 0
 }
 
 /// The Swift side of the C API's `portal_decode_vfs_open`; include/portal/operations.h documents it.
@@ -241,14 +243,9 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                                 _ opened: UnsafeMutablePointer<portal_vfs_open>?) -> Int32 {
     let op = "VFS_OPEN"
     guard let opened else { return fail(conversation, "\(op): the result pointer is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    do {
-        let file = try ReplyDecoder.openedFile(payload, layout: layout)
-        opened.pointee = portal_vfs_open(error: file.errno, handle: file.handle, fs_magic: file.fileSystemMagic)
-        return 0
-    } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
+    guard let (file, _, _) = decodeReply(op, conversation, response, ReplyDecoder.openedFile) else { return -1 }
+    opened.pointee = portal_vfs_open(error: file.errno, handle: file.handle, fs_magic: file.fileSystemMagic)
+    return 0
 }
 
 /// The Swift side of the C API's `portal_decode_vfs_read`; include/portal/operations.h documents it.
@@ -258,15 +255,12 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                                 _ chunk: UnsafeMutablePointer<portal_vfs_chunk>?) -> Int32 {
     let op = "VFS_READ"
     guard let chunk else { return fail(conversation, "\(op): the result pointer is NULL") }
-    guard let (layout, payload) = readOKPayload(op, conversation, response) else { return -1 }
-    do {
-        let decoded = try ReplyDecoder.fileChunk(payload, layout: layout, wanted: Int(wanted))
-        // The bytes in place, after the 16-byte status the decoder checked.
-        chunk.pointee = portal_vfs_chunk(
-            error: decoded.errno, length: UInt32(decoded.bytes.count), end_of_file: decoded.isEndOfFile ? 1 : 0,
-            bytes: (payload.baseAddress! + 16).assumingMemoryBound(to: UInt8.self))
-        return 0
-    } catch {
-        return fail(conversation, "\(op): malformed reply: \(error.message)")
-    }
+    guard let (decoded, _, payload) = decodeReply(op, conversation, response, { (payload, layout) throws(ReplyFormatError) in
+        try ReplyDecoder.fileChunk(payload, layout: layout, wanted: Int(wanted))
+    }) else { return -1 }
+    // The bytes in place, after the 16-byte status the decoder checked.
+    chunk.pointee = portal_vfs_chunk(
+        error: decoded.errno, length: UInt32(decoded.bytes.count), end_of_file: decoded.isEndOfFile ? 1 : 0,
+        bytes: (payload.baseAddress! + 16).assumingMemoryBound(to: UInt8.self))
+    return 0
 }

@@ -14,9 +14,7 @@ extension Portalctl {
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {
-            try options.run { connection in
-                let list = try connection.execute("query-processes", options.guestArguments([]))
-                if options.json { print(list.serialized); return }
+            try options.query("query-processes", guest: []) { list in
                 print("PID".leftPadded(7) + " " + "PPID".leftPadded(7) + " " + "UID".leftPadded(5) + "  NAME")
                 for process in list.arrayValue ?? [] {
                     print(number(process["pid"]).leftPadded(7) + " " + number(process["ppid"]).leftPadded(7) + " "
@@ -32,9 +30,7 @@ extension Portalctl {
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {
-            try options.run { connection in
-                let list = try connection.execute("query-processes", options.guestArguments([]))
-                if options.json { print(list.serialized); return }
+            try options.query("query-processes", guest: []) { list in
                 let processes = (list.arrayValue ?? []).compactMap { process -> (UInt64, UInt64, String)? in
                     guard let pid = process["pid"]?.uint64Value, let ppid = process["ppid"]?.uint64Value else { return nil }
                     return (pid, ppid, process["name"]?.stringValue ?? "")
@@ -64,11 +60,9 @@ extension Portalctl {
         @Option(name: .long, help: "Only the mapping containing this address.") var address: Number?
 
         func run() throws {
-            try options.run { connection in
-                var arguments: [(String, JSONValue)] = [("pid", .int(Int64(pid)))]
-                if let address { arguments.append(("address", .uint64(address.value))) }
-                let reply = try connection.execute("query-mappings", options.guestArguments(arguments))
-                if options.json { print(reply.serialized); return }
+            var arguments: [(String, JSONValue)] = [("pid", .int(Int64(pid)))]
+            if let address { arguments.append(("address", .uint64(address.value))) }
+            try options.query("query-mappings", guest: arguments) { reply in
                 let mappings = address == nil ? reply.arrayValue ?? [] : [reply]
                 for mapping in mappings {
                     let start = String(mapping["start"]?.uint64Value ?? 0, radix: 16).leftPadded(8, with: "0")
@@ -90,9 +84,7 @@ extension Portalctl {
         @Argument(help: "The process id.") var pid: UInt32
 
         func run() throws {
-            try options.run { connection in
-                let list = try connection.execute("query-fds", options.guestArguments([("pid", .int(Int64(pid)))]))
-                if options.json { print(list.serialized); return }
+            try options.query("query-fds", guest: [("pid", .int(Int64(pid)))]) { list in
                 for entry in list.arrayValue ?? [] {
                     print(number(entry["fd"]).leftPadded(4) + "  " + (entry["path"]?.stringValue ?? ""))
                 }
@@ -107,10 +99,7 @@ extension Portalctl {
         @Argument(help: "The process id.") var pid: UInt32
 
         func run() throws {
-            try options.run { connection in
-                let list = try connection.execute("query-environment",
-                                                  options.guestArguments([("pid", .int(Int64(pid)))]))
-                if options.json { print(list.serialized); return }
+            try options.query("query-environment", guest: [("pid", .int(Int64(pid)))]) { list in
                 for entry in list.arrayValue ?? [] {
                     print("\(entry["name"]?.stringValue ?? "")=\(entry["value"]?.stringValue ?? "")")
                 }

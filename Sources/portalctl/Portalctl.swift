@@ -57,6 +57,19 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
+    /// Runs one command and prints its reply: the server's JSON with --json,
+    /// otherwise as `text` renders it. Without `guest` arguments the command
+    /// goes with none; with them (even none) it is a guest command and
+    /// carries the timeout when given.
+    func query(_ command: String, guest arguments: [(String, JSONValue)]? = nil,
+               text: (JSONValue) throws -> Void) throws {
+        try run { connection in
+            let reply = try connection.execute(command, arguments.map(guestArguments) ?? [])
+            if json { print(reply.serialized); return }
+            try text(reply)
+        }
+    }
+
     /// Arguments for guest commands: `timeout` when given.
     func guestArguments(_ arguments: [(String, JSONValue)]) -> [(String, JSONValue)] {
         guard let timeout else { return arguments }
@@ -89,15 +102,21 @@ struct Number: ExpressibleByArgument {
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
+/// The bytes of a guest-memory-read reply.
+func memoryBytes(_ reply: JSONValue) throws -> [UInt8] {
+    guard let bytes = reply["hex"]?.stringValue.flatMap({ PortalControl.bytes(fromHex: $0) }) else {
+        throw ClientError(message: "the reply carries no bytes: \(reply.serialized)")
+    }
+    return bytes
+}
+
 extension Portalctl {
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The plugin, the guest's layout and what is live now.")
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {
-            try options.run { connection in
-                let portal = try connection.execute("query-portal")
-                if options.json { print(portal.serialized); return }
+            try options.query("query-portal") { portal in
                 let arch = portal["arch"]?.stringValue ?? "unknown architecture"
                 let vcpus = portal["vcpus"]?.intValue ?? 0
                 let pending = portal["pending-interrupts"]?.arrayValue?.compactMap(\.stringValue) ?? []
@@ -117,11 +136,7 @@ extension Portalctl {
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {
-            try options.run { connection in
-                let stats = try connection.execute("query-stats")
-                if options.json { print(stats.serialized); return }
-                printStats(stats)
-            }
+            try options.query("query-stats", text: printStats)
         }
     }
 
@@ -132,14 +147,9 @@ extension Portalctl {
         @Argument(help: "Number of bytes.") var length: Number
 
         func run() throws {
-            try options.run { connection in
-                let reply = try connection.execute("guest-memory-read", options.guestArguments([
-                    ("address", .uint64(address.value)), ("size", .uint64(length.value))]))
-                if options.json { print(reply.serialized); return }
-                guard let bytes = reply["hex"]?.stringValue.flatMap({ PortalControl.bytes(fromHex: $0) }) else {
-                    throw ClientError(message: "the reply carries no bytes: \(reply.serialized)")
-                }
-                for line in hexDump(bytes, at: address.value) { print(line) }
+            try options.query("guest-memory-read", guest: [
+                ("address", .uint64(address.value)), ("size", .uint64(length.value))]) { reply in
+                for line in hexDump(try memoryBytes(reply), at: address.value) { print(line) }
             }
         }
     }
@@ -152,11 +162,9 @@ extension Portalctl {
         @Option(name: .long, help: "Stop after this many bytes.") var maxLength: Int?
 
         func run() throws {
-            try options.run { connection in
-                var arguments: [(String, JSONValue)] = [("address", .uint64(address.value))]
-                if let maxLength { arguments.append(("max-length", .int(Int64(maxLength)))) }
-                let reply = try connection.execute("guest-memory-read-string", options.guestArguments(arguments))
-                if options.json { print(reply.serialized); return }
+            var arguments: [(String, JSONValue)] = [("address", .uint64(address.value))]
+            if let maxLength { arguments.append(("max-length", .int(Int64(maxLength)))) }
+            try options.query("guest-memory-read-string", guest: arguments) { reply in
                 print(reply["string"]?.stringValue ?? "")
             }
         }
@@ -169,10 +177,8 @@ extension Portalctl {
         @Argument(help: "The bytes as hex digits, e.g. 2a000000.") var hex: String
 
         func run() throws {
-            try options.run { connection in
-                let reply = try connection.execute("guest-memory-write", options.guestArguments([
-                    ("address", .uint64(address.value)), ("hex", .string(hex))]))
-                if options.json { print(reply.serialized); return }
+            try options.query("guest-memory-write", guest: [
+                ("address", .uint64(address.value)), ("hex", .string(hex))]) { reply in
                 print("wrote \(reply["size"]?.intValue ?? 0) bytes at \(portalctl.hex(address.value))")
             }
         }
@@ -193,9 +199,7 @@ extension Portalctl {
                 let disassembler = try Disassembler(architecture: architecture, thumb: thumb)
                 let reply = try connection.execute("guest-memory-read", options.guestArguments([
                     ("address", .uint64(address.value)), ("size", .uint64(length.value))]))
-                guard let code = reply["hex"]?.stringValue.flatMap({ PortalControl.bytes(fromHex: $0) }) else {
-                    throw ClientError(message: "the reply carries no bytes: \(reply.serialized)")
-                }
+                let code = try memoryBytes(reply)
                 let instructions = disassembler.disassemble(code, at: address.value)
                 if options.json {
                     print(JSONValue.array(instructions.map { instruction in

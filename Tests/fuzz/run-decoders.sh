@@ -11,19 +11,9 @@ lib=$3
 here=$(cd "$(dirname "$0")" && pwd)
 build=$here/build
 mkdir -p "$build/artifacts"
-if [[ $budget =~ ^([0-9]+)@([0-9]+)$ ]]; then
-    corpus=$build/decoder-test-corpus
-    rm -rf "$corpus"
-    budget_flags=(-max_total_time="${BASH_REMATCH[1]}" -seed="${BASH_REMATCH[2]}")
-    export SWIFT_DETERMINISTIC_HASHING=1
-elif [[ $budget =~ ^[0-9]+$ ]]; then
-    corpus=$build/decoder-corpus
-    budget_flags=(-max_total_time="$budget")
-else
-    echo "run-decoders: the budget is SECONDS or SECONDS@SEED, not '$budget'"
-    exit 2
-fi
-mkdir -p "$corpus"
+# shellcheck source=budget.sh
+source "$here/budget.sh"
+fuzz_budget run-decoders "$budget" "$build/decoder-test-corpus" "$build/decoder-corpus"
 log=$build/decoders-last-run.log
 export PORTAL_FUZZ_LIB=$lib
 export SWIFT_BACKTRACE=enable=no
@@ -40,7 +30,7 @@ set -e
 done_line=$(grep -aE "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1 || true)
 if ((rc != 0)) || grep -aqE "$bad" "$log" || [ -z "$done_line" ]; then
     echo "run-decoders: FAIL (status $rc; output in ${log#"$here/../../"})"
-    grep -aE "$bad|Test unit written to|^    #[0-9]+ .*(Sources|Tests)/" "$log" | head -40 || true
+    fuzz_failure_lines "$log"
     exit 1
 fi
 echo "== PASS: $done_line"

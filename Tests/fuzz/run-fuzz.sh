@@ -23,24 +23,9 @@ lib=$3
 here=$(cd "$(dirname "$0")" && pwd)
 build=$here/build
 mkdir -p "$build/artifacts"
-if [[ $budget =~ ^([0-9]+)@([0-9]+)$ ]]; then
-    # The start CI has: a fixed seed and no corpus but the seeds. Runs
-    # drift apart after a few hundred inputs (pointer values reach the
-    # comparison dictionary), so this is CI's search, not a replay of it.
-    corpus=$build/test-corpus
-    rm -rf "$corpus"
-    budget_flags=(-max_total_time="${BASH_REMATCH[1]}" -seed="${BASH_REMATCH[2]}")
-    budget_text="${BASH_REMATCH[1]} s from seed ${BASH_REMATCH[2]}"
-    export SWIFT_DETERMINISTIC_HASHING=1
-elif [[ $budget =~ ^[0-9]+$ ]]; then
-    corpus=$build/corpus
-    budget_flags=(-max_total_time="$budget")
-    budget_text="$budget s"
-else
-    echo "run-fuzz: the budget is SECONDS or SECONDS@SEED, not '$budget'"
-    exit 2
-fi
-mkdir -p "$corpus"
+# shellcheck source=budget.sh
+source "$here/budget.sh"
+fuzz_budget run-fuzz "$budget" "$build/test-corpus" "$build/corpus"
 log=$build/last-run.log
 stats=$build/last-run.txt
 
@@ -145,6 +130,6 @@ grep -aE "^portal-fuzz: heap kept" "$log" | sed 's/^/   /' || true
 echo "   stats in ${stats#"$here/../../"}, full output in ${log#"$here/../../"}"
 if [ "$result" != PASS ]; then
     echo "run-fuzz: FAIL: $reason"
-    grep -aE "$bad|Test unit written to|^    #[0-9]+ .*(Sources|Tests)/" "$log" | head -40 || true
+    fuzz_failure_lines "$log"
     exit 1
 fi

@@ -38,17 +38,8 @@ passed=0
 failed=0
 pass() { passed=$((passed + 1)); }
 fail() { echo "MISMATCH $1: $2"; failed=$((failed + 1)); }
-view() { sed -n "s/^view: $1 //p" "$CONSOLE"; }
-view1() { view "$1" | head -n 1; }
-same() {
-    if [[ -z $2 ]]; then
-        fail "$1" "nothing to compare with (expected value is empty)"
-    elif [[ $2 == "$3" ]]; then
-        pass "$1"
-    else
-        fail "$1" "expected [$(printf '%s' "$2" | head -c 300 | tr '\n' '|')] got [$(printf '%s' "$3" | head -c 300 | tr '\n' '|')]"
-    fi
-}
+SAME_SHOWN=300
+# view, view1, same and the Swift operations' checks.
 # shellcheck source=swift-checks.sh
 source "$HERE/swift-checks.sh"
 

@@ -2,7 +2,24 @@
 # typed operations (the demonstration module's module_arg=linux or
 # module_arg=operations, Tests/demo/Sources/PortalDemo/Linux.swift), whose
 # "linux: ..." lines are in $HOST, against the guest's own "view: ..." lines
-# in $CONSOLE. Needs the caller's pass, fail, same, view and view1.
+# in $CONSOLE. Needs the caller's pass and fail; gives both scripts view,
+# view1 and same.
+
+view() { sed -n "s/^view: $1 //p" "$CONSOLE"; }      # KEY -> the guest's values
+view1() { view "$1" | head -n 1; }
+
+# NAME EXPECTED ACTUAL: one check, the two texts must be equal. A mismatch
+# shows the first SAME_SHOWN bytes of each (400 unless the caller sets it).
+same() {
+    local shown=${SAME_SHOWN:-400}
+    if [[ -z $2 ]]; then
+        fail "$1" "nothing to compare with (expected value is empty)"
+    elif [[ $2 == "$3" ]]; then
+        pass "$1"
+    else
+        fail "$1" "expected [$(printf '%s' "$2" | head -c "$shown" | tr '\n' '|')] got [$(printf '%s' "$3" | head -c "$shown" | tr '\n' '|')]"
+    fi
+}
 
 ops() { sed -n "s/^linux: $1 //p" "$HOST"; }     # KEY -> the Swift operations' values
 ops1() { ops "$1" | head -n 1; }

@@ -50,29 +50,17 @@ passed=0
 failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+# view, view1, same and the Swift operations' checks.
+# shellcheck source=swift-checks.sh
+source "$HERE/swift-checks.sh"
 
-view() { sed -n "s/^view: $1 //p" "$CONSOLE"; }      # KEY -> the guest's values
 host() { sed -n "s/^host: $1 //p" "$HOST"; }         # KEY -> the host's values
-view1() { view "$1" | head -n 1; }
 host1() { host "$1" | head -n 1; }
 
-# NAME EXPECTED ACTUAL: one check, the two texts must be equal.
-same() {
-    if [[ -z $2 ]]; then
-        fail "$1" "nothing to compare with (expected value is empty)"
-    elif [[ $2 == "$3" ]]; then
-        pass "$1"
-    else
-        fail "$1" "expected [$(printf '%s' "$2" | head -c 400 | tr '\n' '|')] got [$(printf '%s' "$3" | head -c 400 | tr '\n' '|')]"
-    fi
-}
 # NAME LINE: the host printed exactly this line.
 has() {
     if grep -qxF "host: $2" "$HOST"; then pass "$1"; else fail "$1" "no line 'host: $2'"; fi
 }
-
-# shellcheck source=swift-checks.sh
-source "$HERE/swift-checks.sh"
 
 if (( STATUS == 0 )); then pass "guest ran and powered off when the host was done"
 else fail "guest run" "run.sh exited $STATUS: $(tail -n 3 "$CONSOLE" | tr '\n' '|')"; fi
