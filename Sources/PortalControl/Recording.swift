@@ -27,11 +27,12 @@ package final class PortalStats: Sendable {
     func conversationStarted() { state.withLock { $0.started += 1 } }
 
     func conversationEnded(failure: PortalError?) {
+        let ending = ConversationEnding(failure: failure)
         state.withLock { counters in
-            switch failure?.code {
-            case nil: counters.ended += 1
-            case .abandoned?, .neverCameBack?: counters.reclaimed += 1
-            default: counters.failed += 1
+            switch ending {
+            case .finished: counters.ended += 1
+            case .reclaimed: counters.reclaimed += 1
+            case .failed: counters.failed += 1
             }
         }
     }
@@ -143,12 +144,8 @@ package final class TraceFile: Sendable {
     }
 
     func conversationEnded(at site: TrapSite, failure: PortalError?) {
-        let outcome: String
-        switch failure?.code {
-        case nil: outcome = "\"outcome\":\"finished\""
-        case .abandoned?, .neverCameBack?: outcome = "\"outcome\":\"reclaimed\",\"reason\":\(JSONValue.string("\(failure!)").serialized)"
-        default: outcome = "\"outcome\":\"failed\",\"reason\":\(JSONValue.string("\(failure!)").serialized)"
-        }
+        var outcome = "\"outcome\":\"\(ConversationEnding(failure: failure).rawValue)\""
+        if let failure { outcome += ",\"reason\":\(JSONValue.string("\(failure)").serialized)" }
         emit("{\"time\":\(realtime()),\"event\":\"conversation-end\",\(self.site(site)),\(outcome)}")
     }
 

@@ -18,11 +18,38 @@ package protocol PortalRecorder: AnyObject, Sendable {
     /// - Parameters:
     ///   - site: its hypercall, the vCPU that started it, and its region.
     ///   - failure: nil when its work finished; otherwise why it was ended
-    ///     (`.abandoned` and `.neverCameBack` mean the engine reclaimed it).
+    ///     (``ConversationEnding`` tells a reclaimed one from a failed one).
     func conversationEnded(at site: TrapSite, failure: PortalError?)
     /// One command and the guest's answer to it.
     /// - Parameter roundTrip: what was sent and what came back.
     func roundTrip(_ roundTrip: RoundTrip)
+}
+
+/// How a conversation ended, as `query-stats` counts it and the trace's
+/// `outcome` says: one rule for both, so they always agree.
+package enum ConversationEnding: String, Sendable {
+    /// Its work finished.
+    case finished
+    /// The engine took it back from a guest that left it waiting: a new
+    /// conversation on its region (`abandoned`), no trap for it while
+    /// `stale_after` others started waiting (`never-came-back`), or a full
+    /// waiting table that needed its place (`reclaimed-for-room`). The
+    /// guest, not the conversation's work, decided its end.
+    case reclaimed
+    /// Anything else: the work failed, the guest broke the protocol, the
+    /// plugin unloaded while it waited.
+    case failed
+
+    /// Sorts an ending.
+    /// - Parameter failure: nil when the work finished, else why the
+    ///   conversation was ended (as `PortalRecorder.conversationEnded` gets it).
+    package init(failure: PortalError?) {
+        switch failure?.code {
+        case nil: self = .finished
+        case .abandoned?, .neverCameBack?, .reclaimedForRoom?: self = .reclaimed
+        default: self = .failed
+        }
+    }
 }
 
 /// One command of a conversation and the guest's answer to it.

@@ -74,4 +74,41 @@ struct RecordingTests {
             #"{"event":"conversation-end",\#(site),"outcome":"finished"}"#,
         ])
     }
+
+    /// A conversation reclaimed to make room in a full waiting table
+    /// (max_conversations) counts as reclaimed, not failed, in the
+    /// statistics and the trace alike.
+    @Test func conversationReclaimedForRoomCountsAsReclaimed() throws {
+        let path = "/tmp/portal-recording-room-test-\(getpid()).jsonl"
+        defer { unlink(path) }
+        let recorder = ControlRecorder(trace: try TraceFile(path: path, ops: .standard))
+        var configuration = PortalConfiguration()
+        configuration.maxConversations = 1
+        let engine = PortalEngine(configuration: configuration, layout: .little64,
+                                  logger: PortalLogger(level: .off) { _ in }, recorder: recorder)
+        let guest = TinyGuest(engine: engine)
+        try engine.attach(HypercallNumber(rawValue: 0x1338)) { guest in
+            UInt64(try await guest.readBytes(at: 0x100, count: 4).count)
+        }
+        #expect(guest.conversation(0x1338, limit: 1) == [1])                          // waits for its answer ...
+        #expect(guest.conversation(0x1338, regionAddress: 0x9000) == [1])             // ... and is reclaimed for this one
+        let stats = recorder.stats.snapshot(ops: .standard)
+        #expect(stats["conversations"] == .object([("started", .int(2)), ("ended", .int(1)), ("failed", .int(0)),
+                                                   ("reclaimed", .int(1))]))
+
+        let file = fopen(path, "r")
+        defer { fclose(file) }
+        var ends: [String] = []
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, 4096, file) != nil {
+            let line = String(cString: buffer)
+            if line.contains("conversation-end") {
+                ends.append(String(line.dropLast()).replacing(/"time":[0-9]+,/, with: ""))
+            }
+        }
+        #expect(ends == [
+            #"{"event":"conversation-end","vcpu":0,"hypercall":4920,"region":32768,"outcome":"reclaimed","reason":"1 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (1 conversations started waiting since its last trap); reclaimed to make room"}"#,
+            #"{"event":"conversation-end","vcpu":0,"hypercall":4920,"region":36864,"outcome":"finished"}"#,
+        ])
+    }
 }

@@ -55,15 +55,18 @@ final class TinyGuest: @unchecked Sendable {
     /// One conversation on hypercall `number`, serving each command until
     /// NONE, or until `limit` commands were served (the guest then leaves
     /// the conversation unfinished).
+    /// - Parameter regionAddress: its region: `TinyGuest.region`, or another
+    ///   page from 0x9000 to 0xf000 for conversations that wait side by side.
     /// - Returns: the commands served (op numbers).
     @discardableResult
-    func conversation(_ number: UInt32, arg1: UInt64 = 0, limit: Int = .max) -> [UInt32] {
-        let region = Int(TinyGuest.region)
+    func conversation(_ number: UInt32, arg1: UInt64 = 0, limit: Int = .max,
+                      regionAddress: UInt64 = TinyGuest.region) -> [UInt32] {
+        let region = Int(regionAddress)
         for offset in 0..<24 { bytes[region + offset] = 0 }
         var served: [UInt32] = []
         var answer: UInt64 = 0
         while served.count < limit {
-            _ = trap(Hypercall(number: UInt64(number), arg1: arg1, arg3: TinyGuest.region, arg4: answer))
+            _ = trap(Hypercall(number: UInt64(number), arg1: arg1, arg3: regionAddress, arg4: answer))
             let op = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: region, as: UInt32.self) }
             if op == 0 { return served }
             served.append(op)
