@@ -42,7 +42,7 @@ let package = Package(
                        providers: [.apt(["libcapstone-dev"])]),
         // The command-line client of the control socket.
         .executableTarget(name: "portalctl", dependencies: [
-            "PortalControl", "CCapstone",
+            "PortalControl", "PortalEngine", "CCapstone",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "MCP", package: "swift-sdk"),
         ]),

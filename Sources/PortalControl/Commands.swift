@@ -160,7 +160,7 @@ package enum StandardCommands {
                 return .guest(GuestWork(timeout: timeout) { guest in
                     let bytes = try await guest.readBytes(at: address, count: size)
                     return .object([("address", .uint64(address)), ("size", .int(Int64(bytes.count))),
-                                    ("hex", .string(hexString(bytes)))])
+                                    ("hex", .string(hexDigits(of: bytes)))])
                 })
             },
             ControlCommand("guest-memory-read-string",
@@ -174,7 +174,7 @@ package enum StandardCommands {
                     let bytes = try await guest.readCString(at: address, maxLength: maxLength)
                     return .object([("address", .uint64(address)), ("length", .int(Int64(bytes.count))),
                                     ("string", .string(String(decoding: bytes, as: UTF8.self))),
-                                    ("hex", .string(hexString(bytes)))])
+                                    ("hex", .string(hexDigits(of: bytes)))])
                 })
             },
             ControlCommand("guest-memory-write", summary: "Write the bytes given as HEX to guest virtual memory at ADDRESS.") {

@@ -51,7 +51,7 @@ package enum GuestCommands {
                 return .guest(GuestWork(timeout: timeout) { guest in
                     guard let address else { return .array(try await guest.mappings(pid: pid).map(mappingJSON)) }
                     guard let found = try await guest.mapping(containing: address, pid: pid) else {
-                        throw QMPError("query-mappings: no mapping of \(pid.map { "pid \($0)" } ?? "the current process") contains \(hexText(address))")
+                        throw QMPError("query-mappings: no mapping of \(pid.map { "pid \($0)" } ?? "the current process") contains \(hex(address))")
                     }
                     return mappingJSON(found)
                 })
@@ -316,7 +316,6 @@ package enum GuestCommands {
         return text.count < 2 ? "0" + text : text
     }
 
-    static func hexText(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 }
 
 /// The open files of `guest-file-open`. The guest has no handle: a handle

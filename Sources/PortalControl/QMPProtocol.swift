@@ -142,7 +142,7 @@ package struct CommandArguments: Sendable {
 /// Lowercase hexadecimal text of bytes, two digits each.
 /// - Parameter bytes: the bytes.
 /// - Returns: the text ("" for none).
-package func hexString(_ bytes: some Sequence<UInt8>) -> String {
+package func hexDigits(of bytes: some Sequence<UInt8>) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var text: [UInt8] = []
     for byte in bytes {

@@ -109,7 +109,10 @@ public struct ResponseCode: RawRepresentable, Hashable, Sendable, CustomStringCo
 /// `pid` of a command meaning "the task that made the hypercall".
 public let currentProcessID: UInt32 = 0xffff_ffff
 
-/// `0x` and lowercase hex digits, the form every log line uses for numbers
-/// and addresses.
+/// `0x` and lowercase hex digits, the form every log line, error message,
+/// report and `portalctl` line uses for numbers and addresses: one function
+/// for the whole package, so they all print an address the same way.
+/// - Parameter value: The number.
+/// - Returns: Its text, such as `0x7ffff`.
 @inline(never)
-func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }
+package func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }

@@ -33,7 +33,7 @@ extension Guest {
     /// - Throws: ``GuestOperationError``: `.guestRefused` when the guest cannot read the array.
     nonisolated(nonsending) public func readPointerArray(at address: UInt64) async throws -> [String] {
         let name = "READ_PTR_ARRAY"
-        let subject = "address \(hexString(address))"
+        let subject = "address \(hex(address))"
         let op = try resolveOp(name, subject: subject)
         return try await readReply(name, PortalCommand(op: op, address: address), subject: subject,
                                    refusal: "the array cannot be read") { answer in

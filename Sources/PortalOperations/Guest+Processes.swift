@@ -185,7 +185,7 @@ extension Guest {
             guard task.argumentsEnd > task.argumentsStart,
                   task.argumentsEnd - task.argumentsStart <= PagingLimits.maxArgumentBytes else {
                 throw GuestOperationError(.malformedReply, op: "OSI_PROC", subject: subject, detail:
-                    "arg_start \(hexString(task.argumentsStart)) .. arg_end \(hexString(task.argumentsEnd)) is not an argv area of 1 to \(PagingLimits.maxArgumentBytes) bytes")
+                    "arg_start \(hex(task.argumentsStart)) .. arg_end \(hex(task.argumentsEnd)) is not an argv area of 1 to \(PagingLimits.maxArgumentBytes) bytes")
             }
             let count = Int(task.argumentsEnd - task.argumentsStart)
             let bytes: [UInt8]
@@ -193,7 +193,7 @@ extension Guest {
                 bytes = try await readBytes(at: task.argumentsStart, count: count)
             } catch let error as GuestError {
                 throw GuestOperationError(.memoryAccessFailed, op: "READ",
-                                          subject: "the argv area of \(subject) at \(hexString(task.argumentsStart))",
+                                          subject: "the argv area of \(subject) at \(hex(task.argumentsStart))",
                                           detail: error.description)
             }
             return bytes.withUnsafeBytes { ReplyDecoder.nulSeparatedStrings($0) }
@@ -244,7 +244,3 @@ extension Guest {
     }
 }
 
-/// `0x` and lowercase hex, as the engine's messages write addresses.
-/// - Parameter value: The number.
-/// - Returns: Its text.
-package func hexString(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

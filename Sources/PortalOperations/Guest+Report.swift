@@ -16,9 +16,9 @@ extension Guest {
             "pid \($0.pid) ppid \($0.parentPID) \($0.name) uid \($0.uid) maps \($0.mappingCount)"
         }
         await Self.line(report, "executable", { try await executable() }) { $0 }
-        await Self.line(report, "heap", { try await heap() }) { "\(hexString($0.start))-\(hexString($0.end))" }
+        await Self.line(report, "heap", { try await heap() }) { "\(hex($0.start))-\(hex($0.end))" }
         await Self.line(report, "mappings", { try await mappings() }) { maps in
-            "\(maps.count): " + maps.prefix(4).map { "\(hexString($0.start))-\(hexString($0.end)) \($0.permissions) \($0.name)" }
+            "\(maps.count): " + maps.prefix(4).map { "\(hex($0.start))-\(hex($0.end)) \($0.permissions) \($0.name)" }
                 .joined(separator: ", ")
         }
         await Self.line(report, "fds", { try await fileDescriptors() }) { fds in
@@ -43,9 +43,9 @@ extension Guest {
         await Self.line(report, "run", { try await run(shellCommand: "echo portal-ok; id -u") }) {
             "exit \($0.exitCode.map(String.init) ?? "signal") output \($0.outputText.debugDescription)"
         }
-        await Self.line(report, "symbol printk", { try await symbolAddress("printk") }) { hexString($0) }
+        await Self.line(report, "symbol printk", { try await symbolAddress("printk") }) { hex($0) }
         await Self.line(report, "kernel buffer", { try await copyIntoKernel(Array("portal\u{0}".utf8)) }) {
-            hexString($0)
+            hex($0)
         }
         report("done")
     }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import PortalControl
+import PortalEngine
 
 /// `portalctl`: asks a running guest things through the plugin's control
 /// socket (`-plugin libportal.so,control=PATH`).
@@ -100,8 +101,6 @@ struct Number: ExpressibleByArgument {
     }
 }
 
-func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
 /// The bytes of a guest-memory-read reply.
 func memoryBytes(_ reply: JSONValue) throws -> [UInt8] {
     guard let bytes = reply["hex"]?.stringValue.flatMap({ PortalControl.bytes(fromHex: $0) }) else {
@@ -174,12 +173,12 @@ extension Portalctl {
         static let configuration = CommandConfiguration(abstract: "Write bytes (given as hex) into guest memory.")
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "Guest virtual address.") var address: Number
-        @Argument(help: "The bytes as hex digits, e.g. 2a000000.") var hex: String
+        @Argument(help: ArgumentHelp("The bytes as hex digits, e.g. 2a000000.", valueName: "hex")) var bytes: String
 
         func run() throws {
             try options.query("guest-memory-write", guest: [
-                ("address", .uint64(address.value)), ("hex", .string(hex))]) { reply in
-                print("wrote \(reply["size"]?.intValue ?? 0) bytes at \(portalctl.hex(address.value))")
+                ("address", .uint64(address.value)), ("hex", .string(bytes))]) { reply in
+                print("wrote \(reply["size"]?.intValue ?? 0) bytes at \(hex(address.value))")
             }
         }
     }
@@ -204,22 +203,22 @@ extension Portalctl {
                 if options.json {
                     print(JSONValue.array(instructions.map { instruction in
                         .object([("address", .uint64(instruction.address)),
-                                 ("bytes", .string(hexString(instruction.bytes))),
+                                 ("bytes", .string(hexDigits(of: instruction.bytes))),
                                  ("mnemonic", .string(instruction.mnemonic)),
                                  ("operands", .string(instruction.operands))])
                     }).serialized)
                     return
                 }
                 for instruction in instructions {
-                    let bytes = instruction.bytes.map { hexString([$0]) }.joined(separator: " ")
+                    let bytes = instruction.bytes.map { hexDigits(of: [$0]) }.joined(separator: " ")
                     let padded = bytes + String(repeating: " ", count: max(0, 24 - bytes.count))
                     let text = instruction.operands.isEmpty ? instruction.mnemonic
                         : "\(instruction.mnemonic) \(instruction.operands)"
-                    print("\(portalctl.hex(instruction.address))  \(padded)  \(text)")
+                    print("\(hex(instruction.address))  \(padded)  \(text)")
                 }
                 let decodedBytes = instructions.reduce(0) { $0 + $1.bytes.count }
                 if decodedBytes < code.count {
-                    print("\(portalctl.hex(address.value + UInt64(decodedBytes)))  (\(code.count - decodedBytes) bytes that are no instruction)")
+                    print("\(hex(address.value + UInt64(decodedBytes)))  (\(code.count - decodedBytes) bytes that are no instruction)")
                 }
             }
         }
@@ -298,7 +297,7 @@ func hexDump(_ bytes: [UInt8], at address: UInt64) -> [String] {
     stride(from: 0, to: bytes.count, by: 16).map { offset in
         let row = bytes[offset..<min(offset + 16, bytes.count)]
         let lineAddress = String(address &+ UInt64(offset), radix: 16)
-        let hexPart = row.map { hexString([$0]) }.joined(separator: " ")
+        let hexPart = row.map { hexDigits(of: [$0]) }.joined(separator: " ")
         let padded = hexPart + String(repeating: " ", count: 47 - hexPart.count)
         let text = String(decoding: row.map { (0x20..<0x7f).contains($0) ? $0 : UInt8(ascii: ".") }, as: UTF8.self)
         return "0x" + String(repeating: "0", count: max(0, 8 - lineAddress.count)) + lineAddress + "  " + padded + "  |" + text + "|"
