@@ -87,6 +87,72 @@ private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capac
     bytes.withUnsafeBytes { field.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
 }
 
+/// The body every paged decoder shares: the cursor's NULL check, the page
+/// (known to fit `capacity` records), the cursor's done check, the cursor
+/// moved on by `advance` (false after `fail`), then each record written by
+/// `fill`; only the list's paging rule and its records differ.
+/// - Returns: the number of records written, or -1 after `fail`.
+private func decodeList<Record, CRecord>(
+    _ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+    _ response: UnsafePointer<portal_response>?, _ cursor: UnsafeMutablePointer<portal_list_cursor>?,
+    into records: UnsafeMutablePointer<CRecord>?, capacity: Int,
+    _ decode: (UnsafeRawBufferPointer, GuestLayout) throws(ReplyFormatError) -> ReplyDecoder.Page<Record>,
+    advance: (UnsafeMutablePointer<portal_list_cursor>, ReplyDecoder.Page<Record>) -> Bool,
+    fill: (_ record: UnsafeMutablePointer<CRecord>, _ index: Int, _ decoded: Record,
+           _ layout: GuestLayout, _ payload: UnsafeRawBufferPointer) -> Void) -> Int32 {
+    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
+    guard let (page, layout, payload) = decodePage(op, conversation, response, into: records, capacity: capacity,
+                                                   decode) else { return -1 }
+    guard cursor.pointee.done == 0 else {
+        return fail(conversation, "\(op): the list was already complete; no page should have been asked for")
+    }
+    guard advance(cursor, page) else { return -1 }
+    for (index, decoded) in page.records.enumerated() { fill(records! + index, index, decoded, layout, payload) }
+    return Int32(page.records.count)
+}
+
+/// Applies the skip-count rule to the cursor; false after `fail`.
+private func advanceSkipCount<Record>(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                      _ cursor: UnsafeMutablePointer<portal_list_cursor>,
+                                      _ page: ReplyDecoder.Page<Record>, limit: UInt64) -> Bool {
+    var paging = SkipCountPaging(limit: limit, collected: cursor.pointee.collected,
+                                 total: cursor.pointee.has_total != 0 ? cursor.pointee.total : nil)
+    do {
+        let done = try paging.accept(count: page.records.count, totalCount: page.totalCount)
+        cursor.pointee.collected = paging.collected
+        cursor.pointee.total = page.totalCount
+        cursor.pointee.has_total = 1
+        cursor.pointee.next_addr = paging.nextAddress
+        cursor.pointee.done = done ? 1 : 0
+        return true
+    } catch {
+        _ = fail(conversation, "\(op): \(error.message)")
+        return false
+    }
+}
+
+/// Applies READ_FDS's resume rule (the next descriptor in the response's
+/// addr) to the cursor; false after `fail`.
+private func advanceResumingFDs<Record>(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
+                                        _ response: UnsafePointer<portal_response>?,
+                                        _ cursor: UnsafeMutablePointer<portal_list_cursor>,
+                                        _ page: ReplyDecoder.Page<Record>) -> Bool {
+    var paging = ResumeFDPaging(limit: PagingLimits.maxFileDescriptors,
+                                start: Int32(truncatingIfNeeded: cursor.pointee.next_addr),
+                                collected: Int(clamping: cursor.pointee.collected))
+    do {
+        let done = try paging.accept(count: page.records.count,
+                                     resume: Int32(truncatingIfNeeded: response!.pointee.addr))
+        cursor.pointee.collected = UInt64(paging.collected)
+        cursor.pointee.next_addr = paging.nextAddress
+        cursor.pointee.done = done ? 1 : 0
+        return true
+    } catch {
+        _ = fail(conversation, "\(op): \(error.message)")
+        return false
+    }
+}
+
 /// The Swift side of the C API's `portal_decode_processes`; include/portal/operations.h documents it.
 @_cdecl("portal_decode_processes")
 @_spi(CAPI) public func portalDecodeProcesses(_ conversation: UnsafeMutablePointer<portal_conversation>?,
@@ -95,13 +161,9 @@ private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capac
                                   _ records: UnsafeMutablePointer<portal_process_record>?,
                                   _ capacity: Int) -> Int32 {
     let op = "OSI_PROC_ALL"
-    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
-    guard let (page, _, _) = decodePage(op, conversation, response, into: records, capacity: capacity,
-                                        ReplyDecoder.processPage) else { return -1 }
-    guard advance(op, conversation, cursor, count: page.records.count, total: page.totalCount,
-                  limit: PagingLimits.maxProcesses) else { return -1 }
-    for (index, process) in page.records.enumerated() {
-        let record = records! + index
+    return decodeList(op, conversation, response, cursor, into: records, capacity: capacity, ReplyDecoder.processPage,
+                      advance: { advanceSkipCount(op, conversation, $0, $1, limit: PagingLimits.maxProcesses) }) {
+        record, _, process, _, _ in
         record.pointee = portal_process_record()
         record.pointee.pid = process.pid
         record.pointee.parent_pid = process.parentPID
@@ -111,31 +173,6 @@ private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capac
         record.pointee.effective_uid = process.effectiveUID
         record.pointee.effective_gid = process.effectiveGID
         withUnsafeMutableBytes(of: &record.pointee.name) { copyName(process.name, into: $0.baseAddress!, capacity: $0.count) }
-    }
-    return Int32(page.records.count)
-}
-
-/// Applies the skip-count rule to the cursor; false after `fail`.
-private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_conversation>?,
-                     _ cursor: UnsafeMutablePointer<portal_list_cursor>, count: Int, total: UInt64,
-                     limit: UInt64) -> Bool {
-    guard cursor.pointee.done == 0 else {
-        _ = fail(conversation, "\(op): the list was already complete; no page should have been asked for")
-        return false
-    }
-    var paging = SkipCountPaging(limit: limit, collected: cursor.pointee.collected,
-                                 total: cursor.pointee.has_total != 0 ? cursor.pointee.total : nil)
-    do {
-        let done = try paging.accept(count: count, totalCount: total)
-        cursor.pointee.collected = paging.collected
-        cursor.pointee.total = total
-        cursor.pointee.has_total = 1
-        cursor.pointee.next_addr = paging.nextAddress
-        cursor.pointee.done = done ? 1 : 0
-        return true
-    } catch {
-        _ = fail(conversation, "\(op): \(error.message)")
-        return false
     }
 }
 
@@ -147,13 +184,9 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                                  _ records: UnsafeMutablePointer<portal_mapping_record>?,
                                  _ capacity: Int) -> Int32 {
     let op = "OSI_MAPPINGS"
-    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
-    guard let (page, layout, payload) = decodePage(op, conversation, response, into: records, capacity: capacity,
-                                                   ReplyDecoder.mappingPage) else { return -1 }
-    guard advance(op, conversation, cursor, count: page.records.count, total: page.totalCount,
-                  limit: PagingLimits.maxMappings) else { return -1 }
-    for (index, mapping) in page.records.enumerated() {
-        let record = records! + index
+    return decodeList(op, conversation, response, cursor, into: records, capacity: capacity, ReplyDecoder.mappingPage,
+                      advance: { advanceSkipCount(op, conversation, $0, $1, limit: PagingLimits.maxMappings) }) {
+        record, index, mapping, layout, payload in
         record.pointee = portal_mapping_record()
         record.pointee.start = mapping.start
         record.pointee.end = mapping.end
@@ -169,7 +202,6 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
         let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.mappingRecordSize + 24
         record.pointee.name = cString(in: payload, recordField: base, layout: layout)
     }
-    return Int32(page.records.count)
 }
 
 /// The Swift side of the C API's `portal_decode_fds`; include/portal/operations.h documents it.
@@ -180,31 +212,14 @@ private func advance(_ op: String, _ conversation: UnsafeMutablePointer<portal_c
                             _ records: UnsafeMutablePointer<portal_fd_record>?,
                             _ capacity: Int) -> Int32 {
     let op = "READ_FDS"
-    guard let cursor else { return fail(conversation, "\(op): the cursor is NULL") }
-    guard let (page, layout, payload) = decodePage(op, conversation, response, into: records, capacity: capacity,
-                                                   ReplyDecoder.fileDescriptorPage) else { return -1 }
-    guard cursor.pointee.done == 0 else {
-        return fail(conversation, "\(op): the list was already complete; no page should have been asked for")
-    }
-    var paging = ResumeFDPaging(limit: PagingLimits.maxFileDescriptors,
-                                start: Int32(truncatingIfNeeded: cursor.pointee.next_addr),
-                                collected: Int(clamping: cursor.pointee.collected))
-    do {
-        let done = try paging.accept(count: page.records.count,
-                                     resume: Int32(truncatingIfNeeded: response!.pointee.addr))
-        cursor.pointee.collected = UInt64(paging.collected)
-        cursor.pointee.next_addr = paging.nextAddress
-        cursor.pointee.done = done ? 1 : 0
-    } catch {
-        return fail(conversation, "\(op): \(error.message)")
-    }
-    for (index, descriptor) in page.records.enumerated() {
+    return decodeList(op, conversation, response, cursor, into: records, capacity: capacity,
+                      ReplyDecoder.fileDescriptorPage,
+                      advance: { advanceResumingFDs(op, conversation, response, $0, $1) }) {
+        record, index, descriptor, layout, payload in
         let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.fileDescriptorRecordSize + 8
-        records![index] = portal_fd_record(
-            fd: descriptor.number,
-            path: cString(in: payload, recordField: base, layout: layout))
+        record.pointee = portal_fd_record(fd: descriptor.number,
+                                          path: cString(in: payload, recordField: base, layout: layout))
     }
-    return Int32(page.records.count)
 }
 
 /// The Swift side of the C API's `portal_decode_process`; include/portal/operations.h documents it.
