@@ -56,6 +56,60 @@ _Static_assert(sizeof(struct region) == PAGE, "a region is one page");
 
 static void guest_exit(int code) __attribute__((noreturn));
 
+/* hypercall() where the number and arg1..arg4 go in the registers NUM and
+ * A1..A4, the result comes back in A1, and INSN is the trapping instruction
+ * (riscv64, aarch64, arm). */
+#define REGISTER_HYPERCALL(INSN, NUM, A1, A2, A3, A4)                          \
+    static inline ureg hypercall(ureg num, ureg a1, ureg a2, ureg a3, ureg a4) \
+    {                                                                          \
+        register ureg r_num __asm__(NUM) = num;                                \
+        register ureg r_a1 __asm__(A1) = a1;                                   \
+        register ureg r_a2 __asm__(A2) = a2;                                   \
+        register ureg r_a3 __asm__(A3) = a3;                                   \
+        register ureg r_a4 __asm__(A4) = a4;                                   \
+        __asm__ volatile(INSN                                                  \
+                         : "+r"(r_a1)                                          \
+                         : "r"(r_num), "r"(r_a2), "r"(r_a3), "r"(r_a4)         \
+                         : "memory");                                          \
+        return r_a1;                                                           \
+    }
+
+#if defined(__aarch64__) || defined(__arm__)
+/* The PL011 UART of QEMU's virt board, on both Arm architectures. */
+#define PL011 ((volatile u32 *)0x09000000)
+static void uart_putc(char c)
+{
+    while (PL011[0x18 / 4] & 0x20) {   /* FR.TXFF */
+    }
+    PL011[0] = (u8)c;
+}
+/* guest_exit() by an Arm semihosting call: operation OP in register R0, the
+ * address of a parameter block {ADP_Stopped_ApplicationExit, code} in R1,
+ * then INSN; QEMU exits with status `code`. */
+#define SEMIHOSTING_EXIT(INSN, OP, R0, R1)                                \
+    static void guest_exit(int code)                                      \
+    {                                                                     \
+        static volatile ureg block[2];                                    \
+        block[0] = 0x20026;                                               \
+        block[1] = (ureg)code;                                            \
+        register ureg r_op __asm__(R0) = OP;                              \
+        register ureg r_block __asm__(R1) = (ureg)block;                  \
+        __asm__ volatile(INSN : : "r"(r_op), "r"(r_block) : "memory");    \
+        for (;;) {                                                        \
+            __asm__ volatile("wfi");                                      \
+        }                                                                 \
+    }
+/* The generic timer's count `cnt` at `frq` Hz as nanoseconds; the count
+ * itself when the frequency is unusable (0, or above 1 GHz). */
+static u64 timer_ns(u64 cnt, ureg frq)
+{
+    if (frq == 0 || frq > 1000000000u) {
+        return cnt;
+    }
+    return cnt * (1000000000u / frq);
+}
+#endif
+
 #if defined(__i386__) || defined(__x86_64__)
 
 #if defined(__x86_64__)
@@ -124,19 +178,7 @@ static u64 clock_ns(void)
 #define ARCH_NAME "riscv64"
 #define CONTRACT_PAGE_ADDR CONTRACT_PAGE_ADDR_RISCV64
 /* a7 = number, a0..a3 = arg1..arg4, a0 = result; xori x0, x0, 0 */
-static inline ureg hypercall(ureg num, ureg a1, ureg a2, ureg a3, ureg a4)
-{
-    register ureg r_a7 __asm__("a7") = num;
-    register ureg r_a0 __asm__("a0") = a1;
-    register ureg r_a1 __asm__("a1") = a2;
-    register ureg r_a2 __asm__("a2") = a3;
-    register ureg r_a3 __asm__("a3") = a4;
-    __asm__ volatile(".4byte 0x00004013"
-                     : "+r"(r_a0)
-                     : "r"(r_a7), "r"(r_a1), "r"(r_a2), "r"(r_a3)
-                     : "memory");
-    return r_a0;
-}
+REGISTER_HYPERCALL(".4byte 0x00004013", "a7", "a0", "a1", "a2", "a3")
 #define UART ((volatile u8 *)0x10000000)   /* ns16550a of the virt board */
 static void uart_putc(char c)
 {
@@ -166,49 +208,15 @@ static u64 clock_ns(void)
 #define ARCH_NAME "aarch64"
 #define CONTRACT_PAGE_ADDR CONTRACT_PAGE_ADDR_AARCH64
 /* x8 = number, x0..x3 = arg1..arg4, x0 = result; msr S0_0_c5_c0_0, xzr */
-static inline ureg hypercall(ureg num, ureg a1, ureg a2, ureg a3, ureg a4)
-{
-    register ureg r_x8 __asm__("x8") = num;
-    register ureg r_x0 __asm__("x0") = a1;
-    register ureg r_x1 __asm__("x1") = a2;
-    register ureg r_x2 __asm__("x2") = a3;
-    register ureg r_x3 __asm__("x3") = a4;
-    __asm__ volatile(".inst 0xd500501f"
-                     : "+r"(r_x0)
-                     : "r"(r_x8), "r"(r_x1), "r"(r_x2), "r"(r_x3)
-                     : "memory");
-    return r_x0;
-}
-#define PL011 ((volatile u32 *)0x09000000)
-static void uart_putc(char c)
-{
-    while (PL011[0x18 / 4] & 0x20) {   /* FR.TXFF */
-    }
-    PL011[0] = (u8)c;
-}
-/* Semihosting SYS_EXIT (0x18) with a parameter block {reason, code}: QEMU
- * exits with status `code` when reason is ADP_Stopped_ApplicationExit. */
-static void guest_exit(int code)
-{
-    static volatile u64 block[2];
-    block[0] = 0x20026;
-    block[1] = (u64)code;
-    register u64 x0 __asm__("x0") = 0x18;
-    register u64 x1 __asm__("x1") = (u64)block;
-    __asm__ volatile("hlt #0xf000" : : "r"(x0), "r"(x1) : "memory");
-    for (;;) {
-        __asm__ volatile("wfi");
-    }
-}
+REGISTER_HYPERCALL(".inst 0xd500501f", "x8", "x0", "x1", "x2", "x3")
+/* Semihosting SYS_EXIT (0x18). */
+SEMIHOSTING_EXIT("hlt #0xf000", 0x18, "x0", "x1")
 static u64 clock_ns(void)
 {
     u64 cnt, frq;
     __asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(cnt));
     __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(frq));
-    if (frq == 0 || frq > 1000000000u) {
-        return cnt;
-    }
-    return cnt * (1000000000u / frq);
+    return timer_ns(cnt, frq);
 }
 
 #elif defined(__arm__)
@@ -216,50 +224,16 @@ static u64 clock_ns(void)
 #define ARCH_NAME "arm"
 #define CONTRACT_PAGE_ADDR CONTRACT_PAGE_ADDR_ARM
 /* r7 = number, r0..r3 = arg1..arg4, r0 = result; mcr p7, 0, r0, c0, c0, 0 */
-static inline ureg hypercall(ureg num, ureg a1, ureg a2, ureg a3, ureg a4)
-{
-    register ureg r_r7 __asm__("r7") = num;
-    register ureg r_r0 __asm__("r0") = a1;
-    register ureg r_r1 __asm__("r1") = a2;
-    register ureg r_r2 __asm__("r2") = a3;
-    register ureg r_r3 __asm__("r3") = a4;
-    __asm__ volatile(".inst 0xee000710"
-                     : "+r"(r_r0)
-                     : "r"(r_r7), "r"(r_r1), "r"(r_r2), "r"(r_r3)
-                     : "memory");
-    return r_r0;
-}
-#define PL011 ((volatile u32 *)0x09000000)
-static void uart_putc(char c)
-{
-    while (PL011[0x18 / 4] & 0x20) {
-    }
-    PL011[0] = (u8)c;
-}
-/* Semihosting SYS_EXIT_EXTENDED (0x20), block {reason, code}: QEMU exits
- * with status `code` (plain SYS_EXIT on A32 can only say 0 or 1). */
-static void guest_exit(int code)
-{
-    static volatile u32 block[2];
-    block[0] = 0x20026;
-    block[1] = (u32)code;
-    register u32 r0 __asm__("r0") = 0x20;
-    register u32 r1 __asm__("r1") = (u32)block;
-    __asm__ volatile("svc 0x123456" : : "r"(r0), "r"(r1) : "memory");
-    for (;;) {
-        __asm__ volatile("wfi");
-    }
-}
+REGISTER_HYPERCALL(".inst 0xee000710", "r7", "r0", "r1", "r2", "r3")
+/* Semihosting SYS_EXIT_EXTENDED (0x20): plain SYS_EXIT on A32 can only
+ * say 0 or 1. */
+SEMIHOSTING_EXIT("svc 0x123456", 0x20, "r0", "r1")
 static u64 clock_ns(void)
 {
     u32 lo, hi, frq;
     __asm__ volatile("isb; mrrc p15, 1, %0, %1, c14" : "=r"(lo), "=r"(hi));
     __asm__ volatile("mrc p15, 0, %0, c14, c0, 0" : "=r"(frq));
-    u64 cnt = ((u64)hi << 32) | lo;
-    if (frq == 0 || frq > 1000000000u) {
-        return cnt;
-    }
-    return cnt * (1000000000u / frq);
+    return timer_ns(((u64)hi << 32) | lo, frq);
 }
 
 #else
