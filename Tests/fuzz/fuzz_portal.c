@@ -502,6 +502,34 @@ static void encode(const portal_conversation *conv, uint8_t *out, uint64_t v, in
         out[i] = (uint8_t)(v >> (conv->big_endian ? 8 * (n - 1 - i) : 8 * i));
 }
 
+/* The step asks for a READ of `size` bytes at `addr` (the command's other
+ * fields as the plugin handed it over). */
+static portal_step send_read(portal_command *command, uint64_t addr, int64_t size)
+{
+    command->op = portal_op_read();
+    command->addr = addr;
+    command->size = size;
+    return PORTAL_STEP_COMMAND;
+}
+
+/* The step asks for a WRITE of the `length` bytes at `data` to `addr`. */
+static portal_step send_write(portal_command *command, uint64_t addr, const uint8_t *data, uint64_t length)
+{
+    command->op = portal_op_write();
+    command->addr = addr;
+    command->size = (int64_t)length;
+    command->data = data;
+    command->data_length = (size_t)length;
+    return PORTAL_STEP_COMMAND;
+}
+
+/* The step fails with `why` as the conversation's error. */
+static portal_step step_fails(portal_conversation *conv, const char *why)
+{
+    conv->error = why;
+    return PORTAL_STEP_FAIL;
+}
+
 static portal_step script_step(void *userdata, portal_conversation *conv,
                                const portal_response *response, portal_command *command,
                                uint64_t *result)
@@ -553,14 +581,9 @@ static portal_step fail_step(void *userdata, portal_conversation *conv,
     (void)result;
     step_state *st = conv->state;
     touch(conv, response);
-    if (st->k++ == conv->call.args[0] % 3) {
-        conv->error = (conv->call.args[1] & 1) ? NULL : "fuzz: the step failed on purpose";
-        return PORTAL_STEP_FAIL;
-    }
-    command->op = portal_op_read();
-    command->addr = USER_BASE + 8 * st->k;
-    command->size = 8;
-    return PORTAL_STEP_COMMAND;
+    if (st->k++ == conv->call.args[0] % 3)
+        return step_fails(conv, (conv->call.args[1] & 1) ? NULL : "fuzz: the step failed on purpose");
+    return send_read(command, USER_BASE + 8 * st->k, 8);
 }
 
 /* Commands and step results a careless analysis plugin could produce. */
@@ -637,28 +660,16 @@ static portal_step word_step(void *userdata, portal_conversation *conv,
     touch(conv, response);
     switch (st->k++) {
     case 0:
-        command->op = portal_op_read();
-        command->addr = conv->call.args[0];
-        command->size = 8;
-        return PORTAL_STEP_COMMAND;
+        return send_read(command, conv->call.args[0], 8);
     case 1:
-        if (response->code != PORTAL_RESP_READ_OK || response->size != 8) {
-            conv->error = "fuzz: word: the READ did not answer 8 bytes";
-            return PORTAL_STEP_FAIL;
-        }
+        if (response->code != PORTAL_RESP_READ_OK || response->size != 8)
+            return step_fails(conv, "fuzz: word: the READ did not answer 8 bytes");
         memcpy(&st->acc, response->data, 8);
         encode(conv, st->payload, st->acc * 3 + 7, 8);
-        command->op = portal_op_write();
-        command->addr = conv->call.args[1];
-        command->size = 8;
-        command->data = st->payload;
-        command->data_length = 8;
-        return PORTAL_STEP_COMMAND;
+        return send_write(command, conv->call.args[1], st->payload, 8);
     default:
-        if (response->code != PORTAL_RESP_WRITE_OK) {
-            conv->error = "fuzz: word: the WRITE failed";
-            return PORTAL_STEP_FAIL;
-        }
+        if (response->code != PORTAL_RESP_WRITE_OK)
+            return step_fails(conv, "fuzz: word: the WRITE failed");
         *result = st->acc + 1;
         return PORTAL_STEP_FINISH;
     }
@@ -678,11 +689,9 @@ static portal_step chunk_step(void *userdata, portal_conversation *conv,
         *result = st->acc;
         return PORTAL_STEP_FINISH;
     }
-    command->op = portal_op_read();
-    command->addr = conv->call.args[0] + (uint64_t)st->k * conv->region_size;
-    command->size = conv->region_size;
+    uint64_t addr = conv->call.args[0] + (uint64_t)st->k * conv->region_size;
     st->k++;
-    return PORTAL_STEP_COMMAND;
+    return send_read(command, addr, conv->region_size);
 }
 
 static portal_step finish_step(void *userdata, portal_conversation *conv,
@@ -709,10 +718,7 @@ static portal_step reentrant_step(void *userdata, portal_conversation *conv,
         portal_take_install_budget(NULL, 5);
         (void)portal_op("");
         (void)portal_op(NULL);
-        command->op = portal_op_read();
-        command->addr = conv->call.args[0];
-        command->size = 16;
-        return PORTAL_STEP_COMMAND;
+        return send_read(command, conv->call.args[0], 16);
     case 1:
         portal_detach(0x6903);
         portal_detach(0x6903);
@@ -720,13 +726,8 @@ static portal_step reentrant_step(void *userdata, portal_conversation *conv,
         portal_register_interrupt("c_write", irq_write_step, userdata);
         portal_register_interrupt(NULL, irq_write_step, userdata);
         portal_register_interrupt("c_write", NULL, userdata);
-        command->op = portal_op_write();
-        command->addr = conv->call.args[1];
-        command->size = 4;
         memcpy(st->payload, "fuzz", 4);
-        command->data = st->payload;
-        command->data_length = 4;
-        return PORTAL_STEP_COMMAND;
+        return send_write(command, conv->call.args[1], st->payload, 4);
     default:
         portal_attach(0x6903, reentrant_step, userdata);
         portal_attach(0, NULL, userdata);
@@ -755,21 +756,14 @@ static portal_step irq_write_step(void *userdata, portal_conversation *conv,
     step_state *st = conv->state;
     touch(conv, response);
     if (response) {
-        if (response->code != PORTAL_RESP_WRITE_OK) {
-            conv->error = "fuzz: interrupt WRITE failed";
-            return PORTAL_STEP_FAIL;
-        }
+        if (response->code != PORTAL_RESP_WRITE_OK)
+            return step_fails(conv, "fuzz: interrupt WRITE failed");
         *result = 0;
         return PORTAL_STEP_FINISH;
     }
     st->k++;
     encode(conv, st->payload, (uint64_t)fz.irq_writes, 8);
-    command->op = portal_op_write();
-    command->addr = USER_BASE + 8u * (unsigned)(fz.irq_writes++ % 64);
-    command->size = 8;
-    command->data = st->payload;
-    command->data_length = 8;
-    return PORTAL_STEP_COMMAND;
+    return send_write(command, USER_BASE + 8u * (unsigned)(fz.irq_writes++ % 64), st->payload, 8);
 }
 
 /* Interrupt work that spends install budget and queues itself again when it
@@ -815,10 +809,7 @@ static portal_step copy_step(void *userdata, portal_conversation *conv,
     touch(conv, response);
     switch (st->k++) {
     case 0:
-        command->op = portal_op_read();
-        command->addr = conv->call.args[0];
-        command->size = conv->region_size < 64 ? conv->region_size : 64;
-        return PORTAL_STEP_COMMAND;
+        return send_read(command, conv->call.args[0], conv->region_size < 64 ? conv->region_size : 64);
     case 1: {
         if (!response || !carries_data(response->code) || response->size == 0) {
             *result = 0;
@@ -831,12 +822,7 @@ static portal_step copy_step(void *userdata, portal_conversation *conv,
         int other = (int)((conv->call.vcpu + 1) % guest_get_config(fz.g)->vcpus);
         guest_hypercall(fz.g, other, 0xbebebebeu, larger, 0, 0, 0, &handled);
         st->acc = response->size;
-        command->op = portal_op_write();
-        command->addr = conv->call.args[1];
-        command->size = (int64_t)response->size;
-        command->data = response->data;
-        command->data_length = response->size;
-        return PORTAL_STEP_COMMAND;
+        return send_write(command, conv->call.args[1], response->data, response->size);
     }
     default:
         *result = st->acc;
