@@ -52,20 +52,15 @@ package enum ReplyDecoder {
     /// - Throws: ``ReplyFormatError`` if the header or a record does not fit the payload.
     package static func processPage(_ payload: UnsafeRawBufferPointer,
                                    layout: GuestLayout) throws(ReplyFormatError) -> Page<ProcessSummary> {
-        let (count, total) = try listHeader(payload, layout: layout, recordSize: processRecordSize,
-                                            what: "process")
-        var records: [ProcessSummary] = []
-        records.reserveCapacity(count)
-        for index in 0..<count {
-            let base = listHeaderSize + index * processRecordSize
-            records.append(ProcessSummary(
+        try listPage(payload, layout: layout, recordSize: processRecordSize, what: "process") {
+            base, _, _ throws(ReplyFormatError) in
+            ProcessSummary(
                 pid: u64(payload, base, layout), parentPID: u64(payload, base + 8, layout),
                 createTime: u64(payload, base + 16, layout), uid: u32(payload, base + 24, layout),
                 gid: u32(payload, base + 28, layout), effectiveUID: u32(payload, base + 32, layout),
                 effectiveGID: u32(payload, base + 36, layout),
-                name: text(payload, from: base + 40, upTo: base + 56)))
+                name: text(payload, from: base + 40, upTo: base + 56))
         }
-        return Page(totalCount: total, records: records)
     }
 
     /// Decodes an OSI_PROC reply: 26 u64 fields, then the name at
@@ -116,22 +111,16 @@ package enum ReplyDecoder {
     ///   `name_off` outside the pool, or a name without its NUL.
     package static func mappingPage(_ payload: UnsafeRawBufferPointer,
                                    layout: GuestLayout) throws(ReplyFormatError) -> Page<MemoryMapping> {
-        let (count, total) = try listHeader(payload, layout: layout, recordSize: mappingRecordSize,
-                                            what: "mapping")
-        let poolStart = listHeaderSize + count * mappingRecordSize
-        var records: [MemoryMapping] = []
-        records.reserveCapacity(count)
-        for index in 0..<count {
-            let base = listHeaderSize + index * mappingRecordSize
+        try listPage(payload, layout: layout, recordSize: mappingRecordSize, what: "mapping") {
+            base, index, poolStart throws(ReplyFormatError) in
             let name = try poolString(payload, offset: u64(payload, base + 24, layout), poolStart: poolStart,
                                       record: "mapping \(index)")
-            records.append(MemoryMapping(
+            return MemoryMapping(
                 start: u64(payload, base, layout), size: u64(payload, base + 8, layout),
                 fileOffset: u64(payload, base + 32, layout), flags: u64(payload, base + 40, layout),
                 device: u64(payload, base + 56, layout), inode: u64(payload, base + 64, layout),
-                name: name))
+                name: name)
         }
-        return Page(totalCount: total, records: records)
     }
 
     /// Decodes a READ_FDS page: the list header, `result_count` records
@@ -146,20 +135,14 @@ package enum ReplyDecoder {
     ///   `name_off` outside the pool, or a path without its NUL.
     package static func fileDescriptorPage(_ payload: UnsafeRawBufferPointer,
                                           layout: GuestLayout) throws(ReplyFormatError) -> Page<FileDescriptor> {
-        let (count, total) = try listHeader(payload, layout: layout, recordSize: fileDescriptorRecordSize,
-                                            what: "fd")
-        let poolStart = listHeaderSize + count * fileDescriptorRecordSize
-        var records: [FileDescriptor] = []
-        records.reserveCapacity(count)
-        for index in 0..<count {
-            let base = listHeaderSize + index * fileDescriptorRecordSize
+        try listPage(payload, layout: layout, recordSize: fileDescriptorRecordSize, what: "fd") {
+            base, index, poolStart throws(ReplyFormatError) in
             // An int in a u64: a 32-bit kernel may or may not sign-extend -100.
             let number = Int32(truncatingIfNeeded: u64(payload, base, layout))
             let path = try poolString(payload, offset: u64(payload, base + 8, layout), poolStart: poolStart,
                                       record: "fd record \(index)")
-            records.append(FileDescriptor(number: number, path: path))
+            return FileDescriptor(number: number, path: path)
         }
-        return Page(totalCount: total, records: records)
     }
 
     // MARK: Strings
@@ -286,10 +269,18 @@ package enum ReplyDecoder {
 
     // MARK: Pieces
 
-    /// Checks a list header against the payload; returns the record count
-    /// as an Int that is known to fit, and the total.
-    private static func listHeader(_ payload: UnsafeRawBufferPointer, layout: GuestLayout, recordSize: Int,
-                                   what: String) throws(ReplyFormatError) -> (Int, UInt64) {
+    /// The page every list reply is: the list header, checked against the
+    /// payload, then `result_count` records of `recordSize` bytes, each
+    /// decoded by `record`; a string pool, where the list has one, starts
+    /// right after the last record.
+    /// - Parameters:
+    ///   - what: the records' name in the message of a count that does not fit.
+    ///   - record: decodes the record at offset `base`, number `index`,
+    ///     given where the string pool starts.
+    private static func listPage<Record: Sendable & Equatable>(
+        _ payload: UnsafeRawBufferPointer, layout: GuestLayout, recordSize: Int, what: String,
+        _ record: (_ base: Int, _ index: Int, _ poolStart: Int) throws(ReplyFormatError) -> Record
+    ) throws(ReplyFormatError) -> Page<Record> {
         guard payload.count >= listHeaderSize else {
             throw ReplyFormatError("the reply has \(payload.count) bytes, fewer than the \(listHeaderSize) of the list header")
         }
@@ -298,7 +289,11 @@ package enum ReplyDecoder {
         guard count <= UInt64(room) else {
             throw ReplyFormatError("result_count \(count) is more than the \(room) \(what) records of \(recordSize) bytes the reply's \(payload.count) bytes hold")
         }
-        return (Int(count), u64(payload, 8, layout))
+        let poolStart = listHeaderSize + Int(count) * recordSize
+        var records: [Record] = []
+        records.reserveCapacity(Int(count))
+        for index in 0..<Int(count) { records.append(try record(listHeaderSize + index * recordSize, index, poolStart)) }
+        return Page(totalCount: u64(payload, 8, layout), records: records)
     }
 
     /// A NUL-terminated string at `offset` (from the payload's start),
