@@ -77,6 +77,11 @@ package struct PortalConfiguration: Sendable, Equatable {
                 }
                 return number
             }
+            /// The value, which names a file and so may not be empty.
+            func path(_ expected: String) throws(ArgumentError) -> String {
+                guard !value.isEmpty else { throw ArgumentError(argument: argument, message: "expected \(expected)") }
+                return value
+            }
             switch key {
             case "log":
                 guard let level = LogLevel(name: value) else {
@@ -85,10 +90,7 @@ package struct PortalConfiguration: Sendable, Equatable {
                 }
                 configuration.logLevel = level
             case "log_file":
-                guard !value.isEmpty else {
-                    throw ArgumentError(argument: argument, message: "expected a file path")
-                }
-                configuration.logFile = value
+                configuration.logFile = try path("a file path")
             case "region_size":
                 configuration.regionSize = try integer(1...maxRegionSize)
             case "install_budget":
@@ -100,10 +102,7 @@ package struct PortalConfiguration: Sendable, Equatable {
             case "stale_after":
                 configuration.staleAfter = try integer(1...1_000_000_000)
             case "load":
-                guard !value.isEmpty else {
-                    throw ArgumentError(argument: argument, message: "expected the path of an analysis module")
-                }
-                configuration.modules.append(AnalysisModuleRequest(path: value))
+                configuration.modules.append(AnalysisModuleRequest(path: try path("the path of an analysis module")))
             case "module_arg":
                 guard !configuration.modules.isEmpty else {
                     throw ArgumentError(argument: argument, message:
@@ -111,15 +110,9 @@ package struct PortalConfiguration: Sendable, Equatable {
                 }
                 configuration.modules[configuration.modules.count - 1].arguments.append(value)
             case "control":
-                guard !value.isEmpty else {
-                    throw ArgumentError(argument: argument, message: "expected the path of the control socket")
-                }
-                configuration.controlPath = value
+                configuration.controlPath = try path("the path of the control socket")
             case "trace":
-                guard !value.isEmpty else {
-                    throw ArgumentError(argument: argument, message: "expected the path of the trace file")
-                }
-                configuration.tracePath = value
+                configuration.tracePath = try path("the path of the trace file")
             case "direct_memory":
                 switch value {
                 case "on": configuration.directMemory = true
