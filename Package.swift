@@ -49,10 +49,14 @@ let package = Package(
         .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine"]),
         // The exported portal_analysis_api_version of a Swift analysis module.
         .target(name: "PortalAnalysisModule"),
-        .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
+        // The Swift tests' one mock guest module (Tests/PortalTestSupport):
+        // only test targets depend on it, no product holds it.
+        .target(name: "PortalTestSupport", dependencies: ["PortalEngine", "PortalOperations"],
+                path: "Tests/PortalTestSupport"),
+        .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine", "PortalTestSupport"]),
         // Typed guest operations (processes, mappings, fds, files, programs,
         // symbols) on top of the engine's raw commands: pure Swift, no C.
         .target(name: "PortalOperations", dependencies: ["PortalEngine"]),
-        .testTarget(name: "PortalOperationsTests", dependencies: ["PortalOperations"]),
+        .testTarget(name: "PortalOperationsTests", dependencies: ["PortalOperations", "PortalTestSupport"]),
     ]
 )
