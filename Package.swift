@@ -46,11 +46,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "MCP", package: "swift-sdk"),
         ]),
-        .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine"]),
+        .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine", "PortalTestSupport"]),
         // The exported portal_analysis_api_version of a Swift analysis module.
         .target(name: "PortalAnalysisModule"),
-        // The Swift tests' one mock guest module (Tests/PortalTestSupport):
-        // only test targets depend on it, no product holds it.
+        // What the Swift test targets share (Tests/PortalTestSupport): the one
+        // mock guest module and the generated inputs' generator. Only test
+        // targets depend on it; no product holds it.
         .target(name: "PortalTestSupport", dependencies: ["PortalEngine", "PortalOperations"],
                 path: "Tests/PortalTestSupport"),
         .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine", "PortalTestSupport"]),

@@ -10,40 +10,28 @@ struct ConversationStateMachineTests {
     static let ops = OpNumbers(.standard)
     static let regionSize = 4072
 
-    /// The states, each reached from a new machine by the events the engine sends.
+    /// The states, each reached from a new machine by events of `events`.
     static let states: [(name: String, make: @Sendable () -> Machine)] = [
         ("starting", { Machine() }),
-        ("admitting", {
-            var machine = Machine()
-            _ = machine.commandSent(op: ops.read, size: 8, ops: ops, regionSize: regionSize)
-            return machine
-        }),
-        ("awaitingAnswer", {
-            var machine = Machine()
-            _ = machine.commandSent(op: ops.read, size: 8, ops: ops, regionSize: regionSize)
-            _ = machine.admitted()
-            return machine
-        }),
-        ("readingAnswer", {
-            var machine = Machine()
-            _ = machine.commandSent(op: ops.read, size: 8, ops: ops, regionSize: regionSize)
-            _ = machine.admitted()
-            _ = machine.guestAnswered(UInt64(ResponseCode.readOK.rawValue))
-            return machine
-        }),
-        ("working", {
-            var machine = Machine()
-            _ = machine.commandSent(op: ops.write, size: 4, ops: ops, regionSize: regionSize)
-            _ = machine.admitted()
-            _ = machine.guestAnswered(UInt64(ResponseCode.writeOK.rawValue))
-            return machine
-        }),
-        ("ended", {
-            var machine = Machine()
-            _ = machine.workFinished()
-            return machine
-        }),
+        ("admitting", { machine(after: "command READ 8") }),
+        ("awaitingAnswer", { machine(after: "command READ 8", "admitted") }),
+        ("readingAnswer", { machine(after: "command READ 8", "admitted", "answer READ_OK") }),
+        ("working", { machine(after: "command WRITE", "admitted", "answer WRITE_FAIL") }),
+        ("ended", { machine(after: "work finished") }),
     ]
+
+    /// A new machine after the named events, in order.
+    static func machine(after names: String...) -> Machine {
+        var machine = Machine()
+        for name in names {
+            guard let event = events.first(where: { $0.name == name }) else {
+                Issue.record("no event named \(name)")
+                continue
+            }
+            _ = event.send(&machine)
+        }
+        return machine
+    }
 
     struct Failure: Error, CustomStringConvertible {
         var description: String { "no such file" }
