@@ -89,23 +89,33 @@ struct ConversationTests {
         guest.map(0x24000, count: 4096)
         let pattern = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 * 7) }
         guest.store(pattern, at: 0x20000)
-        let result = Lock<([UInt8], String)>(([], ""))
+        let result = Lock<([UInt8], GuestError?)>(([], nil))
         try engine.attach(.syscallEnter) { g in
             let whole = try await g.readBytes(at: 0x20000 + 100, count: 2500)
             do {
                 _ = try await g.readBytes(at: 0x20000 + 11000, count: 3000)
-            } catch {
+            } catch let error as GuestError {
                 let partial = try await g.readAvailableBytes(at: 0x20000 + 11000, count: 3000)
-                result.withLock { $0 = (whole + partial, "\(error)") }
+                result.withLock { $0 = (whole + partial, error) }
             }
             return 0
         }
         _ = guest.portal(engine, vcpu: vcpu, number: event)
-        let (bytes, error) = result.withLock { $0 }
+        let (bytes, caught) = result.withLock { $0 }
         #expect(Array(bytes[..<2500]) == Array(pattern[100..<2600]))
         #expect(Array(bytes[2500...]) == Array(pattern[11000...]))
         #expect(bytes.count == 2500 + 1288)
-        #expect(error == "reading 3000 bytes at 0x22af8 stopped after 1288 bytes (READ_PARTIAL)")
+        // The read that stops short says how far it got, in fields as well as words.
+        let error = try #require(caught)
+        #expect(error.code == .readFailed)
+        #expect(error.code.name == "read-failed")
+        #expect(error.op == OpTable.standard.read)
+        #expect(error.address == 0x22af8)
+        #expect(error.count == 3000)
+        #expect(error.bytesDone == 1288)
+        #expect(error.response == .readPartial)
+        #expect(error.opName == nil)
+        #expect(error.description == "reading 3000 bytes at 0x22af8 stopped after 1288 bytes (READ_PARTIAL)")
         #expect(log.matching("error").isEmpty)
     }
 
