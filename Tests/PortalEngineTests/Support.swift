@@ -2,6 +2,9 @@
 import PortalTestSupport
 import Synchronization
 
+// What the engine tests share beside the mock guest (PortalTestSupport):
+// the log recorder, engines, a booted guest, threads.
+
 /// Collects log lines for exact assertions.
 final class LogRecorder: Sendable {
     private let lines = Lock<[String]>([])
