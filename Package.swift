@@ -46,13 +46,18 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "MCP", package: "swift-sdk"),
         ]),
-        .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine"]),
+        .testTarget(name: "PortalControlTests", dependencies: ["PortalControl", "PortalEngine", "PortalTestSupport"]),
         // The exported portal_analysis_api_version of a Swift analysis module.
         .target(name: "PortalAnalysisModule"),
-        .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine"]),
+        // What the Swift test targets share (Tests/PortalTestSupport): the one
+        // mock guest module and the generated inputs' generator. Only test
+        // targets depend on it; no product holds it.
+        .target(name: "PortalTestSupport", dependencies: ["PortalEngine", "PortalOperations"],
+                path: "Tests/PortalTestSupport"),
+        .testTarget(name: "PortalEngineTests", dependencies: ["PortalEngine", "PortalTestSupport"]),
         // Typed guest operations (processes, mappings, fds, files, programs,
         // symbols) on top of the engine's raw commands: pure Swift, no C.
         .target(name: "PortalOperations", dependencies: ["PortalEngine"]),
-        .testTarget(name: "PortalOperationsTests", dependencies: ["PortalOperations"]),
+        .testTarget(name: "PortalOperationsTests", dependencies: ["PortalOperations", "PortalTestSupport"]),
     ]
 )

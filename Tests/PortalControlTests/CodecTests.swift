@@ -1,4 +1,5 @@
 import PortalControl
+import PortalTestSupport
 import Testing
 
 struct JSONTests {
@@ -78,18 +79,5 @@ struct FramerTests {
         #expect(roomy.finish() == .message([0x7d]))
         #expect(framer.feed(Array("tail".utf8)) == [])
         #expect(framer.finish() == .message(Array("tail".utf8)))
-    }
-}
-
-/// A small deterministic generator for the generated-text tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }

@@ -22,15 +22,20 @@ final class TinyGuest: @unchecked Sendable {
         _ = trap(Hypercall(number: UInt64(HypercallNumber.enablePortalInterrupt.rawValue), arg1: TinyGuest.flag))
     }
 
+    /// Whether [address, address + length) lies inside the memory.
+    static func holds(_ address: UInt64, _ length: Int) -> Bool {
+        address < UInt64(size) && UInt64(length) <= UInt64(size) - address
+    }
+
     var memory: GuestMemory {
         GuestMemory(context: Unmanaged.passUnretained(self).toOpaque(), read: { context, address, buffer, length in
             let guest = Unmanaged<TinyGuest>.fromOpaque(context!).takeUnretainedValue()
-            guard address < UInt64(TinyGuest.size), UInt64(length) <= UInt64(TinyGuest.size) - address else { return false }
+            guard TinyGuest.holds(address, length) else { return false }
             guest.bytes.withUnsafeBytes { buffer!.copyMemory(from: $0.baseAddress! + Int(address), byteCount: length) }
             return true
         }, write: { context, address, buffer, length in
             let guest = Unmanaged<TinyGuest>.fromOpaque(context!).takeUnretainedValue()
-            guard address < UInt64(TinyGuest.size), UInt64(length) <= UInt64(TinyGuest.size) - address else { return false }
+            guard TinyGuest.holds(address, length) else { return false }
             guest.bytes.withUnsafeMutableBytes { ($0.baseAddress! + Int(address)).copyMemory(from: buffer!, byteCount: length) }
             return true
         })
@@ -73,22 +78,16 @@ final class TinyGuest: @unchecked Sendable {
             let address = Int(truncatingIfNeeded: load64(region + 8))
             let size = Int(truncatingIfNeeded: load64(region + 16))
             let payload = region + 24
+            // READ and WRITE reach only [0, 0x7000): the region and the flag lie above.
+            let servable = address >= 0 && (0...4072).contains(size) && address <= 0x7000 - size
             var code: UInt32
             switch op {
             case 1:   // READ
-                if address >= 0, size <= 4072, address + size <= 0x7000 {
-                    for index in 0..<size { bytes[payload + index] = bytes[address + index] }
-                    code = 0xf000_0001
-                } else {
-                    code = 0xf000_0002
-                }
+                if servable { bytes[payload..<payload + size] = bytes[address..<address + size] }
+                code = servable ? 0xf000_0001 : 0xf000_0002
             case 2:   // WRITE
-                if address >= 0, size <= 4072, address + size <= 0x7000 {
-                    for index in 0..<size { bytes[address + index] = bytes[payload + index] }
-                    code = 0xf000_0004
-                } else {
-                    code = 0xf000_0005
-                }
+                if servable { bytes[address..<address + size] = bytes[payload..<payload + size] }
+                code = servable ? 0xf000_0004 : 0xf000_0005
             case 3:   // READ_STR
                 var length = 0
                 while address + length < 0x7000, length < size, bytes[address + length] != 0 {

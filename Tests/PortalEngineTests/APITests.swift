@@ -1,4 +1,5 @@
 @testable import PortalEngine
+import PortalTestSupport
 import Synchronization
 import Testing
 
@@ -21,33 +22,6 @@ struct APITests {
         try engine.attach(.syscallEnter) { _ in 5 }
         let (guest, vcpu) = bootedGuest(engine)
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 5)
-    }
-
-    /// A read that stops short says how far it got, in fields as well as words.
-    @Test func readFailureCarriesItsFields() throws {
-        let engine = makeEngine()
-        let (guest, vcpu) = bootedGuest(engine, regionSize: 1000)
-        guest.map(0x20000, count: 4096)
-        let caught = Lock<GuestError?>(nil)
-        try engine.attach(.syscallEnter) { g in
-            do {
-                _ = try await g.readBytes(at: 0x20000 + 3000, count: 2000)
-            } catch let error as GuestError {
-                caught.withLock { $0 = error }
-            }
-            return 0
-        }
-        _ = guest.portal(engine, vcpu: vcpu, number: event)
-        let error = try #require(caught.withLock { $0 })
-        #expect(error.code == .readFailed)
-        #expect(error.code.name == "read-failed")
-        #expect(error.op == OpTable.standard.read)
-        #expect(error.address == 0x20bb8)
-        #expect(error.count == 2000)
-        #expect(error.bytesDone == 1096)
-        #expect(error.response == .readPartial)
-        #expect(error.opName == nil)
-        #expect(error.description == "reading 2000 bytes at 0x20bb8 stopped after 1096 bytes (READ_PARTIAL)")
     }
 
     /// A refused write, an op the table lacks and a number query answered

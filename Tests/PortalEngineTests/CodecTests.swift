@@ -1,5 +1,6 @@
 import Glibc
 @testable import PortalEngine
+import PortalTestSupport
 import Testing
 
 @Suite("Region header and the write rules")
@@ -152,29 +153,17 @@ struct OpTableTests {
 /// Deterministic pseudo-random texts built from the pieces that matter.
 @Suite("Parsers against arbitrary text")
 struct ParserRobustnessTests {
-    /// SplitMix64: a fixed sequence, so a failure names a reproducible case.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-    }
-
     static let pieces = ["=", "#", "\n", "\n", " ", "\t", "\r", "READ", "write", "HYPER_OP_", "NONE", "MAX",
                          "0", "1", "2", "56", "-1", "0x10", "99999999999", "_", "É", "\u{0}", "7UP", "A=B", "=="]
 
-    func text(_ generator: inout Generator) -> String {
+    func text(_ generator: inout SplitMix) -> String {
         (0..<Int.random(in: 0...24, using: &generator))
             .map { _ in Self.pieces.randomElement(using: &generator)! }
             .joined()
     }
 
     @Test func opTablesFromArbitraryText() {
-        var generator = Generator(state: 1)
+        var generator = SplitMix(seed: 1)
         var accepted = 0
         for _ in 0..<20_000 {
             let input = text(&generator)
@@ -198,7 +187,7 @@ struct ParserRobustnessTests {
     }
 
     @Test func argumentsFromArbitraryText() {
-        var generator = Generator(state: 2)
+        var generator = SplitMix(seed: 2)
         let keys = PortalConfiguration.argumentNames + ["", "=", "log_level"]
         var accepted = 0
         for _ in 0..<20_000 {

@@ -1,4 +1,5 @@
 @testable import PortalEngine
+import PortalTestSupport
 import Synchronization
 import Testing
 

@@ -1,4 +1,5 @@
 @testable import PortalEngine
+import PortalTestSupport
 import Synchronization
 import Testing
 
@@ -67,7 +68,7 @@ struct ConversationTests {
             got.append(try await g.send(PortalCommand(op: 2, address: 0x4000, size: 1, payload: .bytes([9]))))
             got.append(try await g.send(PortalCommand(op: 2, address: 0x9000, size: 1, payload: .bytes([9]))))
             got.append(try await g.send(PortalCommand(op: 17)))                                    // READ_NUM
-            got.append(try await g.send(PortalCommand(op: 40)))                                    // unserved
+            got.append(try await g.send(PortalCommand(op: 5)))                                     // DUMP: unserved
             replies.withLock { $0 = got }
             return 0
         }
@@ -88,23 +89,33 @@ struct ConversationTests {
         guest.map(0x24000, count: 4096)
         let pattern = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 * 7) }
         guest.store(pattern, at: 0x20000)
-        let result = Lock<([UInt8], String)>(([], ""))
+        let result = Lock<([UInt8], GuestError?)>(([], nil))
         try engine.attach(.syscallEnter) { g in
             let whole = try await g.readBytes(at: 0x20000 + 100, count: 2500)
             do {
                 _ = try await g.readBytes(at: 0x20000 + 11000, count: 3000)
-            } catch {
+            } catch let error as GuestError {
                 let partial = try await g.readAvailableBytes(at: 0x20000 + 11000, count: 3000)
-                result.withLock { $0 = (whole + partial, "\(error)") }
+                result.withLock { $0 = (whole + partial, error) }
             }
             return 0
         }
         _ = guest.portal(engine, vcpu: vcpu, number: event)
-        let (bytes, error) = result.withLock { $0 }
+        let (bytes, caught) = result.withLock { $0 }
         #expect(Array(bytes[..<2500]) == Array(pattern[100..<2600]))
         #expect(Array(bytes[2500...]) == Array(pattern[11000...]))
         #expect(bytes.count == 2500 + 1288)
-        #expect(error == "reading 3000 bytes at 0x22af8 stopped after 1288 bytes (READ_PARTIAL)")
+        // The read that stops short says how far it got, in fields as well as words.
+        let error = try #require(caught)
+        #expect(error.code == .readFailed)
+        #expect(error.code.name == "read-failed")
+        #expect(error.op == OpTable.standard.read)
+        #expect(error.address == 0x22af8)
+        #expect(error.count == 3000)
+        #expect(error.bytesDone == 1288)
+        #expect(error.response == .readPartial)
+        #expect(error.opName == nil)
+        #expect(error.description == "reading 3000 bytes at 0x22af8 stopped after 1288 bytes (READ_PARTIAL)")
         #expect(log.matching("error").isEmpty)
     }
 
@@ -181,14 +192,14 @@ struct ConversationTests {
             let second = try await g.readNumber(op: g.ops.readTime)
             do {
                 // The mock guest answers ops it does not implement with WRITE_FAIL.
-                _ = try await g.readNumber(op: try g.op(named: "KALLSYMS_LOOKUP"), size: 8)
+                _ = try await g.readNumber(op: try g.op(named: "FFI_EXEC"), size: 8)
             } catch {
                 refusal.withLock { $0 = "\(error)" }
             }
             return second - first
         }
         #expect(guest.portal(engine, vcpu: vcpu, number: event) == 1000)
-        #expect(refusal.withLock { $0 } == "op 33 answered WRITE_FAIL, expected READ_NUM")
+        #expect(refusal.withLock { $0 } == "op 32 answered WRITE_FAIL, expected READ_NUM")
     }
 }
 
@@ -402,39 +413,8 @@ struct FailureTests {
         #expect(ended.withLock { $0 } == ["a guest operation was started while another one was waiting for the guest"])
     }
 
-    /// A full table makes room by reclaiming the conversation the guest
-    /// neglected longest (issue 8, item 6): the guest that comes back to it
-    /// later gets NONE for its stray answer, and nobody is refused.
-    @Test func fullTableReclaimsTheLongestNeglectedConversation() throws {
-        let log = LogRecorder()
-        var configuration = PortalConfiguration()
-        configuration.maxConversations = 2
-        let engine = makeEngine(configuration, log: log)
-        let (guest, vcpu) = bootedGuest(engine)
-        guest.map(0x4000, count: 4096)
-        try engine.attach(.syscallEnter) { g in UInt64(try await g.read(UInt8.self, at: 0x4000)) + 10 }
-        var loops = (0..<3).map { _ in guest.startPortal(engine, vcpu: vcpu, number: event) }
-        let waiting = loops.indices.map { loops[$0].trap(engine, guest: guest) }
-        #expect(waiting == [true, true, true])
-        #expect(engine.liveConversations == 2)
-        #expect(log.matching("warn") == [
-            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: 2 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (2 conversations started waiting since its last trap); reclaimed to make room",
-        ])
-        for index in loops.indices { while loops[index].trap(engine, guest: guest) {} }
-        #expect(loops.map(\.result) == [UInt64(event), 10, 10])
-        #expect(log.matching("warn").count == 2)
-        #expect(log.matching("warn").last == "warn: hypercall 0x1338 on vCPU 0, region 0x100000: the guest answered READ_OK but no conversation is live on this region; its loop was ended")
-        #expect(engine.liveConversations == 0)
-    }
-
     @Test func conversationTheGuestNeverComesBackToIsReclaimed() throws {
-        let log = LogRecorder()
-        var configuration = PortalConfiguration()
-        configuration.staleAfter = 4
-        configuration.maxConversations = 3
-        let engine = makeEngine(configuration, log: log)
-        let (guest, vcpu) = bootedGuest(engine)
-        guest.map(0x4000, count: 4096)
+        let (engine, guest, vcpu, log) = limitedEngine(maxConversations: 3, staleAfter: 4)
         let cancelled = Lock<[String]>([])
         try engine.attach(.syscallEnter) { g in
             do {

@@ -1,4 +1,5 @@
 @testable import PortalEngine
+import PortalTestSupport
 import Synchronization
 import Testing
 
@@ -247,31 +248,6 @@ struct ConcurrencyTests {
         #expect(results == Array(repeating: 321, count: 1000))
         #expect(engine.liveConversations == 0)
         #expect(log.matching("error").isEmpty && log.matching("warn").isEmpty)
-    }
-
-    @Test func conversationMigratesBetweenVCPUs() throws {
-        let engine = makeEngine()
-        let guest = MockGuest()
-        let vcpus = (0..<3).map { engine.makeVCPU(index: $0) }
-        guest.registerRegion(engine, vcpu: vcpus[0])
-        guest.map(0x9000, count: 4096)
-        guest.store(guest.layout.bytes(of: UInt32(1)) + guest.layout.bytes(of: UInt32(2))
-                    + guest.layout.bytes(of: UInt32(3)), at: 0x9000)
-        try Self.attachSummer(engine)
-        let region = guest.freshRegion()
-        var answer: UInt32 = 0
-        var result: UInt64 = 0
-        for trap in 0..<4 {
-            let vcpu = vcpus[trap % 3]
-            if case .returning(let value) = engine.hypercall(
-                Hypercall(number: UInt64(event), arg1: 0x9000, arg3: region, arg4: UInt64(answer), vcpu: vcpu.index),
-                vcpu: vcpu, memory: guest.memory) {
-                result = value
-            }
-            if guest.header(at: region).op == 0 { break }
-            answer = guest.serve(region: region, vcpu: vcpu)
-        }
-        #expect(result == 6)
     }
 
     @Test func nestedConversationWhileServingACommand() throws {

@@ -1,4 +1,5 @@
 @testable import PortalEngine
+import PortalTestSupport
 @testable import PortalOperations
 import Testing
 
@@ -11,7 +12,7 @@ func poke(_ payload: inout [UInt8], at offset: Int, _ value: UInt64, _ layout: G
 struct HostileReplyTests {
     @Test(arguments: allLayouts)
     func aRecordCountBeyondThePage(layout: GuestLayout) {
-        let guest = OperationsGuest(layout: layout, world: processWorld(count: 1))
+        let guest = MockGuest(layout: layout, world: processWorld(count: 1))
         guest.tamper = { _, _, _, payload in poke(&payload, at: 0, 2, layout) }
         #expect(failure(converse(guest) { try await $0.processes() })
                 == "OSI_PROC_ALL for all processes: malformed reply: result_count 2 is more than the 1 process records of 56 bytes the reply's 72 bytes hold")
@@ -22,7 +23,7 @@ struct HostileReplyTests {
 
     @Test(arguments: allLayouts)
     func aNameOffsetOutsideThePoolOrWithoutItsNUL(layout: GuestLayout) {
-        let guest = OperationsGuest(layout: layout, world: mappingWorld(count: 2))
+        let guest = MockGuest(layout: layout, world: mappingWorld(count: 2))
         guest.tamper = { _, _, _, payload in poke(&payload, at: 16 + 72 + 24, 100, layout) }
         #expect(failure(converse(guest) { try await $0.mappings() })
                 == "OSI_MAPPINGS for the current task: malformed reply: mapping 1: name_off 100 is outside the string pool 160..<2055")
@@ -40,7 +41,7 @@ struct HostileReplyTests {
 
     @Test(arguments: allLayouts)
     func aTotalThatGrowsWhilePaging(layout: GuestLayout) {
-        let guest = OperationsGuest(layout: layout, world: processWorld(count: 73))
+        let guest = MockGuest(layout: layout, world: processWorld(count: 73))
         guest.tamper = { _, request, _, payload in
             if request.address > 0 { poke(&payload, at: 8, 74, layout) }
         }
@@ -51,12 +52,12 @@ struct HostileReplyTests {
     @Test(arguments: allLayouts)
     func aPageThatNeverEndsTheList(layout: GuestLayout) {
         // The same full page again and again, claiming more processes than Linux allows.
-        let guest = OperationsGuest(layout: layout, world: processWorld(count: 72))
+        let guest = MockGuest(layout: layout, world: processWorld(count: 72))
         guest.tamper = { _, _, _, payload in poke(&payload, at: 8, 5_000_000, layout) }
         #expect(failure(converse(guest) { try await $0.processes() })
                 == "OSI_PROC_ALL for all processes: total_count 5000000 is more than the 4194304 a guest can have")
         // Mappings: every page full, the total always one more than collected.
-        let maps = OperationsGuest(layout: layout, world: mappingWorld(count: 28))
+        let maps = MockGuest(layout: layout, world: mappingWorld(count: 28))
         maps.tamper = { _, request, _, payload in poke(&payload, at: 8, request.address + 29, layout) }
         #expect(failure(converse(maps) { try await $0.mappings() })
                 == "OSI_MAPPINGS for the current task: total_count grew from 29 to 57 while paging (at record 28)")
@@ -66,7 +67,7 @@ struct HostileReplyTests {
     func aResumeFDThatDoesNotMoveForward(layout: GuestLayout) {
         var world = processWorld(count: 1)
         world.processes[0].fileDescriptors = [(0, "/dev/null"), (7, "/tmp/x")]
-        let guest = OperationsGuest(layout: layout, world: world)
+        let guest = MockGuest(layout: layout, world: world)
         guest.tamper = { _, _, answer, _ in answer.address = 7 }
         #expect(failure(converse(guest) { try await $0.fileDescriptors() })
                 == "READ_FDS for the current task: the reply's resume fd 7 does not move past 7 (page from fd 7, 3 fds so far)")
@@ -80,7 +81,7 @@ struct HostileReplyTests {
 
     @Test(arguments: allLayouts)
     func processDetailsThatDoNotFit(layout: GuestLayout) {
-        let guest = OperationsGuest(layout: layout, world: processWorld(count: 2))
+        let guest = MockGuest(layout: layout, world: processWorld(count: 2))
         guest.tamper = { _, _, answer, _ in answer.size = 100 }
         #expect(failure(converse(guest) { try await $0.process(pid: 101) })
                 == "OSI_PROC for pid 101: malformed reply: the reply has 100 bytes, fewer than the 208 of OSI_PROC's 26 fields")
@@ -96,7 +97,7 @@ struct HostileReplyTests {
     func aFileChunkLongerThanItsReply(layout: GuestLayout) {
         var world = World()
         world.files = ["/etc/hosts": Array("127.0.0.1 localhost\n".utf8)]
-        let guest = OperationsGuest(layout: layout, world: world)
+        let guest = MockGuest(layout: layout, world: world)
         guest.tamper = { op, _, _, payload in
             if op == "VFS_READ" { payload.replaceSubrange(4..<8, with: layout.bytes(of: UInt32(4000))) }
         }

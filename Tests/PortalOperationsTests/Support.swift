@@ -1,4 +1,5 @@
 @testable import PortalEngine
+import PortalTestSupport
 import PortalOperations
 import Synchronization
 
@@ -6,7 +7,7 @@ let allLayouts: [GuestLayout] = [.little64, .little32, .big32, .big64]
 
 /// Runs `body` as the work of one conversation with `guest`; returns what
 /// it returned or threw.
-func converse<T: Sendable>(_ guest: OperationsGuest, ops: OpTable = .standard,
+func converse<T: Sendable>(_ guest: MockGuest, ops: OpTable = .standard,
                            _ body: nonisolated(nonsending) @escaping @Sendable (Guest) async throws -> T) -> Result<T, any Error> {
     var configuration = PortalConfiguration()
     configuration.ops = ops
@@ -26,7 +27,9 @@ func converse<T: Sendable>(_ guest: OperationsGuest, ops: OpTable = .standard,
     } catch {
         return .failure(error)
     }
-    _ = guest.portal(engine)
+    let vcpu = engine.makeVCPU(index: 0)
+    guest.registerRegion(engine, vcpu: vcpu)
+    _ = guest.portal(engine, vcpu: vcpu, number: HypercallNumber.syscallEnter.rawValue)
     engine.shutdown()
     return outcome.withLock { $0 } ?? .failure(PortalError.workFailed("the handler never finished"))
 }

@@ -1,182 +1,93 @@
-@testable import PortalEngine
+import PortalEngine
 import PortalOperations
-import Synchronization
 
 /// A process of the mock guest's world.
-struct FixtureProcess: Sendable {
-    var pid: UInt32
-    var parentPID: UInt32
-    var name: String
-    var uid: UInt32 = 1000
-    var gid: UInt32 = 1001
-    var effectiveUID: UInt32 = 0
-    var effectiveGID: UInt32 = 2
-    var createTime: UInt64 { UInt64(pid) * 1_000_000 + 7 }
-    var arguments: [String] = []
-    var environment: [String] = []
-    var executable: String? = nil
-    var heap: (start: UInt64, end: UInt64)? = nil
-    var mappings: [MemoryMapping] = []
+package struct FixtureProcess: Sendable {
+    package var pid: UInt32
+    package var parentPID: UInt32
+    package var name: String
+    package var uid: UInt32
+    package var gid: UInt32
+    package var effectiveUID: UInt32
+    package var effectiveGID: UInt32
+    package var createTime: UInt64 { UInt64(pid) * 1_000_000 + 7 }
+    package var arguments: [String] = []
+    package var environment: [String] = []
+    package var executable: String? = nil
+    package var heap: (start: UInt64, end: UInt64)? = nil
+    package var mappings: [MemoryMapping] = []
     /// Open fds, in increasing order (gaps allowed).
-    var fileDescriptors: [(Int32, String)] = []
-    var workingDirectory = "/"
-    /// Where the argv area lies in guest memory, for raw reads.
-    var argumentsStart: UInt64 = 0
+    package var fileDescriptors: [(Int32, String)] = []
+    package var workingDirectory = "/"
+    /// Where the argv area lies in guest memory, for raw reads (set by the guest).
+    package var argumentsStart: UInt64 = 0
+
+    package init(pid: UInt32, parentPID: UInt32, name: String, uid: UInt32 = 1000, gid: UInt32 = 1001,
+                 effectiveUID: UInt32 = 0, effectiveGID: UInt32 = 2) {
+        self.pid = pid
+        self.parentPID = parentPID
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.effectiveUID = effectiveUID
+        self.effectiveGID = effectiveGID
+    }
 }
 
 /// What the mock guest's kernel and file system hold.
-struct World: Sendable {
-    var processes: [FixtureProcess] = []
-    var currentPID: UInt32 = 1
-    var files: [String: [UInt8]] = [:]
+package struct World: Sendable {
+    package var processes: [FixtureProcess] = []
+    package var currentPID: UInt32 = 1
+    package var files: [String: [UInt8]] = [:]
     /// Files whose VFS_READ answers -EINVAL while READ_FILE works (procfs on 6.x).
-    var vfsReadRefused: Set<String> = []
-    var symbols: [String: UInt64] = [:]
+    package var vfsReadRefused: Set<String> = []
+    package var symbols: [String: UInt64] = [:]
     /// Shell commands `run(shellCommand:)` may send: wait status and output.
-    var shellCommands: [String: (status: Int64, output: [UInt8])] = [:]
+    package var shellCommands: [String: (status: Int64, output: [UInt8])] = [:]
+
+    package init() {}
 }
 
-/// A guest kernel module in Swift that answers every typed operation's op
-/// in the exact formats of PROTOCOL.md §6, in any layout, over a sparse
-/// paged memory. It pages as the real module does (72 processes, 28
-/// mappings, 127 fds per 4 KiB page, string pools at D + 2032 / D + 2048).
-final class OperationsGuest: @unchecked Sendable {
-    static let pageSize: UInt64 = 4096
-    static let regionAddress: UInt64 = 0x10_0000
-
-    let layout: GuestLayout
-    let ops: OpTable
-    let regionSize: Int
-    var world: World
-    /// Lets a test rewrite an answer (code, header, payload) to attack the host.
-    var tamper: ((_ op: String, _ request: RegionHeader, _ answer: inout RegionHeader, _ payload: inout [UInt8]) -> Void)?
-    /// Every command served, as `OP pid=P addr=A size=S`, for round-trip counts.
-    private(set) var served: [String] = []
+/// What serving the world's ops changes in the module, beyond the world.
+struct KernelState {
+    var handles: [UInt32: (path: String, position: Int)] = [:]
+    var nextHandleGeneration: UInt32 = 1
+    /// Where COPY_BUF_GUEST's next buffer goes (above `kernelBase`).
+    var nextKernelBuffer: UInt64
     /// Programs EXEC ran: path, argv, envp, wait.
-    private(set) var executed: [(String, [String], [String], Bool)] = []
+    var executed: [(String, [String], [String], Bool)] = []
 
-    private var pages: [UInt64: [UInt8]] = [:]
-    private var handles: [UInt32: (path: String, position: Int)] = [:]
-    private var nextHandleGeneration: UInt32 = 1
-    private var nextKernelBuffer: UInt64
-
-    init(layout: GuestLayout, world: World, ops: OpTable = .standard, regionSize: Int = 4072) {
-        self.layout = layout
-        self.world = world
-        self.ops = ops
-        self.regionSize = regionSize
+    init(layout: GuestLayout) {
         nextKernelBuffer = layout.wordBits == 64 ? 0xffff_8880_0000_0000 : 0xc800_0000
-        map(Self.regionAddress, count: UInt64(RegionHeader.size + regionSize))
-        for index in self.world.processes.indices where !self.world.processes[index].arguments.isEmpty {
-            let start = 0x40_0000 + UInt64(index) * 0x2000 + 0xff0  // straddles a page boundary
-            let area = cStrings(self.world.processes[index].arguments)
+    }
+}
+
+/// Strings laid out back to back, each with its NUL (an argv or envp area).
+package func cStrings(_ strings: [String]) -> [UInt8] {
+    var bytes: [UInt8] = []
+    for string in strings { bytes += Array(string.utf8) + [UInt8(0)] }
+    return bytes
+}
+
+/// The module's handlers for the typed operations' ops, in the exact
+/// formats of PROTOCOL.md §6, in any layout. It pages as the real module
+/// does (72 processes, 28 mappings, 127 fds per 4 KiB page, string pools
+/// at D + 2032 / D + 2048).
+extension MockGuest {
+    /// Programs EXEC ran: path, argv, envp, wait.
+    package var executed: [(String, [String], [String], Bool)] { kernel.executed }
+
+    /// Maps each process's argv area where OSI_PROC says it is: straddling
+    /// a page boundary, so raw reads of it cross pages.
+    func mapArgumentAreas() {
+        for index in world.processes.indices where !world.processes[index].arguments.isEmpty {
+            let start = 0x40_0000 + UInt64(index) * 0x2000 + 0xff0
+            let area = cStrings(world.processes[index].arguments)
             map(start, count: UInt64(area.count))
             store(area, at: start)
-            self.world.processes[index].argumentsStart = start
+            world.processes[index].argumentsStart = start
         }
     }
-
-    // MARK: Memory
-
-    func map(_ address: UInt64, count: UInt64) {
-        var page = address & ~(Self.pageSize - 1)
-        while page < address + count {
-            if pages[page] == nil { pages[page] = [UInt8](repeating: 0, count: Int(Self.pageSize)) }
-            page += Self.pageSize
-        }
-    }
-
-    @discardableResult
-    func copyOut(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let at = (address &+ UInt64(done)) & layout.addressMask
-            let page = at & ~(Self.pageSize - 1)
-            guard let bytes = pages[page] else { return done }
-            let offset = Int(at - page)
-            let chunk = min(buffer.count - done, Int(Self.pageSize) - offset)
-            bytes.withUnsafeBytes {
-                (buffer.baseAddress! + done).copyMemory(from: $0.baseAddress! + offset, byteCount: chunk)
-            }
-            done += chunk
-        }
-        return done
-    }
-
-    @discardableResult
-    func copyIn(_ address: UInt64, from buffer: UnsafeRawBufferPointer) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let at = (address &+ UInt64(done)) & layout.addressMask
-            let page = at & ~(Self.pageSize - 1)
-            guard pages[page] != nil else { return done }
-            let offset = Int(at - page)
-            let chunk = min(buffer.count - done, Int(Self.pageSize) - offset)
-            pages[page]!.withUnsafeMutableBytes {
-                ($0.baseAddress! + offset).copyMemory(from: buffer.baseAddress! + done, byteCount: chunk)
-            }
-            done += chunk
-        }
-        return done
-    }
-
-    func bytes(at address: UInt64, count: Int) -> [UInt8] {
-        var result = [UInt8](repeating: 0, count: count)
-        let got = result.withUnsafeMutableBytes { copyOut(address, into: $0) }
-        return Array(result[..<got])
-    }
-
-    func store(_ bytes: [UInt8], at address: UInt64) {
-        bytes.withUnsafeBytes { _ = copyIn(address, from: $0) }
-    }
-
-    var memory: GuestMemory {
-        GuestMemory(context: Unmanaged.passUnretained(self).toOpaque(), read: { context, address, buffer, length in
-            let guest = Unmanaged<OperationsGuest>.fromOpaque(context!).takeUnretainedValue()
-            return guest.copyOut(address, into: UnsafeMutableRawBufferPointer(start: buffer, count: length)) == length
-        }, write: { context, address, buffer, length in
-            let guest = Unmanaged<OperationsGuest>.fromOpaque(context!).takeUnretainedValue()
-            return guest.copyIn(address, from: UnsafeRawBufferPointer(start: buffer, count: length)) == length
-        })
-    }
-
-    // MARK: Conversations
-
-    /// Registers the region size, then runs one `igloo_portal(number, arg1)`
-    /// conversation to its end; returns the result register.
-    func portal(_ engine: PortalEngine, number: UInt32 = HypercallNumber.syscallEnter.rawValue) -> UInt64 {
-        let vcpu = engine.makeVCPU(index: 0)
-        _ = engine.hypercall(Hypercall(number: UInt64(HypercallNumber.registerMemRegion.rawValue),
-                                       arg1: UInt64(regionSize)), vcpu: vcpu, memory: memory)
-        let region = Self.regionAddress
-        var answer: UInt32 = 0
-        var result = UInt64(number)
-        // A fresh page: header zeroed, payload stale.
-        store([UInt8](repeating: 0, count: RegionHeader.size), at: region)
-        store([UInt8](repeating: 0xa5, count: regionSize), at: region + 24)
-        while true {
-            let outcome = engine.hypercall(Hypercall(number: UInt64(number), arg3: region, arg4: UInt64(answer)),
-                                           vcpu: vcpu, memory: memory)
-            if case .returning(let value) = outcome { result = value }
-            let header = self.header()
-            guard header.op != 0, Int32(bitPattern: header.op) > 0, header.op < ops.max else { return result }
-            answer = serve()
-        }
-    }
-
-    func header() -> RegionHeader {
-        bytes(at: Self.regionAddress, count: RegionHeader.size).withUnsafeBytes {
-            RegionHeader(decoding: $0.baseAddress!, layout: layout)
-        }
-    }
-
-    private func setHeader(_ header: RegionHeader) {
-        var raw = [UInt8](repeating: 0, count: RegionHeader.size)
-        raw.withUnsafeMutableBytes { header.encode(to: $0.baseAddress!, layout: layout) }
-        store(raw, at: Self.regionAddress)
-    }
-
-    // MARK: The module's handlers
 
     private func u64(_ value: UInt64) -> [UInt8] { layout.bytes(of: value) }
     private func u32(_ value: UInt32) -> [UInt8] { layout.bytes(of: value) }
@@ -192,15 +103,12 @@ final class OperationsGuest: @unchecked Sendable {
         return (String(decoding: payload[..<end], as: UTF8.self), end + 1)
     }
 
-    /// Serves the command in the region as the guest module does; returns the answer code.
-    func serve() -> UInt32 {
-        let request = header()
-        let payloadAddress = Self.regionAddress + UInt64(RegionHeader.size)
+    /// Serves op `name` from the world into `answer` and `payload` (both the
+    /// command's header and nothing on entry); an op it does not know
+    /// answers WRITE_FAIL.
+    func serveWorld(_ name: String, _ request: RegionHeader, payloadAddress: UInt64,
+                    answer: inout RegionHeader, payload out: inout [UInt8]) {
         let incoming = bytes(at: payloadAddress, count: regionSize)
-        var answer = request
-        var out: [UInt8] = []
-        let name = ops.name(of: request.op) ?? "?"
-        served.append("\(name) pid=\(Int32(bitPattern: request.pid)) addr=\(Int64(bitPattern: request.address)) size=\(request.size)")
         func reply(_ code: ResponseCode, _ payload: [UInt8] = [], size: UInt64? = nil) {
             answer.op = code.rawValue
             out = payload
@@ -209,14 +117,6 @@ final class OperationsGuest: @unchecked Sendable {
         func number(_ value: UInt64) { answer.op = ResponseCode.readNumber.rawValue; answer.size = value }
         let chunk = regionSize
         switch name {
-        case "READ":
-            let size = Int(min(request.size, UInt64(chunk)))
-            let data = bytes(at: request.address, count: size)
-            reply(data.count == size ? .readOK : .readPartial, data)
-        case "WRITE":
-            let data = Array(incoming.prefix(Int(min(request.size, UInt64(chunk)))))
-            let ok = data.withUnsafeBytes { copyIn(request.address, from: $0) } == data.count
-            reply(ok ? .writeOK : .writeFail, size: request.size)
         case "OSI_PROC":
             guard let task = task(request.pid) else { reply(.readFail, size: 0); break }
             let argvLength = UInt64(task.arguments.reduce(0) { $0 + $1.utf8.count + 1 })
@@ -333,14 +233,14 @@ final class OperationsGuest: @unchecked Sendable {
             guard world.files[path] != nil else {
                 reply(.readOK, u32(UInt32(bitPattern: -2)) + u32(0) + u64(0)); break
             }
-            let slot = UInt32(handles.count % 16)
-            let handle = nextHandleGeneration << 8 | (slot + 1)
-            nextHandleGeneration += 1
-            handles[handle] = (path, 0)
+            let slot = UInt32(kernel.handles.count % 16)
+            let handle = kernel.nextHandleGeneration << 8 | (slot + 1)
+            kernel.nextHandleGeneration += 1
+            kernel.handles[handle] = (path, 0)
             reply(.readOK, u32(0) + u32(handle) + u64(path.hasPrefix("/proc/") ? 0x9fa0 : 0xef53))
         case "VFS_READ":
             let handle = UInt32(truncatingIfNeeded: request.address)
-            guard let open = handles[handle], let file = world.files[open.path] else {
+            guard let open = kernel.handles[handle], let file = world.files[open.path] else {
                 reply(.readOK, u32(UInt32(bitPattern: -9)) + u32(0) + [UInt8](repeating: 0, count: 8)); break
             }
             guard !world.vfsReadRefused.contains(open.path) else {
@@ -348,12 +248,12 @@ final class OperationsGuest: @unchecked Sendable {
             }
             let wanted = Int(min(request.size, UInt64(chunk - 16)))
             let data = Array(file[open.position...].prefix(wanted))
-            handles[handle]!.position += data.count
-            let atEnd: UInt8 = handles[handle]!.position >= file.count ? 1 : 0
+            kernel.handles[handle]!.position += data.count
+            let atEnd: UInt8 = kernel.handles[handle]!.position >= file.count ? 1 : 0
             reply(.readOK, u32(0) + u32(UInt32(data.count)) + [atEnd] + [UInt8](repeating: 0, count: 7) + data)
         case "VFS_CLOSE":
             let handle = UInt32(truncatingIfNeeded: request.address)
-            let status: Int32 = handles.removeValue(forKey: handle) == nil ? -9 : 0
+            let status: Int32 = kernel.handles.removeValue(forKey: handle) == nil ? -9 : 0
             reply(.readOK, u32(UInt32(bitPattern: status)) + u32(0))
         case "EXEC":
             var strings = incoming.split(separator: 0, maxSplits: 40, omittingEmptySubsequences: false)
@@ -362,7 +262,7 @@ final class OperationsGuest: @unchecked Sendable {
             let argv = Array(strings.prefix { !$0.isEmpty })
             strings.removeFirst(argv.count + 1)
             let envp = Array(strings.prefix { !$0.isEmpty })
-            executed.append((path, argv, envp, request.address != 0))
+            kernel.executed.append((path, argv, envp, request.address != 0))
             number(UInt64(bitPattern: execute(path: path, argv: argv)))
         case "KALLSYMS_LOOKUP":
             let (symbol, _) = requestPath(incoming)
@@ -372,7 +272,7 @@ final class OperationsGuest: @unchecked Sendable {
             var at = request.address
             let word = layout.wordBits / 8
             while true {
-                let raw = bytes(at: at, count: word)
+                let raw = mappedBytes(at: at, count: word)
                 guard raw.count == word else { break }
                 let pointer = raw.withUnsafeBytes {
                     word == 8 ? layout.load(UInt64.self, from: $0.baseAddress!)
@@ -380,7 +280,8 @@ final class OperationsGuest: @unchecked Sendable {
                 }
                 guard pointer != 0 else { break }
                 var string: [UInt8] = []
-                while string.count < 127, let byte = bytes(at: pointer + UInt64(string.count), count: 1).first, byte != 0 {
+                while string.count < 127, let byte = mappedBytes(at: pointer + UInt64(string.count), count: 1).first,
+                      byte != 0 {
                     string.append(byte)
                 }
                 guard data.count + string.count + 1 <= chunk else { break }
@@ -389,18 +290,14 @@ final class OperationsGuest: @unchecked Sendable {
             }
             reply(.readOK, data)
         case "COPY_BUF_GUEST":
-            let address = nextKernelBuffer
-            nextKernelBuffer += 0x1000 * ((request.size + 0xfff) / 0x1000 + 1)
+            let address = kernel.nextKernelBuffer
+            kernel.nextKernelBuffer += 0x1000 * ((request.size + 0xfff) / 0x1000 + 1)
             map(address, count: request.size)
             store(Array(incoming.prefix(Int(min(request.size, UInt64(chunk))))), at: address)
             number(address)
         default:
             reply(.writeFail)
         }
-        tamper?(name, request, &answer, &out)
-        store(out, at: payloadAddress)
-        setHeader(answer)
-        return answer.op
     }
 
     /// EXEC's programs: `/bin/sh -c '{ CMD\n} > OUT 2>&1'` and `/bin/rm -f PATH`.
@@ -425,11 +322,4 @@ final class OperationsGuest: @unchecked Sendable {
             return -2
         }
     }
-}
-
-/// Strings laid out back to back, each with its NUL (an argv or envp area).
-func cStrings(_ strings: [String]) -> [UInt8] {
-    var bytes: [UInt8] = []
-    for string in strings { bytes += Array(string.utf8) + [UInt8(0)] }
-    return bytes
 }
