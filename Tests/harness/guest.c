@@ -87,7 +87,7 @@ struct guest {
     trap_record *traps;
     size_t ntraps, traps_cap;
     uint64_t trap_seq;
-    uint64_t conv_seq, interrupt_conversations;
+    uint64_t conv_seq;
 
     int violations;
     char first_violation[256];
@@ -1170,8 +1170,6 @@ static gconv *conv_new(guest *g, int vcpu, int depth, uint64_t num, uint64_t a1,
     c->state = CS_START;
     pthread_mutex_lock(&g->lock);
     c->id = ++g->conv_seq;
-    if ((uint32_t)num == HC_PORTAL_INTERRUPT)
-        g->interrupt_conversations++;
     pthread_mutex_unlock(&g->lock);
     return c;
 }
@@ -1309,28 +1307,12 @@ trap_record *guest_traps(guest *g, size_t *count)
     return copy;
 }
 
-size_t guest_trap_count(guest *g)
-{
-    pthread_mutex_lock(&g->lock);
-    size_t n = g->ntraps;
-    pthread_mutex_unlock(&g->lock);
-    return n;
-}
-
 int guest_violations(guest *g, char *first, size_t first_len)
 {
     pthread_mutex_lock(&g->lock);
     int n = g->violations;
     if (first && first_len)
         snprintf(first, first_len, "%s", g->first_violation);
-    pthread_mutex_unlock(&g->lock);
-    return n;
-}
-
-uint64_t guest_interrupt_conversations(guest *g)
-{
-    pthread_mutex_lock(&g->lock);
-    uint64_t n = g->interrupt_conversations;
     pthread_mutex_unlock(&g->lock);
     return n;
 }
