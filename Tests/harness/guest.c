@@ -1,10 +1,12 @@
 /*
  * guest.c - the mock guest: sparse memory, the igloo module's portal loop and
  * its op handlers. See guest.h for the model and PROTOCOL.md §4-§6 for the
- * behaviour being imitated.
+ * behaviour being imitated; the loop's decision after a trap is
+ * guest_module.h's, shared with the engine benchmark's guest.
  */
 #include "guest.h"
 #include "emulator.h"
+#include "guest_module.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -1239,15 +1241,17 @@ bool guest_conv_step(gconv *c)
                 conv_end(c);
                 return true;
             }
-            if (op == 0) {
+            switch (module_after_trap(op, g->op_max)) {
+            case MODULE_LEAVE:
                 conv_end(c);
                 return true;
-            }
-            if (op < 0 || (uint32_t)op >= g->op_max) {
+            case MODULE_REFUSE:
                 /* Answered, but the loop ends: the host never sees it. */
                 set_header_op(g, c->region, RESP_WRITE_FAIL);
                 conv_end(c);
                 return true;
+            case MODULE_SERVE:
+                break;
             }
             uint64_t num, a1, a2;
             if (g->nest && g->nest(g->nest_userdata, c->vcpu, c->depth, (uint32_t)op, &num, &a1, &a2)) {
