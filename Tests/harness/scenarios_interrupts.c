@@ -8,35 +8,49 @@
  */
 #include "steps.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 static irq_work wa, wb, wc;
 
-/* A plain hypercall the plugin does not own: a trap and nothing more. */
-static void plain_trap(guest *g)
+/* init_plugin with `arg`, and work registered as "alpha", "beta", "gamma". */
+static guest *setup_work(T *t, const char *arg)
 {
-    guest_hypercall(g, 0, HC_MODULE_BASE, 0, 0, 0, 0, NULL);
-}
-
-static void irq_install_budget_arg(T *t)
-{
-    REQUIRE_API();
-    const char *args[] = {"install_budget=5"};
+    const char *args[] = {arg};
     guest *g = setup(t, 64, false, 1, args, 1);
     if (!g)
-        return;
+        return NULL;
     memset(&wa, 0, sizeof wa);
     memset(&wb, 0, sizeof wb);
     memset(&wc, 0, sizeof wc);
+    if (api.register_interrupt("alpha", irq_step, &wa) != 0 ||
+        api.register_interrupt("beta", irq_step, &wb) != 0 ||
+        api.register_interrupt("gamma", irq_step, &wc) != 0) {
+        t_fail(t, __LINE__, "portal_register_interrupt refused a name");
+        return NULL;
+    }
+    return g;
+}
+
+/* A plain hypercall the plugin does not own raises the flag; the next
+ * conversation checks it and runs the window first. */
+static void run_window(guest *g)
+{
+    guest_hypercall(g, 0, HC_MODULE_BASE, 0, 0, 0, 0, NULL);
+    igloo_portal(g, 0, HC_SYSCALL_ENTER, 0, 0);
+}
+
+/* install_budget=5, shared by the window: alpha takes 3 of 5, beta 2 of 3. */
+static void irq_install_budget_arg(T *t)
+{
+    REQUIRE_API();
+    guest *g = setup_work(t, "install_budget=5");
+    if (!g)
+        return;
     wa.budget_wanted = 3;
     wb.budget_wanted = 3;
-    CHECK_EQ(api.register_interrupt("alpha", irq_step, &wa), 0);
-    CHECK_EQ(api.register_interrupt("beta", irq_step, &wb), 0);
     CHECK(api.queue_interrupt("alpha"), "queue alpha");
     CHECK(api.queue_interrupt("beta"), "queue beta");
-    plain_trap(g);
-    igloo_portal(g, 0, HC_SYSCALL_ENTER, 0, 0);
+    run_window(g);
     CHECK_EQ(wa.budget_before[0], 5);
     CHECK_EQ(wa.budget_got[0], 3);
     CHECK_EQ(wb.budget_before[0], 2);
@@ -48,23 +62,15 @@ static void irq_install_budget_arg(T *t)
 static void irq_max_interrupts(T *t)
 {
     REQUIRE_API();
-    const char *args[] = {"max_interrupts=2"};
-    guest *g = setup(t, 64, false, 1, args, 1);
+    guest *g = setup_work(t, "max_interrupts=2");
     if (!g)
         return;
-    memset(&wa, 0, sizeof wa);
-    memset(&wb, 0, sizeof wb);
-    memset(&wc, 0, sizeof wc);
-    CHECK_EQ(api.register_interrupt("alpha", irq_step, &wa), 0);
-    CHECK_EQ(api.register_interrupt("beta", irq_step, &wb), 0);
-    CHECK_EQ(api.register_interrupt("gamma", irq_step, &wc), 0);
     CHECK(!api.queue_interrupt("nobody"), "queue_interrupt of an unregistered name returned true");
     CHECK(api.queue_interrupt("alpha"), "queue alpha");
     CHECK(api.queue_interrupt("beta"), "queue beta");
     CHECK(!api.queue_interrupt("gamma"), "queue gamma returned true with a full queue");
     CHECK(api.queue_interrupt("alpha"), "queue alpha again (pending) returned false");
-    plain_trap(g);
-    igloo_portal(g, 0, HC_SYSCALL_ENTER, 0, 0);
+    run_window(g);
     CHECK_EQ(wa.runs, 1);
     CHECK_EQ(wb.runs, 1);
     CHECK_EQ(wc.runs, 0);
