@@ -7,7 +7,8 @@
  * guest memory in one array, dlopen()s the libportal.so named by --lib,
  * calls init_plugin(load=MODULE, module_arg=bench, log=error,
  * max_conversations=10000) with the demonstration module named by --module, and
- * plays the guest kernel module of PROTOCOL.md §4 itself: trap with
+ * plays the guest kernel module of PROTOCOL.md §4 (the round trip of
+ * Tests/harness/guest_module.h, shared with the C harness's guest): trap with
  * (num, a1, a2, region, arg4) -> serve the READ/WRITE the host left in the
  * region header -> trap again with the response code -> ... until op 0.
  *
@@ -66,6 +67,9 @@
 
 #include <portal/panda.h>
 #include <portal/portal.h>
+
+/* The guest module's side of a round trip, shared with the C harness's guest. */
+#include "../Tests/harness/guest_module.h"
 
 /* ---- heap allocation counting ------------------------------------------------
  * malloc and friends are defined here and exported (-rdynamic), so every
@@ -195,7 +199,7 @@ void swift_release(void *object)
 /* ---- the guest: flat memory ----------------------------------------------- */
 
 #define PAGE            4096u
-#define HEADER          24u
+#define HEADER          MODULE_HEADER
 #define REGION_SIZE     4072u             /* PAGE - 24, registered at boot */
 #define GUEST_BASE      0x40000000ull
 #define DATA_BASE       GUEST_BASE                     /* the bench word, parameters */
@@ -293,7 +297,9 @@ int panda_virtual_memory_write(CPUState *cpu, uint64_t addr, const uint8_t *buf,
 
 static CPUState cpus[2] = {{0}, {1}};
 
-/* ---- the mock guest module (PROTOCOL.md §4) -------------------------------- */
+/* ---- the mock guest module (PROTOCOL.md §4) -------------------------------- *
+ * Its loop and its READ/WRITE are Tests/harness/guest_module.h's; what is
+ * here is the flat memory they run over and what the benchmark counts. */
 
 struct header {
     uint32_t op, pid;
@@ -327,40 +333,10 @@ static void guest_begin(gconv *g)
 
 static inline void guest_serve(gconv *g, uint32_t op)
 {
-    /* Field by field, as the module does (and no struct copies over
-     * narrower stores, which would stall store-to-load forwarding). */
-    uint8_t *hdr = g->hdr, *payload = hdr + HEADER;
     uint32_t pid;
-    uint64_t addr, size;
-    memcpy(&pid, hdr + 4, 4);
-    memcpy(&addr, hdr + 8, 8);
-    memcpy(&size, hdr + 16, 8);
+    memcpy(&pid, g->hdr + 4, 4);
     if (pid != 0xffffffffu) atomic_fetch_add_explicit(&bad_pid, 1, memory_order_relaxed);
-    uint32_t resp;
-    if (op == OP_READ) {
-        if (size > REGION_SIZE) size = REGION_SIZE;
-        uint8_t *p = gptr(addr, size);
-        if (p) {
-            if (size == 8) memcpy(payload, p, 8);
-            else memcpy(payload, p, size);
-            memcpy(hdr + 16, &size, 8);
-            resp = PORTAL_RESP_READ_OK;
-        } else {
-            resp = PORTAL_RESP_READ_FAIL;
-        }
-    } else if (op == OP_WRITE) {
-        uint8_t *p = size <= REGION_SIZE ? gptr(addr, size) : NULL;
-        if (p) {
-            memcpy(p, payload, size);
-            resp = PORTAL_RESP_WRITE_OK;
-        } else {
-            resp = PORTAL_RESP_WRITE_FAIL;
-        }
-    } else {
-        resp = PORTAL_RESP_WRITE_FAIL;
-    }
-    memcpy(hdr, &resp, 4);
-    g->arg4 = resp;
+    g->arg4 = module_serve_flat(g->hdr, op, OP_READ, OP_WRITE, REGION_SIZE, gptr);
     g->served++;
 }
 
@@ -385,16 +361,18 @@ static inline void guest_trap(gconv *g)
     }
     int32_t op;
     memcpy(&op, g->hdr, 4);
-    if (op == 0) {
+    switch (module_after_trap(op, OP_MAX)) {
+    case MODULE_LEAVE:
         g->done = 1;
         return;
-    }
-    if (op < 0 || op >= OP_MAX) {
+    case MODULE_REFUSE:
         atomic_fetch_add_explicit(&bad_op, 1, memory_order_relaxed);
         g->done = 1;
         return;
+    case MODULE_SERVE:
+        guest_serve(g, (uint32_t)op);
+        return;
     }
-    guest_serve(g, (uint32_t)op);
 }
 
 static void guest_run(gconv *g)

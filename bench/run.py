@@ -117,6 +117,7 @@ def build(args):
             raise RuntimeError(f"{path} is missing (make release demo-module-release)")
     src = os.path.join(BENCH, "engine-bench.c")
     headers = [os.path.join(ROOT, "include", "portal", h) for h in ("panda.h", "portal.h")]
+    headers.append(os.path.join(ROOT, "Tests", "harness", "guest_module.h"))
     if newer(DRIVER, src, *headers, os.path.abspath(__file__)):
         cc = os.environ.get("CC", "gcc")
         log(f"building bench/build/engine-bench with {cc}")

@@ -630,7 +630,7 @@ static void write_scripted(void)
 /* --------------------------------------------------------------- main -- */
 
 static const scenario *const tables[] = {
-    scenarios_protocol, scenarios_memory, scenarios_interrupts,
+    scenarios_protocol, scenarios_interrupts,
     scenarios_conversations, scenarios_plugin,
 };
 

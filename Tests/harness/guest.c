@@ -1,10 +1,12 @@
 /*
  * guest.c - the mock guest: sparse memory, the igloo module's portal loop and
  * its op handlers. See guest.h for the model and PROTOCOL.md §4-§6 for the
- * behaviour being imitated.
+ * behaviour being imitated; the loop's decision after a trap is
+ * guest_module.h's, shared with the engine benchmark's guest.
  */
 #include "guest.h"
 #include "emulator.h"
+#include "guest_module.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,7 +89,7 @@ struct guest {
     trap_record *traps;
     size_t ntraps, traps_cap;
     uint64_t trap_seq;
-    uint64_t conv_seq, interrupt_conversations;
+    uint64_t conv_seq;
 
     int violations;
     char first_violation[256];
@@ -930,6 +932,25 @@ static void put32(guest *g, uint8_t *out, size_t *used, uint32_t value)
     *used += 4;
 }
 
+/* Answers READ_OK with the first `size` bytes of `out` as the payload. */
+static void answer_payload(guest *g, uint64_t region, header *h, const uint8_t *out, size_t size)
+{
+    write_locked(g, region + REGION_HEADER, out, size);
+    h->op = RESP_READ_OK;
+    h->size = size;
+}
+
+/* Answers a list (operations.h): `out` (freed here) holds the records after
+ * 16 bytes left for {u64 count, u64 total}, and `size` bytes in all. */
+static void answer_list(guest *g, uint64_t region, header *h, uint8_t *out, uint64_t count,
+                        uint64_t total, size_t size)
+{
+    guest_encode(g, out, count, 8);
+    guest_encode(g, out + 8, total, 8);
+    answer_payload(g, region, h, out, size);
+    free(out);
+}
+
 /* OSI_PROC_ALL (A = records to skip): {u64 result_count, total_count}, then
  * up to (CHUNK - 16) / 56 records {u64 pid, ppid, create_time; u32 uid,
  * gid, euid, egid; char comm[16]}. Process i: pid 100 + i, ppid i ? 100 : 0,
@@ -951,12 +972,7 @@ static void op_osi_proc_all(guest *g, uint64_t region, header *h)
         guest_osi_process_name((int)i, (char *)out + used);
         used += 16;
     }
-    guest_encode(g, out, count, 8);
-    guest_encode(g, out + 8, (uint64_t)g->nprocesses, 8);
-    write_locked(g, region + REGION_HEADER, out, used);
-    free(out);
-    h->op = RESP_READ_OK;
-    h->size = used;
+    answer_list(g, region, h, out, count, (uint64_t)g->nprocesses, used);
 }
 
 /* OSI_MAPPINGS (A = VMAs to skip): the list header, up to (CHUNK / 2) / 72
@@ -988,12 +1004,7 @@ static void op_osi_mappings(guest *g, uint64_t region, header *h)
         memcpy(out + pool, name, strlen(name) + 1);
         pool += strlen(name) + 1;
     }
-    guest_encode(g, out, count, 8);
-    guest_encode(g, out + 8, (uint64_t)g->nmappings, 8);
-    write_locked(g, region + REGION_HEADER, out, pool);
-    free(out);
-    h->op = RESP_READ_OK;
-    h->size = pool;
+    answer_list(g, region, h, out, count, (uint64_t)g->nmappings, pool);
 }
 
 /* READ_FDS (A = first fd, a signed int; -100 = the cwd): the list header,
@@ -1023,12 +1034,20 @@ static void op_read_fds(guest *g, uint64_t region, header *h)
         pool += strlen(path) + 1;
         count++;
     }
-    guest_encode(g, out, count, 8);
-    guest_encode(g, out + 8, (uint64_t)g->nfds, 8);
-    write_locked(g, region + REGION_HEADER, out, pool);
-    free(out);
-    h->op = RESP_READ_OK;
-    h->size = pool;
+    answer_list(g, region, h, out, count, (uint64_t)g->nfds, pool);
+}
+
+/* The fixture process the header's pid names (the current task is the
+ * first), or -1 after answering READ_FAIL when there is none. */
+static int64_t process_index(guest *g, header *h)
+{
+    int64_t index = h->pid == PORTAL_CURRENT_PID ? 0 : (int64_t)h->pid - 100;
+    if (index < 0 || index >= g->nprocesses) {
+        h->op = RESP_READ_FAIL;
+        h->size = 0;
+        return -1;
+    }
+    return index;
 }
 
 /* OSI_PROC (P): 26 u64 fields, field k = pid << 8 | k except pid (2) =
@@ -1036,39 +1055,30 @@ static void op_read_fds(guest *g, uint64_t region, header *h)
  * length (the NUL not counted). No such task: READ_FAIL. */
 static void op_osi_proc(guest *g, uint64_t region, header *h)
 {
-    int64_t index = h->pid == PORTAL_CURRENT_PID ? 0 : (int64_t)h->pid - 100;
-    if (index < 0 || index >= g->nprocesses) {
-        h->op = RESP_READ_FAIL;
-        h->size = 0;
+    int64_t index = process_index(g, h);
+    if (index < 0)
         return;
-    }
     uint8_t out[208 + 16];
     size_t used = 0;
     uint64_t pid = 100 + (uint64_t)index;
     for (uint64_t k = 0; k < 26; k++)
         put64(g, out, &used, k == 2 ? pid : k == 4 ? 208 : pid << 8 | k);
     guest_osi_process_name((int)index, (char *)out + 208);
-    write_locked(g, region + REGION_HEADER, out, sizeof out);
-    h->op = RESP_READ_OK;
+    answer_payload(g, region, h, out, sizeof out);
     h->size = 208 + strlen((char *)out + 208);
 }
 
 /* OSI_PROC_MEM (P): {u64 start_brk, u64 brk} = 0x600000 + pid, 0x621000 + pid. */
 static void op_osi_proc_mem(guest *g, uint64_t region, header *h)
 {
-    int64_t index = h->pid == PORTAL_CURRENT_PID ? 0 : (int64_t)h->pid - 100;
-    if (index < 0 || index >= g->nprocesses) {
-        h->op = RESP_READ_FAIL;
-        h->size = 0;
+    int64_t index = process_index(g, h);
+    if (index < 0)
         return;
-    }
     uint8_t out[16];
     size_t used = 0;
     put64(g, out, &used, 0x600000 + 100 + (uint64_t)index);
     put64(g, out, &used, 0x621000 + 100 + (uint64_t)index);
-    write_locked(g, region + REGION_HEADER, out, used);
-    h->op = RESP_READ_OK;
-    h->size = used;
+    answer_payload(g, region, h, out, used);
 }
 
 /* The VFS ops over one file: GUEST_VFS_FILE holds GUEST_VFS_FILE_SIZE bytes,
@@ -1105,10 +1115,8 @@ static void op_vfs(guest *g, uint64_t region, header *h, guest_handler which)
         put32(g, out, &used, 0);
         put32(g, out, &used, 0);
     }
-    write_locked(g, region + REGION_HEADER, out, used);
+    answer_payload(g, region, h, out, used);
     free(out);
-    h->op = RESP_READ_OK;
-    h->size = used;
 }
 
 /* Runs op `op` (1 ..< MAX) on the region: the module's handler table. */
@@ -1170,8 +1178,6 @@ static gconv *conv_new(guest *g, int vcpu, int depth, uint64_t num, uint64_t a1,
     c->state = CS_START;
     pthread_mutex_lock(&g->lock);
     c->id = ++g->conv_seq;
-    if ((uint32_t)num == HC_PORTAL_INTERRUPT)
-        g->interrupt_conversations++;
     pthread_mutex_unlock(&g->lock);
     return c;
 }
@@ -1241,15 +1247,17 @@ bool guest_conv_step(gconv *c)
                 conv_end(c);
                 return true;
             }
-            if (op == 0) {
+            switch (module_after_trap(op, g->op_max)) {
+            case MODULE_LEAVE:
                 conv_end(c);
                 return true;
-            }
-            if (op < 0 || (uint32_t)op >= g->op_max) {
+            case MODULE_REFUSE:
                 /* Answered, but the loop ends: the host never sees it. */
                 set_header_op(g, c->region, RESP_WRITE_FAIL);
                 conv_end(c);
                 return true;
+            case MODULE_SERVE:
+                break;
             }
             uint64_t num, a1, a2;
             if (g->nest && g->nest(g->nest_userdata, c->vcpu, c->depth, (uint32_t)op, &num, &a1, &a2)) {
@@ -1309,28 +1317,12 @@ trap_record *guest_traps(guest *g, size_t *count)
     return copy;
 }
 
-size_t guest_trap_count(guest *g)
-{
-    pthread_mutex_lock(&g->lock);
-    size_t n = g->ntraps;
-    pthread_mutex_unlock(&g->lock);
-    return n;
-}
-
 int guest_violations(guest *g, char *first, size_t first_len)
 {
     pthread_mutex_lock(&g->lock);
     int n = g->violations;
     if (first && first_len)
         snprintf(first, first_len, "%s", g->first_violation);
-    pthread_mutex_unlock(&g->lock);
-    return n;
-}
-
-uint64_t guest_interrupt_conversations(guest *g)
-{
-    pthread_mutex_lock(&g->lock);
-    uint64_t n = g->interrupt_conversations;
     pthread_mutex_unlock(&g->lock);
     return n;
 }

@@ -238,12 +238,10 @@ int guest_cpu_write(CPUState *cpu, uint64_t addr, const uint8_t *buf, int len);
 /* ---- what happened ---- */
 /* Copies of the trap records (caller frees). */
 trap_record *guest_traps(guest *g, size_t *count);
-size_t guest_trap_count(guest *g);
 void guest_set_recording(guest *g, bool on);
 /* Protocol violations the guest noticed (e.g. a user READ larger than the
  * region, a write into another conversation's page). */
 int guest_violations(guest *g, char *first, size_t first_len);
-uint64_t guest_interrupt_conversations(guest *g);
 int guest_offtrap_accesses(guest *g);  /* memory calls outside a trap (refused) */
 
 #endif /* HARNESS_GUEST_H */

@@ -31,7 +31,6 @@ typedef struct scenario {
 
 /* Scenario tables, one per file, ended by {NULL, NULL}. */
 extern const scenario scenarios_protocol[];
-extern const scenario scenarios_memory[];
 extern const scenario scenarios_interrupts[];
 extern const scenario scenarios_conversations[];
 extern const scenario scenarios_plugin[];

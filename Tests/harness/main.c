@@ -201,7 +201,7 @@ void t_expect_header(const guest *g, uint8_t out[REGION_HEADER], uint32_t op, ui
 /* -------------------------------------------------------------- runner -- */
 
 static const scenario *const tables[] = {
-    scenarios_protocol, scenarios_memory, scenarios_interrupts,
+    scenarios_protocol, scenarios_interrupts,
     scenarios_conversations, scenarios_plugin, scenarios_operations,
 };
 

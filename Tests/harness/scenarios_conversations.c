@@ -1,8 +1,10 @@
 /*
- * scenarios_conversations.c - conversation life: failing steps, attach and
- * detach, nesting, migration between vCPUs, 1,000 interleaved conversations,
- * real threads, uninit with live conversations, the conversation limit, and
- * op tables.
+ * scenarios_conversations.c - conversations through the C API and the
+ * plugin's entry points: failing and finishing step functions, attach and
+ * detach, real vCPU threads in the C shim (the sanitizer runs' workload),
+ * uninit_plugin with live conversations, and op tables (portal_op, ops=).
+ * Nesting, migration, interleaving and the conversation limit are engine
+ * behaviour, tested in Swift (Tests/PortalEngineTests).
  */
 #include "steps.h"
 
@@ -12,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-static script s, s2, s3;
+static script s, s2;
 static word_stats ws;
 static irq_work tick;
 
@@ -141,173 +143,7 @@ static void attach_protocol_numbers_refused(T *t)
     CHECK_EQ(s.starts, 0);
 }
 
-/* --------------------------------------------------------------- nesting -- */
-
-typedef struct nest_plan {
-    int fired[3];
-    uint64_t a1[3], a2[3];
-    uint32_t num[3];
-    int levels;                   /* nest from depth 0 .. levels-1 */
-} nest_plan;
-
-static nest_plan plan;
-
-/* Nest once per depth, on a READ. */
-static bool nest_on_read(void *userdata, int vcpu, int depth, uint32_t op, uint64_t *num,
-                         uint64_t *a1, uint64_t *a2)
-{
-    nest_plan *p = userdata;
-    (void)vcpu;
-    if (op != OP_READ || depth >= p->levels || p->fired[depth])
-        return false;
-    p->fired[depth] = 1;
-    *num = p->num[depth];
-    *a1 = p->a1[depth];
-    *a2 = p->a2[depth];
-    return true;
-}
-
-/* A READ handler starts another conversation (on another page) before it
- * reads: the engine must keep the two apart by region. */
-static void nested_conversation(T *t)
-{
-    REQUIRE_API();
-    SETUP(64, true, 1);
-    uint64_t x = kdata(g) + 0x300;
-    memset(&plan, 0, sizeof plan);
-    plan.levels = 1;
-    plan.num[0] = HC_SYSCALL_RETURN;
-    guest_set_nest_hook(g, nest_on_read, &plan);
-    uint8_t v[8];
-    guest_encode(g, v, 0xfeedface12345678ull, 8);
-    memset(&s, 0, sizeof s);
-    memset(&s2, 0, sizeof s2);
-    script_cmd(&s, api.op("READ"), 0, x, 8, NULL, 0);
-    s.result = 10;
-    script_cmd(&s2, api.op("WRITE"), 0, x, 8, v, 8);
-    s2.result = 20;
-    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
-    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, script_step, &s2), 0);
-    size_t before = guest_trap_count(g);
-    uint64_t ret = converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL);
-    CHECK_EQ(ret, 10);
-    CHECK_EQ(plan.fired[0], 1);
-    CHECK_EQ(s2.nanswers, 1);
-    CHECK_EQ(s2.answers[0].code, PORTAL_RESP_WRITE_OK);
-    CHECK_EQ(s.nanswers, 1);
-    CHECK_EQ(s.answers[0].code, PORTAL_RESP_READ_OK);
-    CHECK_BYTES(s.answers[0].data, v, 8);
-    size_t n;
-    trap_record *all = guest_traps(g, &n);
-    bool shape = n - before == 4 && all[before].depth == 0 && all[before + 1].depth == 1 &&
-                 all[before + 2].depth == 1 && all[before + 3].depth == 0 &&
-                 all[before].op == OP_READ && all[before + 1].op == OP_WRITE &&
-                 all[before + 2].op == 0 && all[before + 3].op == 0 &&
-                 all[before].region != all[before + 1].region &&
-                 all[before + 2].ret_reg == 20;
-    free(all);
-    CHECK(shape, "expected traps: outer READ, nested WRITE, nested NONE (20), outer NONE "
-                 "on two different regions");
-}
-
-/* Three levels: L2 writes what L1 reads; L1 writes what L0 reads. */
-static void nested_three_levels(T *t)
-{
-    REQUIRE_API();
-    SETUP(32, false, 1);
-    uint64_t a0 = kdata(g) + 0x400, a1 = kdata(g) + 0x408;
-    memset(&plan, 0, sizeof plan);
-    plan.levels = 2;
-    plan.num[0] = HC_SYSCALL_RETURN;
-    plan.num[1] = 0x133b;
-    guest_set_nest_hook(g, nest_on_read, &plan);
-    static uint8_t v1[8], v2[8];
-    guest_encode(g, v1, 0x1111111111111111ull, 8);
-    guest_encode(g, v2, 0x2222222222222222ull, 8);
-    memset(&s, 0, sizeof s);
-    memset(&s2, 0, sizeof s2);
-    memset(&s3, 0, sizeof s3);
-    script_cmd(&s, api.op("READ"), 0, a0, 8, NULL, 0);
-    script_cmd(&s2, api.op("READ"), 0, a1, 8, NULL, 0);
-    script_cmd(&s2, api.op("WRITE"), 0, a0, 8, v1, 8);
-    script_cmd(&s3, api.op("WRITE"), 0, a1, 8, v2, 8);
-    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
-    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, script_step, &s2), 0);
-    CHECK_EQ(api.attach(0x133b, script_step, &s3), 0);
-    size_t before = guest_trap_count(g);
-    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, NULL);
-    CHECK_EQ(s3.nanswers, 1);
-    CHECK_EQ(s3.answers[0].code, PORTAL_RESP_WRITE_OK);
-    CHECK_EQ(s2.nanswers, 2);
-    CHECK_BYTES(s2.answers[0].data, v2, 8);
-    CHECK_EQ(s2.answers[1].code, PORTAL_RESP_WRITE_OK);
-    CHECK_EQ(s.nanswers, 1);
-    CHECK_BYTES(s.answers[0].data, v1, 8);
-    size_t n;
-    trap_record *all = guest_traps(g, &n);
-    static const int depths[7] = {0, 1, 2, 2, 1, 1, 0};
-    bool ok = n - before == 7;
-    for (int i = 0; ok && i < 7; i++)
-        ok = all[before + (size_t)i].depth == depths[i];
-    bool regions = ok && all[before].region != all[before + 1].region &&
-                   all[before + 1].region != all[before + 2].region &&
-                   all[before].region != all[before + 2].region;
-    free(all);
-    CHECK(ok, "expected 7 traps at depths 0 1 2 2 1 1 0, got %zu", n - before);
-    CHECK(regions, "the three levels did not use three regions");
-}
-
-/* ------------------------------------------------------------- migration -- */
-
-/* A conversation that moves to other vCPUs between traps: the engine keys
- * it by region, not by CPU. */
-static void migration(T *t)
-{
-    REQUIRE_API();
-    SETUP(64, false, 4);
-    memset(&s, 0, sizeof s);
-    script_cmd(&s, api.op("READ"), 0, USER_BASE, 4, NULL, 0);
-    script_cmd(&s, api.op("READ"), 0, USER_BASE + 4, 4, NULL, 0);
-    script_cmd(&s, api.op("READ"), 0, USER_BASE + 8, 4, NULL, 0);
-    s.result = 31;
-    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
-    memset(&s2, 0, sizeof s2);
-    script_cmd(&s2, api.op("READ_TIME"), 0, 0, 0, NULL, 0);
-    s2.result = 32;
-    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, script_step, &s2), 0);
-    gconv *c = guest_conv_start(g, 0, HC_SYSCALL_ENTER, 0, 0);
-    guest_conv_step(c);                              /* on vCPU 0 */
-    /* meanwhile another conversation runs whole on vCPU 0 */
-    uint64_t other = converse(g, 0, HC_SYSCALL_RETURN, 0, 0, NULL);
-    guest_conv_set_vcpu(c, 2);
-    guest_conv_step(c);
-    guest_conv_set_vcpu(c, 3);
-    guest_conv_step(c);
-    guest_conv_set_vcpu(c, 1);
-    bool done = guest_conv_step(c);
-    uint64_t ret = guest_conv_result(c);
-    uint64_t id = guest_conv_id(c);
-    guest_conv_free(c);
-    CHECK(done, "the conversation did not end after 4 traps");
-    CHECK_EQ(ret, 31);
-    CHECK_EQ(other, 32);
-    CHECK_EQ(s.first.call.vcpu, 0);
-    CHECK_EQ(s.nanswers, 3);
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ(s.answers[i].code, PORTAL_RESP_READ_OK);
-        uint8_t want[4];
-        for (int j = 0; j < 4; j++)
-            want[j] = pattern_byte(USER_BASE + (uint64_t)(4 * i + j));
-        CHECK_BYTES(s.answers[i].data, want, 4);
-    }
-    size_t n;
-    trap_record *tr = t_traps_of_conv(t, id, &n);
-    CHECK_EQ(n, 4);
-    CHECK(tr[0].vcpu == 0 && tr[1].vcpu == 2 && tr[2].vcpu == 3 && tr[3].vcpu == 1,
-          "the traps were not on vCPUs 0 2 3 1");
-}
-
-/* -------------------------------------------------------- interleaving -- */
+/* ------------------------------------------------------------- threads -- */
 
 #define NV 8
 #define SLOT_IN(g, i) (kdata(g) + (uint64_t)(i) * 16)
@@ -334,109 +170,6 @@ static bool nest_when_asked(void *userdata, int vcpu, int depth, uint32_t op, ui
     *a2 = p->out[vcpu];
     return true;
 }
-
-static uint64_t rng_state;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-/* 1,000 conversations on 8 vCPUs, stepped one trap at a time in a
- * pseudo-random (fixed-seed) order, some with nested conversations, with
- * interrupts queued along the way. */
-static void interleave_1000(T *t)
-{
-    REQUIRE_API();
-    SETUP(64, true, NV);
-    memset(&ws, 0, sizeof ws);
-    memset(&ne, 0, sizeof ne);
-    memset(&tick, 0, sizeof tick);
-    tick.name = "tick";
-    tick.write_addr = kdata(g) + 0x1ff0;
-    tick.write_value = 0x7777;
-    guest_set_nest_hook(g, nest_when_asked, &ne);
-    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
-    CHECK_EQ(api.attach(HC_SYSCALL_RETURN, word_step, &ws), 0);
-    CHECK_EQ(api.register_interrupt("tick", irq_step, &tick), 0);
-
-    struct { gconv *c; uint64_t value; bool nest; } live[NV];
-    memset(live, 0, sizeof live);
-    rng_state = 0x9e3779b97f4a7c15ull;
-    int started = 0, finished = 0, nests = 0, queued = 0;
-    long steps = 0;
-    char error[256] = "";
-    uint64_t regions[64];
-    int nregions = 0;
-    while (finished < 1000 && !error[0]) {
-        if (++steps > 200000) {
-            snprintf(error, sizeof error, "no progress after %ld steps", steps);
-            break;
-        }
-        int v = (int)(rng() % NV);
-        if (!live[v].c) {
-            if (started >= 1000)
-                continue;
-            uint64_t value = 0x1000 + (uint64_t)started * 0x10001ull;
-            live[v].value = value;
-            live[v].nest = started % 7 == 3;
-            guest_put_u64(g, SLOT_IN(g, v), value);
-            guest_put_u64(g, SLOT_OUT(g, v), 0);
-            if (live[v].nest) {
-                ne.want[v] = 1;
-                ne.in[v] = SLOT_IN(g, NV + v);
-                ne.out[v] = SLOT_OUT(g, NV + v);
-                guest_put_u64(g, ne.in[v], value ^ 0xabcdef);
-                guest_put_u64(g, ne.out[v], 0);
-                nests++;
-            }
-            live[v].c = guest_conv_start(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v));
-            started++;
-        }
-        bool done = guest_conv_step(live[v].c);
-        uint64_t r = guest_conv_region(live[v].c);
-        bool known = false;
-        for (int i = 0; i < nregions; i++)
-            known = known || regions[i] == r;
-        if (!known && nregions < 64)
-            regions[nregions++] = r;
-        if (done) {
-            uint64_t value = live[v].value, ret = guest_conv_result(live[v].c);
-            if (ret != value + 1)
-                snprintf(error, sizeof error, "vCPU %d: conversation for %#llx returned %#llx", v,
-                         (unsigned long long)value, (unsigned long long)ret);
-            else if (guest_get_u64(g, SLOT_OUT(g, v)) != word_out(value))
-                snprintf(error, sizeof error, "vCPU %d: wrong output for %#llx", v,
-                         (unsigned long long)value);
-            else if (live[v].nest && guest_get_u64(g, ne.out[v]) != word_out(value ^ 0xabcdef))
-                snprintf(error, sizeof error, "vCPU %d: the nested conversation's output is wrong", v);
-            else if (live[v].nest && ne.want[v])
-                snprintf(error, sizeof error, "vCPU %d: the nested conversation never started", v);
-            guest_conv_free(live[v].c);
-            live[v].c = NULL;
-            finished++;
-        }
-        if (steps % 37 == 0 && tick.runs == queued && api.queue_interrupt("tick"))
-            queued++;
-    }
-    for (int v = 0; v < NV; v++)
-        guest_conv_free(live[v].c);
-    CHECK(!error[0], "%s", error);
-    for (int i = 0; i < 3 && tick.runs < queued; i++)
-        igloo_portal(g, 0, HC_SYSCALL_ENTER + 0x100, 0, 0);   /* unattached: flag checks */
-    CHECK_EQ(ws.failed, 0);
-    CHECK_EQ(ws.finished, 1000 + (uint64_t)nests);
-    CHECK(queued > 0, "no interrupt was queued");
-    CHECK_EQ(tick.runs, queued);
-    CHECK_EQ(guest_get_u64(g, kdata(g) + 0x1ff0), 0x7777);
-    t_note(t, "%ld steps, %d nested, %d interrupts, %d distinct regions", steps, nests, queued,
-           nregions);
-    CHECK(nregions <= 3 * NV, "%d distinct regions: pages were not reused", nregions);
-}
-
-/* ------------------------------------------------------------- threads -- */
 
 typedef struct thread_job {
     guest *g;
@@ -529,7 +262,6 @@ static void concurrent_threads(T *t)
     memset(&ws, 0, sizeof ws);
     memset(&ne, 0, sizeof ne);
     memset(&tick, 0, sizeof tick);
-    tick.name = "tick";
     guest_set_nest_hook(g, nest_when_asked, &ne);
     guest_set_recording(g, false);
     CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
@@ -614,48 +346,6 @@ static void uninit_with_live_conversations(T *t)
         CHECK_EQ(ret, 101 + (uint64_t)v);
     }
     CHECK_EQ(ws.failed, 0);
-}
-
-/* max_conversations=2: a third conversation makes room by reclaiming the
- * one the guest neglected longest (the first, with a warning line); the
- * guest's later answer to it is a stray answer whose loop is ended with
- * NONE. The other two are not disturbed and nobody is refused. */
-static void max_conversations(T *t)
-{
-    REQUIRE_API();
-    const char *args[] = {"max_conversations=2"};
-    guest *g = setup(t, 64, false, 3, args, 1);
-    if (!g)
-        return;
-    memset(&ws, 0, sizeof ws);
-    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, word_step, &ws), 0);
-    gconv *c[3];
-    bool done[3];
-    for (int v = 0; v < 3; v++) {
-        guest_put_u64(g, SLOT_IN(g, v), 500 + (uint64_t)v);
-        c[v] = guest_conv_start(g, v, HC_SYSCALL_ENTER, SLOT_IN(g, v), SLOT_OUT(g, v));
-        done[v] = guest_conv_step(c[v]);
-    }
-    bool end[3] = {false, false, false};
-    for (int v = 0; v < 3; v++)
-        for (int i = 0; i < 4 && !end[v]; i++)
-            end[v] = guest_conv_step(c[v]);
-    uint64_t r[3];
-    for (int v = 0; v < 3; v++) {
-        r[v] = guest_conv_result(c[v]);
-        guest_conv_free(c[v]);
-    }
-    CHECK(!done[0] && !done[1] && !done[2], "a conversation ended at its first trap");
-    CHECK(end[0] && end[1] && end[2], "a conversation did not end");
-    CHECK_EQ(r[0], HC_SYSCALL_ENTER);
-    CHECK_EQ(r[1], 502);
-    CHECK_EQ(r[2], 503);
-    CHECK(t_log_count(t, LOG_LEVEL_WARN, "2 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest") == 1,
-          "no warning that the first conversation was reclaimed to make room");
-    CHECK(t_log_count(t, LOG_LEVEL_WARN, "but no conversation is live on this region; its loop was ended") == 1,
-          "no warning about the reclaimed conversation's stray answer");
-    uint64_t ret = converse(g, 2, HC_SYSCALL_ENTER, SLOT_IN(g, 2), SLOT_OUT(g, 2), NULL);
-    CHECK_EQ(ret, 503);
 }
 
 /* ------------------------------------------------------------ op tables -- */
@@ -771,14 +461,9 @@ const scenario scenarios_conversations[] = {
     {"finish_immediately", finish_immediately, false},
     {"attach_detach_replace", attach_detach_replace, false},
     {"attach_protocol_numbers_refused", attach_protocol_numbers_refused, false},
-    {"nested_conversation", nested_conversation, false},
-    {"nested_three_levels", nested_three_levels, false},
-    {"migration", migration, false},
-    {"interleave_1000", interleave_1000, false},
     {"first_answers_at_once", first_answers_at_once, false},
     {"concurrent_threads", concurrent_threads, false},
     {"uninit_with_live_conversations", uninit_with_live_conversations, false},
-    {"max_conversations", max_conversations, false},
     {"op_table_default", op_table_default, false},
     {"op_table_shifted", op_table_shifted, false},
     {"op_table_older", op_table_older, false},

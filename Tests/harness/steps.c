@@ -6,11 +6,6 @@
 #include <stddef.h>
 #include <string.h>
 
-static bool valid_code(uint32_t code)
-{
-    return code >= PORTAL_RESP_NONE && code <= PORTAL_RESP_READ_NUM;
-}
-
 static bool carries_data(uint32_t code)
 {
     return code == PORTAL_RESP_READ_OK || code == PORTAL_RESP_READ_PARTIAL;
@@ -49,7 +44,7 @@ void script_cmd(script *s, uint32_t op, uint32_t pid, uint64_t addr, int64_t siz
 
 void script_reset(script *s)
 {
-    s->starts = s->steps = s->nanswers = s->bad_codes = 0;
+    s->starts = s->steps = s->nanswers = 0;
     memset(s->answers, 0, sizeof s->answers);
     memset(&s->first, 0, sizeof s->first);
 }
@@ -67,8 +62,6 @@ portal_step script_step(void *userdata, portal_conversation *conv, const portal_
     } else {
         k++;
         memcpy(conv->state, &k, sizeof k);
-        if (!valid_code(response->code))
-            s->bad_codes++;
         if (s->nanswers < SCRIPT_MAX) {
             script_answer *a = &s->answers[s->nanswers++];
             a->code = response->code;
@@ -145,130 +138,19 @@ portal_step word_step(void *userdata, portal_conversation *conv, const portal_re
     return r;
 }
 
-/* ----------------------------------------------------------------- chunked -- */
-
-portal_step chunked_step(void *userdata, portal_conversation *conv, const portal_response *response,
-                         portal_command *command, uint64_t *result)
-{
-    chunked *c = userdata;
-    uint64_t off;
-    memcpy(&off, conv->state, sizeof off);
-    uint64_t chunk = c->chunk ? c->chunk : conv->region_size;
-    if (response) {
-        if (c->nrec < CHUNK_REC_MAX) {
-            c->rec[c->nrec].addr = c->addr + off;
-            c->rec[c->nrec].code = response->code;
-            c->rec[c->nrec].size = response->size;
-            c->nrec++;
-        }
-        if (carries_data(response->code) && response->data) {
-            uint64_t n = response->size;
-            if (n > c->total - off)
-                n = c->total - off;
-            memcpy(c->buf + off, response->data, n);
-            c->got += n;
-        }
-        off += chunk;   /* on past a short or failed chunk: report, do not stop */
-        memcpy(conv->state, &off, sizeof off);
-    }
-    if (off >= c->total) {
-        *result = c->got;
-        return PORTAL_STEP_FINISH;
-    }
-    command->op = api.op("READ");
-    command->addr = c->addr + off;
-    command->size = (int64_t)(c->total - off < chunk ? c->total - off : chunk);
-    return PORTAL_STEP_COMMAND;
-}
-
-/* ----------------------------------------------------------------- strread -- */
-
-portal_step strread_step(void *userdata, portal_conversation *conv, const portal_response *response,
-                         portal_command *command, uint64_t *result)
-{
-    strread *s = userdata;
-    uint64_t asked;
-    memcpy(&asked, conv->state, sizeof asked);
-    uint64_t cap = conv->region_size - 1;
-    if (response) {
-        if (s->nrec < 16) {
-            s->rec[s->nrec].addr = s->addr + s->len;
-            s->rec[s->nrec].asked = asked;
-            s->rec[s->nrec].code = response->code;
-            s->rec[s->nrec].size = response->size;
-            s->nrec++;
-        }
-        if (response->code != PORTAL_RESP_READ_OK || !response->data) {
-            *result = s->len;
-            return PORTAL_STEP_FINISH;
-        }
-        uint64_t n = response->size;
-        if (n > asked)
-            n = asked;
-        if (s->len + n >= sizeof s->buf)
-            n = sizeof s->buf - 1 - s->len;
-        memcpy(s->buf + s->len, response->data, n);
-        s->len += n;
-        s->buf[s->len] = 0;
-        if (n < asked) {                /* the NUL was in this chunk */
-            *result = s->len;
-            return PORTAL_STEP_FINISH;
-        }
-    }
-    if (s->len >= cap) {
-        *result = s->len;
-        return PORTAL_STEP_FINISH;
-    }
-    uint64_t a = s->addr + s->len;
-    asked = GUEST_PAGE_SIZE - a % GUEST_PAGE_SIZE;
-    if (asked > cap - s->len)
-        asked = cap - s->len;
-    memcpy(conv->state, &asked, sizeof asked);
-    command->op = api.op("READ_STR");
-    command->addr = a;
-    command->size = (int64_t)asked;
-    return PORTAL_STEP_COMMAND;
-}
-
 /* --------------------------------------------------------------------- irq -- */
 
 portal_step irq_step(void *userdata, portal_conversation *conv, const portal_response *response,
                      portal_command *command, uint64_t *result)
 {
     irq_work *w = userdata;
-    uint8_t *payload = (uint8_t *)conv->state + 8;   /* alive until the step returns */
-    if (!response) {
-        int run = __atomic_fetch_add(&w->runs, 1, __ATOMIC_RELAXED);
-        if (w->log) {
-            int i = __atomic_fetch_add(&w->log->n, 1, __ATOMIC_RELAXED);
-            if (i < IRQ_LOG_MAX) {
-                w->log->ids[i] = w->id;
-                w->log->regions[i] = conv->region_address;
-            }
-        }
-        if (run < 16) {
-            w->budget_before[run] = conv->install_budget;
-            if (w->budget_wanted)
-                w->budget_got[run] = api.take_install_budget(conv, w->budget_wanted);
-            if (run < w->requeue_times)
-                w->requeue_ok[run] = api.queue_interrupt(w->name);
-        }
-        if (w->write_addr) {
-            encode(conv, payload, w->write_value, 8);
-            command->op = api.op("WRITE");
-            command->addr = w->write_addr;
-            command->size = 8;
-            command->data = payload;
-            command->data_length = 8;
-            return PORTAL_STEP_COMMAND;
-        }
-        *result = 0;
-        return PORTAL_STEP_FINISH;
-    }
-    w->last_code = response->code;
-    if (response->code != PORTAL_RESP_WRITE_OK) {
-        conv->error = "interrupt work: WRITE did not answer WRITE_OK";
-        return PORTAL_STEP_FAIL;
+    (void)response;
+    (void)command;
+    int run = __atomic_fetch_add(&w->runs, 1, __ATOMIC_RELAXED);
+    if (run < IRQ_RUNS_KEPT) {
+        w->budget_before[run] = conv->install_budget;
+        if (w->budget_wanted)
+            w->budget_got[run] = api.take_install_budget(conv, w->budget_wanted);
     }
     *result = 0;
     return PORTAL_STEP_FINISH;

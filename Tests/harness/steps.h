@@ -34,7 +34,6 @@ typedef struct script {
     int nanswers;
     script_answer answers[SCRIPT_MAX];
     portal_conversation first;  /* the conversation as seen at its first step */
-    int bad_codes;            /* answers whose code is not a PORTAL_RESP_* */
 } script;
 
 portal_step script_step(void *userdata, portal_conversation *conv, const portal_response *response,
@@ -55,54 +54,13 @@ portal_step word_step(void *userdata, portal_conversation *conv, const portal_re
                       portal_command *command, uint64_t *result);
 static inline uint64_t word_out(uint64_t in) { return in * 3 + 7; }
 
-/* ---- chunked read: `total` bytes from `addr` in region-size chunks ---- */
-#define CHUNK_REC_MAX 64
-typedef struct chunked {
-    uint64_t addr;
-    uint64_t total;
-    uint32_t chunk;           /* 0: the conversation's region size */
-    uint8_t *buf;             /* total bytes; 0 where nothing came back */
-    int nrec;
-    struct { uint64_t addr; uint32_t code; uint64_t size; } rec[CHUNK_REC_MAX];
-    uint64_t got;
-} chunked;
-
-portal_step chunked_step(void *userdata, portal_conversation *conv, const portal_response *response,
-                         portal_command *command, uint64_t *result);
-
-/* ---- read_str the Python way: READ_STR chunks that never cross a page ---- */
-typedef struct strread {
-    uint64_t addr;
-    char buf[8192];
-    uint64_t len;
-    int nrec;
-    struct { uint64_t addr, asked; uint32_t code; uint64_t size; } rec[16];
-} strread;
-
-portal_step strread_step(void *userdata, portal_conversation *conv, const portal_response *response,
-                         portal_command *command, uint64_t *result);
-
-/* ---- interrupt work ---- */
-#define IRQ_LOG_MAX 4096
-typedef struct irq_log {
-    int n;                    /* atomically updated */
-    int ids[IRQ_LOG_MAX];
-    uint64_t regions[IRQ_LOG_MAX];
-} irq_log;
-
+/* ---- interrupt work: takes budget_wanted of the install budget, no command ---- */
+#define IRQ_RUNS_KEPT 16
 typedef struct irq_work {
-    const char *name;
-    int id;
-    irq_log *log;             /* optional: run order */
-    uint64_t write_addr;      /* 0: no command; else WRITE write_value (8 bytes) there */
-    uint64_t write_value;
     uint32_t budget_wanted;   /* 0: do not take */
-    int requeue_times;        /* queue itself again this many times */
     /* seen */
     int runs;                 /* atomically updated */
-    uint32_t budget_before[16], budget_got[16];
-    bool requeue_ok[16];
-    uint32_t last_code;
+    uint32_t budget_before[IRQ_RUNS_KEPT], budget_got[IRQ_RUNS_KEPT];
 } irq_work;
 
 portal_step irq_step(void *userdata, portal_conversation *conv, const portal_response *response,
