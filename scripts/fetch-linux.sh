@@ -23,7 +23,8 @@
 # absolute path; those paths are pointed at the private tree after unpacking.
 #
 # The module is built with gcc-12 (the compiler bookworm's kernel was built
-# with) whenever its sources are newer than portal.ko; the initramfs is
+# with) whenever its sources are newer than portal.ko or differ from the
+# ones it was built from (module/sources.sha256); the initramfs is
 # rebuilt whenever Tests/guests/linux/initramfs/ or the module changed. The
 # cpio archive is written by Tests/guests/linux/mkcpio.py (no root needed:
 # owners and device nodes are set in the archive, not on disk).
@@ -219,7 +220,12 @@ if [[ $ARCH == arm64 ]] && ! { command -v "$MODULE_CC" && command -v "$MAPPER_CC
 fi
 
 MODULE_SOURCES=("$GUEST_SRC/portal.c" "$GUEST_SRC/Kbuild" "$STAMP")
-if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}"; then
+# Their digest too, not only their times: .cache may be shared by checkouts
+# whose portal.c differ, and one with an older portal.c must not take a
+# portal.ko built from another's.
+MODULE_DIGEST=$(cat "${MODULE_SOURCES[@]}" | sha256sum | cut -d' ' -f1)
+if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}" \
+        || [[ $(cat "$MODULE_DIR/sources.sha256" 2>/dev/null) != "$MODULE_DIGEST" ]]; then
     command -v "$MODULE_CC" >/dev/null 2>&1 || die "$MODULE_CC not found: bookworm's kernel was built with gcc-12"
     say "building portal.ko against $RELEASE"
     rm -rf "$MODULE_DIR"; mkdir -p "$MODULE_DIR"
@@ -234,6 +240,7 @@ if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}"; then
         rm -f "$MODULE_DIR/portal.ko"
         die "the module built with warnings"
     fi
+    echo "$MODULE_DIGEST" >"$MODULE_DIR/sources.sha256"
 fi
 
 # --- the mapper (a static user program of the guest) -------------------------------

@@ -62,6 +62,13 @@ final class CStepWork: ConversationWork {
         if spent > 0 { _ = conversation.window?.take(spent) }
         switch outcome {
         case PORTAL_STEP_COMMAND:
+            // A bit this library does not know would change the command in a
+            // way it cannot honour: better a failed conversation than a
+            // guest given the wrong size.
+            guard command.flags & ~PORTAL_COMMAND_TOTAL_SIZE == 0 else {
+                return .failed(PortalError.workFailed(
+                    "the step function set portal_command flags 0x\(String(command.flags, radix: 16)); only PORTAL_COMMAND_TOTAL_SIZE (0x1) exists"))
+            }
             // The engine cuts a payload to the region; a length beyond what a
             // buffer can have (SIZE_MAX from a broken step) is cut first.
             let length = Int(clamping: UInt(bitPattern: command.data_length))
@@ -69,7 +76,8 @@ final class CStepWork: ConversationWork {
                 .borrowed(UnsafeRawBufferPointer(start: $0, count: length))
             } ?? .none
             return .command(PortalCommand(op: command.op, pid: command.pid, address: command.addr,
-                                          size: command.size, payload: payload))
+                                          size: command.size, payload: payload,
+                                          sizeIsTotalLength: command.flags & PORTAL_COMMAND_TOTAL_SIZE != 0))
         case PORTAL_STEP_FINISH:
             return .finished(result)
         case PORTAL_STEP_FAIL:

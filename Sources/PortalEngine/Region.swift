@@ -52,25 +52,38 @@ public struct PortalCommand: Sendable {
     public var pid: UInt32
     /// The header's addr field; written masked to the guest's word width.
     public var address: UInt64
-    /// Signed, as callers compute it; written clamped to 0 ... region size.
+    /// Signed, as callers compute it; written clamped to 0 ... region size
+    /// (negative becomes 0), or only to 0 ... when ``sizeIsTotalLength``.
     public var size: Int64
     /// The bytes after the header; written cut to the region's payload size.
     public var payload: CommandPayload
+    /// Whether `size` is a total length the guest spreads over several
+    /// commands rather than the bytes of this one, so it is written as is
+    /// (only a negative size still becomes 0): COPY_BUF_GUEST allocates
+    /// `size` bytes and the rest arrives by WRITE (PROTOCOL.md §6). Off by
+    /// default: PROTOCOL.md §4 clamps every other op's size to the region.
+    /// Declared last so it lies in the padding after `payload`: the command
+    /// stays 64 bytes apart in memory, as without it.
+    public var sizeIsTotalLength: Bool
 
     /// Makes a command.
     /// - Parameters:
     ///   - op: The op's number.
     ///   - pid: The task it is about; 0 for the one that made the hypercall.
     ///   - address: The addr field.
-    ///   - size: The size field (clamped to 0 ... region size when written).
+    ///   - size: The size field (clamped to 0 ... region size when written,
+    ///     unless `sizeIsTotalLength`).
     ///   - payload: The bytes after the header.
+    ///   - sizeIsTotalLength: Write `size` unclamped (only negative becomes 0),
+    ///     for an op whose size is a total length (COPY_BUF_GUEST).
     public init(op: UInt32, pid: UInt32 = 0, address: UInt64 = 0, size: Int64 = 0,
-                payload: CommandPayload = .none) {
+                payload: CommandPayload = .none, sizeIsTotalLength: Bool = false) {
         self.op = op
         self.pid = pid
         self.address = address
         self.size = size
         self.payload = payload
+        self.sizeIsTotalLength = sizeIsTotalLength
     }
 
     /// Writes the header and payload as the guest must see them, applying the
@@ -79,7 +92,8 @@ public struct PortalCommand: Sendable {
     @inline(__always)
     package func encode(into buffer: UnsafeMutableRawBufferPointer, payloadSize: Int,
                         layout: GuestLayout) -> Int {
-        let clampedSize = UInt64(Swift.min(Swift.max(size, 0), Int64(payloadSize)))
+        let nonNegativeSize = Swift.max(size, 0)
+        let clampedSize = UInt64(sizeIsTotalLength ? nonNegativeSize : Swift.min(nonNegativeSize, Int64(payloadSize)))
         let effectivePID = pid == 0 ? currentProcessID : pid
         let header = RegionHeader(op: op, pid: effectivePID,
                                   address: address & layout.addressMask, size: clampedSize)

@@ -38,6 +38,33 @@ struct CodecTests {
         #expect(Array(bytes[16..<24]) == [0, 0, 0, 0, 0, 0, 0, 0])
     }
 
+    /// COPY_BUF_GUEST's size is the buffer's total length: written as is,
+    /// past the region, in either byte order; the payload is still cut.
+    @Test func aTotalLengthIsNotClamped() {
+        let payload = [UInt8](1...40)
+        let little = encoded(PortalCommand(op: 40, size: 10_000, payload: .bytes(payload[...]),
+                                           sizeIsTotalLength: true), layout: .little64, payloadSize: 16)
+        #expect(Array(little[16..<24]) == [0x10, 0x27, 0, 0, 0, 0, 0, 0])
+        #expect(Array(little[24...]) == Array(1...16))
+        let big = encoded(PortalCommand(op: 40, size: 0x1_0000_0001, sizeIsTotalLength: true), layout: .big32)
+        #expect(Array(big[16..<24]) == [0, 0, 0, 1, 0, 0, 0, 1])
+        let clamped = encoded(PortalCommand(op: 40, size: 10_000, payload: .bytes(payload[...])), layout: .little64,
+                              payloadSize: 16)
+        #expect(Array(clamped[16..<24]) == [16, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func aNegativeTotalLengthBecomesZero() {
+        let bytes = encoded(PortalCommand(op: 40, size: -5, sizeIsTotalLength: true), layout: .little64)
+        #expect(Array(bytes[16..<24]) == [0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    /// The flag lies in the padding after the payload: a command, moved on
+    /// every round trip, is no bigger than before it.
+    @Test func theFlagDoesNotGrowACommand() {
+        #expect(MemoryLayout<PortalCommand>.size == 58)
+        #expect(MemoryLayout<PortalCommand>.stride == 64)
+    }
+
     @Test func addressIsMaskedToAThirtyTwoBitGuest() {
         let bytes = encoded(PortalCommand(op: 1, address: 0xffff_ffff_c012_3456), layout: .little32)
         #expect(Array(bytes[8..<16]) == [0x56, 0x34, 0x12, 0xc0, 0, 0, 0, 0])

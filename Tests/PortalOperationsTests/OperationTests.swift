@@ -224,8 +224,50 @@ struct OperationTests {
         #expect(guest.bytes(at: buffer, count: 7) == Array("needle".utf8) + [0])
         #expect(failure(converse(guest) { try await $0.symbolAddress("no_such_symbol") })
                 == "KALLSYMS_LOOKUP for symbol no_such_symbol: the guest knows no such symbol (it answered address 0)")
-        #expect(failure(converse(guest) { try await $0.copyIntoKernel([UInt8](repeating: 1, count: 4073)) })
-                == "COPY_BUF_GUEST for 4073 bytes: a kernel buffer takes 1 to 4072 bytes (one region), not 4073")
+    }
+
+    /// COPY_BUF_GUEST's size is the total length (not clamped to the
+    /// region), its payload the first region of bytes; WRITEs at the
+    /// buffer's address plus the offset carry the rest, one region each.
+    @Test(arguments: allLayouts)
+    func copyIntoKernelBeyondOneRegion(layout: GuestLayout) throws {
+        let region = 4072
+        let firstBuffer: UInt64 = layout.wordBits == 64 ? 0xffff_8880_0000_0000 : 0xc800_0000
+        for count in [1, region, region + 1, 3 * region + 5, Guest.maxKernelBufferBytes] {
+            let guest = OperationsGuest(layout: layout, world: World())
+            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 8) }
+            let buffer = try converse(guest) { try await $0.copyIntoKernel(bytes) }.get()
+            #expect(buffer == firstBuffer)
+            #expect(guest.bytes(at: buffer, count: count) == bytes, "\(count) bytes")
+            let writes = (count - 1) / region
+            var expected = ["COPY_BUF_GUEST pid=-1 addr=0 size=\(count)"]
+            for index in 0..<writes {
+                let offset = (index + 1) * region
+                expected.append("WRITE pid=-1 addr=\(Int64(bitPattern: buffer + UInt64(offset))) size=\(min(region, count - offset))")
+            }
+            #expect(guest.served == expected, "\(count) bytes")
+        }
+    }
+
+    @Test(arguments: allLayouts)
+    func copyIntoKernelRefusalsAndAFailedWrite(layout: GuestLayout) {
+        let guest = OperationsGuest(layout: layout, world: World())
+        #expect(failure(converse(guest) { try await $0.copyIntoKernel([]) })
+                == "COPY_BUF_GUEST for 0 bytes: a kernel buffer takes 1 to 1048576 bytes (1 MiB), not 0")
+        #expect(failure(converse(guest) { try await $0.copyIntoKernel([UInt8](repeating: 1, count: (1 << 20) + 1)) })
+                == "COPY_BUF_GUEST for 1048577 bytes: a kernel buffer takes 1 to 1048576 bytes (1 MiB), not 1048577")
+        #expect(guest.served.isEmpty)
+        var writesSeen = 0
+        guest.tamper = { op, _, answer, _ in
+            guard op == "WRITE" else { return }
+            writesSeen += 1
+            if writesSeen == 2 { answer.op = ResponseCode.writeFail.rawValue }
+        }
+        let (buffer, failedAt) = layout.wordBits == 64 ? ("0xffff888000000000", "0xffff888000001fd0")
+            : ("0xc8000000", "0xc8001fd0")
+        #expect(failure(converse(guest) { try await $0.copyIntoKernel([UInt8](repeating: 7, count: 3 * 4072 + 5)) })
+                == "WRITE for the kernel buffer at \(buffer): the guest answered WRITE_FAIL at \(failedAt) after 8144 of 12221 bytes were copied (COPY_BUF_GUEST allocated the buffer; the guest never frees it)")
+        #expect(guest.served.count == 3)
     }
 }
 

@@ -76,6 +76,7 @@ struct guest {
     int nprocesses, nmappings, nfds;
     int32_t fds[GUEST_MAX_FDS];
     uint64_t vfs_position;      /* of the one handle VFS_OPEN hands out */
+    uint64_t copy_next;         /* where COPY_BUF_GUEST's next buffer goes */
 
     uint32_t inject_op, inject_code;
     int inject_count;
@@ -387,6 +388,7 @@ static guest_handler handler_named(const char *name)
         {"OSI_PROC_ALL", GH_OSI_PROC_ALL}, {"OSI_MAPPINGS", GH_OSI_MAPPINGS},
         {"READ_FDS", GH_READ_FDS}, {"OSI_PROC_MEM", GH_OSI_PROC_MEM},
         {"VFS_OPEN", GH_VFS_OPEN}, {"VFS_READ", GH_VFS_READ}, {"VFS_CLOSE", GH_VFS_CLOSE},
+        {"COPY_BUF_GUEST", GH_COPY_BUF_GUEST},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(known[i].name, name) == 0)
@@ -436,6 +438,7 @@ guest *guest_new(const guest_config *config)
         g->cfg.flag_addr = w64 ? 0xffff888000010008ull : 0xc0010008ull;
     g->region_pages = (REGION_HEADER + g->cfg.region_size + GUEST_PAGE_SIZE - 1) / GUEST_PAGE_SIZE;
     g->pool_next = g->cfg.pool_base;
+    g->copy_next = g->cfg.pool_base + GUEST_COPY_BUF_OFFSET;
     g->junk_fill = true;
     g->recording = true;
     pthread_mutex_init(&g->lock, NULL);
@@ -919,6 +922,31 @@ static void op_kallsyms(guest *g, uint64_t region, header *h)
     free(name);
 }
 
+/* COPY_BUF_GUEST: S = size, the total length (not clamped to the region);
+ * a new kernel buffer of S bytes (then an unmapped guard page) holds the
+ * first min(S, region) payload bytes, the rest left zero for WRITEs. READ_NUM
+ * with its address; never freed. 0 or more than GUEST_COPY_BUF_MAX bytes:
+ * WRITE_FAIL, as the module's failed allocation. */
+static void op_copy_buf_guest(guest *g, uint64_t region, header *h)
+{
+    uint64_t total = h->size & g->mask;
+    if (total == 0 || total > GUEST_COPY_BUF_MAX) {
+        h->op = RESP_WRITE_FAIL;
+        return;
+    }
+    uint64_t first = total < g->cfg.region_size ? total : g->cfg.region_size;
+    uint64_t addr = g->copy_next;
+    uint64_t pages = (total + GUEST_PAGE_SIZE - 1) / GUEST_PAGE_SIZE;
+    g->copy_next += (pages + 1) * GUEST_PAGE_SIZE;
+    map_locked(g, addr, pages * GUEST_PAGE_SIZE);
+    uint8_t *buf = malloc(first);
+    read_locked(g, region + REGION_HEADER, buf, first);
+    write_locked(g, addr, buf, first);
+    free(buf);
+    h->op = RESP_READ_NUM;
+    h->size = addr;
+}
+
 /* Appends a u64 / u32 in guest order to `out` at *used. */
 static void put64(guest *g, uint8_t *out, size_t *used, uint64_t value)
 {
@@ -1146,6 +1174,7 @@ static void run_handler(guest *g, uint64_t region, uint32_t op)
         case GH_VFS_OPEN:
         case GH_VFS_READ:
         case GH_VFS_CLOSE: op_vfs(g, region, &h, g->handlers[op]); break;
+        case GH_COPY_BUF_GUEST: op_copy_buf_guest(g, region, &h); break;
         case GH_UNIMPLEMENTED: h.op = RESP_WRITE_FAIL; break;
         }
     }

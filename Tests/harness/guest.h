@@ -74,6 +74,7 @@ typedef enum guest_handler {
     GH_VFS_OPEN,
     GH_VFS_READ,
     GH_VFS_CLOSE,
+    GH_COPY_BUF_GUEST,
 } guest_handler;
 
 #define GUEST_MAX_OPS 256
@@ -189,6 +190,11 @@ void guest_fd_path(int32_t fd, char path[32]);
 #define GUEST_VFS_FILE "/etc/fixture"
 #define GUEST_VFS_FILE_SIZE 5000u
 #define GUEST_VFS_EINVAL "/proc/einval"
+/* COPY_BUF_GUEST's buffers: the first at pool_base + GUEST_COPY_BUF_OFFSET,
+ * each after the previous one's guard page; at most GUEST_COPY_BUF_MAX bytes
+ * each (more answers WRITE_FAIL). */
+#define GUEST_COPY_BUF_OFFSET 0x10000000ull
+#define GUEST_COPY_BUF_MAX (1ull << 20)
 /* Fault injection: the next `count` commands `op` (any op if op == 0) are
  * answered with header.op = code and nothing else changed (count < 0:
  * forever, 0: off). */

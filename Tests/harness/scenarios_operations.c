@@ -329,6 +329,121 @@ static void ops_files_le32(T *t) { file_operations(t, 32, false); }
 static void ops_files_be32(T *t) { file_operations(t, 32, true); }
 static void ops_files_be64(T *t) { file_operations(t, 64, true); }
 
+/* A kernel buffer of more than one region, the way operations.h tells a C
+ * user: COPY_BUF_GUEST with the total length (PORTAL_COMMAND_TOTAL_SIZE)
+ * and the first region of bytes, then WRITEs of the rest at the answered
+ * address plus the offset. Finishes with the buffer's address. */
+typedef struct copy_job {
+    const uint8_t *bytes;
+    uint64_t total;
+    uint32_t flags;           /* portal_command.flags of the COPY_BUF_GUEST */
+} copy_job;
+
+typedef struct copy_state {
+    uint64_t buffer;          /* 0 until COPY_BUF_GUEST answered */
+    uint64_t done;            /* bytes in the buffer once the last command succeeded */
+    uint64_t sent;            /* bytes the last command carried */
+} copy_state;
+
+static portal_step copy_step(void *userdata, portal_conversation *conv,
+                             const portal_response *response, portal_command *command,
+                             uint64_t *result)
+{
+    const copy_job *job = userdata;
+    copy_state *st = conv->state;
+    uint64_t region = conv->region_size;
+    if (response == NULL) {
+        st->sent = job->total < region ? job->total : region;
+        command->op = api.op("COPY_BUF_GUEST");
+        command->size = (int64_t)job->total;
+        command->flags = job->flags;
+        command->data = job->bytes;
+        command->data_length = (size_t)st->sent;
+        return PORTAL_STEP_COMMAND;
+    }
+    if (st->buffer == 0) {
+        if (response->code != PORTAL_RESP_READ_NUM || response->size == 0) {
+            conv->error = "copy_step: COPY_BUF_GUEST allocated no buffer";
+            return PORTAL_STEP_FAIL;
+        }
+        st->buffer = response->size;
+    } else if (response->code != PORTAL_RESP_WRITE_OK) {
+        conv->error = "copy_step: a WRITE of the rest failed";
+        return PORTAL_STEP_FAIL;
+    }
+    st->done += st->sent;
+    if (st->done == job->total) {
+        *result = st->buffer;
+        return PORTAL_STEP_FINISH;
+    }
+    st->sent = job->total - st->done < region ? job->total - st->done : region;
+    command->op = api.op("WRITE");
+    command->addr = st->buffer + st->done;
+    command->size = (int64_t)st->sent;
+    command->data = job->bytes + st->done;
+    command->data_length = (size_t)st->sent;
+    return PORTAL_STEP_COMMAND;
+}
+
+static uint8_t copy_bytes[10000];
+static uint8_t copy_back[10000];
+
+static void copy_into_kernel(T *t, unsigned bits, bool big_endian)
+{
+    REQUIRE_API();
+    SETUP(bits, big_endian, 1);
+    for (uint32_t i = 0; i < sizeof copy_bytes; i++)
+        copy_bytes[i] = (uint8_t)(i * 13 + (i >> 8));
+    uint64_t first_buffer = guest_get_config(g)->pool_base + GUEST_COPY_BUF_OFFSET;
+    uint32_t copy = api.op("COPY_BUF_GUEST");
+    uint64_t id;
+    size_t n;
+
+    /* 10,000 bytes: the header's size is the total, the payload the first
+     * 4072 bytes; WRITEs of 4072 and 1856 at the buffer plus the offset. */
+    copy_job job = {copy_bytes, sizeof copy_bytes, PORTAL_COMMAND_TOTAL_SIZE};
+    api.attach(HC_SYSCALL_ENTER, copy_step, &job);
+    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id), first_buffer);
+    trap_record *tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 4);
+    CHECK_HEADER(&tr[0], copy, PORTAL_CURRENT_PID, 0, 10000);
+    CHECK_BYTES(tr[0].payload, copy_bytes, TRAP_PAYLOAD_KEEP);
+    CHECK_HEADER(&tr[1], OP_WRITE, PORTAL_CURRENT_PID, first_buffer + 4072, 4072);
+    CHECK_BYTES(tr[1].payload, copy_bytes + 4072, TRAP_PAYLOAD_KEEP);
+    CHECK_HEADER(&tr[2], OP_WRITE, PORTAL_CURRENT_PID, first_buffer + 8144, 1856);
+    CHECK_BYTES(tr[2].payload, copy_bytes + 8144, TRAP_PAYLOAD_KEEP);
+    memset(copy_back, 0, sizeof copy_back);
+    CHECK_EQ(guest_peek(g, first_buffer, copy_back, sizeof copy_back), sizeof copy_back);
+    CHECK_BYTES(copy_back, copy_bytes, sizeof copy_bytes);
+
+    /* Without the flag the size is clamped to the region, so the guest
+     * allocates one page and the first WRITE of the rest runs off it. */
+    job.flags = 0;
+    uint64_t second_buffer = first_buffer + 4 * GUEST_PAGE_SIZE;
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 3);
+    CHECK_HEADER(&tr[0], copy, PORTAL_CURRENT_PID, 0, 4072);
+    CHECK_HEADER(&tr[1], OP_WRITE, PORTAL_CURRENT_PID, second_buffer + 4072, 4072);
+    CHECK(t_log_count(t, LOG_STEP_FAILED_LEVEL, "copy_step: a WRITE of the rest failed") == 1,
+          "no log line for the WRITE past the clamped buffer");
+
+    /* A flag the library does not know fails the conversation before
+     * anything is sent. */
+    job.flags = 0x2;
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 1);
+    CHECK(t_log_count(t, LOG_STEP_FAILED_LEVEL,
+                      "the step function set portal_command flags 0x2; only PORTAL_COMMAND_TOTAL_SIZE (0x1) exists") == 1,
+          "no log line for the unknown flag");
+}
+
+static void ops_copy_le64(T *t) { copy_into_kernel(t, 64, false); }
+static void ops_copy_le32(T *t) { copy_into_kernel(t, 32, false); }
+static void ops_copy_be32(T *t) { copy_into_kernel(t, 32, true); }
+static void ops_copy_be64(T *t) { copy_into_kernel(t, 64, true); }
+
 const scenario scenarios_operations[] = {
     {"ops_le64", ops_le64, false},
     {"ops_le32", ops_le32, false},
@@ -339,5 +454,9 @@ const scenario scenarios_operations[] = {
     {"ops_files_le32", ops_files_le32, false},
     {"ops_files_be32", ops_files_be32, false},
     {"ops_files_be64", ops_files_be64, false},
+    {"ops_copy_le64", ops_copy_le64, false},
+    {"ops_copy_le32", ops_copy_le32, false},
+    {"ops_copy_be32", ops_copy_be32, false},
+    {"ops_copy_be64", ops_copy_be64, false},
     {NULL, NULL, false},
 };

@@ -290,6 +290,13 @@ int portal_decode_vfs_read(portal_conversation *conversation, const portal_respo
  * KALLSYMS_LOOKUP (0 = unknown), EXEC (wait status or -errno), WRITE_FILE
  * (bytes written) and COPY_BUF_GUEST (the buffer's address) answer READ_NUM
  * with the value in response->size.
+ *
+ * COPY_BUF_GUEST of more than one region: send size = the total length with
+ * command->flags = PORTAL_COMMAND_TOTAL_SIZE (without it the size is clamped
+ * to the region and the guest allocates only that) and data = the first
+ * conversation->region_size bytes; then WRITE the rest at the answered
+ * address plus the offset, one region a command. The guest never frees the
+ * buffer.
  */
 
 #ifdef __cplusplus

@@ -184,16 +184,39 @@ typedef struct portal_response {
     const uint8_t *data;  /* READ_OK/READ_PARTIAL payload; valid during this step only */
 } portal_response;
 
-/* The next command. Rules applied when it is written: size is clamped to
- * the region size (negative becomes 0), addr is masked to the guest width,
- * pid 0 means PORTAL_CURRENT_PID, data longer than the region is cut. */
+/*
+ * PORTAL_COMMAND_TOTAL_SIZE - portal_command.flags bit: size is a total
+ * length, written as is (negative still becomes 0) instead of clamped to
+ * the region. Only for an op whose size means the length of something
+ * larger than one command, COPY_BUF_GUEST: it allocates size bytes, takes
+ * the first region of them from data and leaves the rest to WRITEs.
+ */
+#define PORTAL_COMMAND_TOTAL_SIZE 0x1u
+
+/**
+ * struct portal_command - the next command
+ * @op: from portal_op(); must be 1 ..< MAX of the op table
+ * @pid: the task it is about; 0 means PORTAL_CURRENT_PID
+ * @addr: the header's addr field; masked to the guest width when written
+ * @size: the header's size field; clamped to the region size when written
+ *        (negative becomes 0), unless @flags has PORTAL_COMMAND_TOTAL_SIZE
+ * @data: optional payload; read before the step returns to the guest
+ * @data_length: bytes at @data; more than the region are cut
+ * @flags: PORTAL_COMMAND_* bits, 0 for none; another bit fails the
+ *         conversation
+ *
+ * The library zeroes the command before each step, and @flags comes last:
+ * a module built before @flags existed leaves it 0 and keeps the clamping
+ * rule, so it runs unchanged (PORTAL_API_VERSION stays 1).
+ */
 typedef struct portal_command {
-    uint32_t op;          /* from portal_op(); must be 1 ..< MAX of the op table */
+    uint32_t op;
     uint32_t pid;
     uint64_t addr;
     int64_t size;
-    const void *data;     /* optional payload; read before the step returns to the guest */
+    const void *data;
     size_t data_length;
+    uint32_t flags;
 } portal_command;
 
 typedef enum portal_step {

@@ -76,7 +76,8 @@ enum portal_op {
 	OP_EXEC = 6, OP_OSI_PROC = 7, OP_OSI_PROC_ALL = 9, OP_OSI_MAPPINGS = 10,
 	OP_OSI_PROC_MEM = 11, OP_OSI_PROC_EXE = 12, OP_READ_PROCARGS = 14,
 	OP_READ_PROCENV = 15, OP_READ_FDS = 16, OP_READ_TIME = 17, OP_READ_FILE = 18,
-	OP_WRITE_FILE = 19, OP_KALLSYMS_LOOKUP = 33, OP_VFS_OPEN = 53, OP_VFS_READ = 54,
+	OP_WRITE_FILE = 19, OP_KALLSYMS_LOOKUP = 33, OP_COPY_BUF_GUEST = 40,
+	OP_VFS_OPEN = 53, OP_VFS_READ = 54,
 	OP_VFS_CLOSE = 55, OP_MAX = 56,
 };
 
@@ -110,6 +111,7 @@ struct portal_region {
 #define FD_CWD (-100)
 #define EXEC_MAX_STRINGS 15
 #define VFS_SLOTS 16
+#define COPY_BUF_LIMIT (16UL << 20)     /* COPY_BUF_GUEST allocates at most this */
 #define PORTAL_POLL_MS 50
 
 /* List replies start with {u64 result_count, u64 total_count}. */
@@ -866,6 +868,32 @@ static void op_kallsyms_lookup(struct portal_region *region)
 
 /* ---- files and programs ---- */
 
+/*
+ * COPY_BUF_GUEST: S is the buffer's total length, not clamped to CHUNK; the
+ * first min(S, CHUNK) bytes come in the payload and the host WRITEs the rest
+ * to the buffer (op_write reaches it: it is a kernel address). READ_NUM with
+ * the address. The buffer is never freed (PROTOCOL.md section 6), and
+ * zeroed, so bytes the host never writes are not stale kernel memory. 0 or
+ * more than COPY_BUF_LIMIT bytes, or a failed allocation: WRITE_FAIL.
+ */
+static void op_copy_buf_guest(struct portal_region *region)
+{
+	u64 total = region->size;
+	u8 *buffer;
+
+	if (total == 0 || total > COPY_BUF_LIMIT) {
+		region->op = RESP_WRITE_FAIL;
+		return;
+	}
+	buffer = kvzalloc(total, GFP_KERNEL);
+	if (!buffer) {
+		region->op = RESP_WRITE_FAIL;
+		return;
+	}
+	memcpy(buffer, region->payload, min_t(u64, total, CHUNK));
+	answer_number(region, (u64)(unsigned long)buffer);
+}
+
 static void op_read_file(struct portal_region *region)
 {
 	char path[PATH_LIMIT];
@@ -1101,6 +1129,7 @@ static void serve(struct portal_region *region)
 	case OP_READ_FILE: op_read_file(region); break;
 	case OP_WRITE_FILE: op_write_file(region); break;
 	case OP_KALLSYMS_LOOKUP: op_kallsyms_lookup(region); break;
+	case OP_COPY_BUF_GUEST: op_copy_buf_guest(region); break;
 	case OP_VFS_OPEN: op_vfs_open(region); break;
 	case OP_VFS_READ: op_vfs_read(region); break;
 	case OP_VFS_CLOSE: op_vfs_close(region); break;

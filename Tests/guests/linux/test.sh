@@ -150,6 +150,9 @@ same "vfs_close" "READ_OK, error 0" "$(host1 vfs_close:)"
 same "exec (wait status of sh -c 'exit 3')" "/bin/busybox sh -c 'exit 3': READ_NUM, status 768" "$(host1 exec)"
 same "exit event of the exec'd program" "busybox status 768" "$(host1 exit)"
 same "an op the module does not serve" "(not served by this module): WRITE_FAIL" "$(host1 osi_proc_handles)"
+same "copy_buf_guest of 10000 bytes (total length unclamped), 2 WRITEs, 3 READs back" \
+    "10000 bytes at a kernel address, the rest by WRITE (0 failed), read back: 10000 bytes equal" \
+    "$(host1 copy_buf_guest)"
 
 # Events and interrupts.
 same "execve event of portal-mapper" "/bin/portal-mapper" "$(host execve | grep -x /bin/portal-mapper | head -n 1)"

@@ -241,11 +241,14 @@ enum LinuxTour {
         if let result = await attempt("run", { try await guest.run(shellCommand: "head -n 2 /etc/passwd; exit 7") }) {
             say("run 'head -n 2 /etc/passwd; exit 7': exit code \(result.exitCode.map(String.init) ?? "none"), output \(result.outputText.debugDescription)")
         }
-        do {
-            let address = try await guest.copyIntoKernel(Array("portal\u{0}".utf8))
-            say("copyIntoKernel: a buffer at \(hexString(address))")
-        } catch {
-            say("copyIntoKernel: \(error)")
+        // A kernel buffer of more than two regions, read back and compared
+        // byte for byte; the bytes around the first region's end are shown.
+        let copied = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 8) }
+        if let address = await attempt("copyIntoKernel", { try await guest.copyIntoKernel(copied) }),
+           let back = await attempt("copyIntoKernel read back", { try await guest.readBytes(at: address, count: copied.count) }) {
+            let equal = zip(copied, back).filter { $0 == $1 }.count
+            let around = back[4068..<4076].map { String($0, radix: 16) }.joined(separator: " ")
+            say("copyIntoKernel: \(copied.count) bytes, read back \(equal) equal, bytes 4068 to 4075: \(around)")
         }
     }
 

@@ -61,7 +61,7 @@ static struct {
     uint32_t read, write, read_str, read_ptr_array, exec, osi_proc, osi_proc_handles,
         osi_proc_all, osi_mappings, osi_proc_mem, osi_proc_exe, read_procargs,
         read_procenv, read_fds, read_time, read_file, write_file, kallsyms_lookup,
-        vfs_open, vfs_read, vfs_close;
+        vfs_open, vfs_read, vfs_close, copy_buf_guest;
 } op;
 
 static atomic_uint events_on_vcpu[MAX_VCPUS];
@@ -142,14 +142,21 @@ static struct {
     size_t exec_length;
     uint8_t write_payload[128];
     size_t write_length;
+    uint64_t copy_address, copy_done, copy_sent, copy_equal;
+    int copy_writes_failed;
 } sequence;
+
+/* COPY_BUF_GUEST of more than a region: copy_bytes[i] = i * 13 + i / 256. */
+#define COPY_TOTAL 10000u
+#define COPY_CHUNK (PAGE - 24u)
+static uint8_t copy_bytes[COPY_TOTAL];
 
 enum {
     S_READ_STR_ACROSS = 10, S_READ_UNMAPPED, S_READ_INTO_UNMAPPED, S_WRITE_USER,
     S_READ_BACK, S_TIME, S_KALLSYMS_TEXT, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
     S_PROC_MEM, S_PROC_EXE, S_PROCARGS, S_PTR_ARRAY, S_PROCENV, S_FDS, S_CWD,
     S_READ_FILE, S_WRITE_FILE, S_READ_FILE_BACK, S_VFS_OPEN, S_VFS_READ, S_VFS_CLOSE,
-    S_EXEC, S_UNSERVED_OP, S_FINISHED,
+    S_EXEC, S_UNSERVED_OP, S_COPY_BUF, S_COPY_WRITE, S_COPY_READ, S_FINISHED,
 };
 
 /* A conversation's own state (PORTAL_STATE_SIZE bytes): events on one vCPU can interleave. */
@@ -169,6 +176,8 @@ static void build_payloads(void)
     memcpy(sequence.write_payload, HOST_FILE, path_length);
     memcpy(sequence.write_payload + path_length, HOST_TEXT, strlen(HOST_TEXT));
     sequence.write_length = path_length + strlen(HOST_TEXT);
+    for (uint32_t i = 0; i < COPY_TOTAL; i++)
+        copy_bytes[i] = (uint8_t)(i * 13 + i / 256);
 }
 
 static uint8_t done_payload[64];
@@ -479,6 +488,55 @@ static portal_step check_sequence(portal_conversation *conversation, struct even
         return PORTAL_STEP_COMMAND;
     case S_UNSERVED_OP:
         say("osi_proc_handles (not served by this module): %s", code_name(response->code));
+        /* A kernel buffer of COPY_TOTAL bytes: the total length, unclamped,
+         * and the first region of them; WRITEs of the rest, READs back. */
+        sequence.copy_done = sequence.copy_equal = 0;
+        sequence.copy_writes_failed = 0;
+        sequence.copy_sent = COPY_CHUNK;
+        ask(command, op.copy_buf_guest, 0, 0, COPY_TOTAL, copy_bytes, COPY_CHUNK);
+        command->flags = PORTAL_COMMAND_TOTAL_SIZE;
+        return PORTAL_STEP_COMMAND;
+    case S_COPY_BUF:
+        if (response->code != PORTAL_RESP_READ_NUM || response->size == 0) {
+            say("copy_buf_guest: %s, no buffer", code_name(response->code));
+            return end_run(state, command, result);
+        }
+        sequence.copy_address = response->size;
+        sequence.copy_done = sequence.copy_sent;
+        sequence.copy_sent = COPY_TOTAL - sequence.copy_done < COPY_CHUNK ? COPY_TOTAL - sequence.copy_done : COPY_CHUNK;
+        ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
+            copy_bytes + sequence.copy_done, sequence.copy_sent);
+        return PORTAL_STEP_COMMAND;
+    case S_COPY_WRITE:
+        sequence.copy_writes_failed += response->code != PORTAL_RESP_WRITE_OK;
+        sequence.copy_done += sequence.copy_sent;
+        if (sequence.copy_done < COPY_TOTAL) {
+            state->step = S_COPY_WRITE;
+            sequence.copy_sent = COPY_TOTAL - sequence.copy_done < COPY_CHUNK ? COPY_TOTAL - sequence.copy_done : COPY_CHUNK;
+            ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
+                copy_bytes + sequence.copy_done, sequence.copy_sent);
+            return PORTAL_STEP_COMMAND;
+        }
+        sequence.copy_done = 0;
+        sequence.copy_sent = COPY_CHUNK;
+        ask(command, op.read, 0, sequence.copy_address, COPY_CHUNK, NULL, 0);
+        return PORTAL_STEP_COMMAND;
+    case S_COPY_READ:
+        if (response->code == PORTAL_RESP_READ_OK && response->size == sequence.copy_sent)
+            for (uint64_t i = 0; i < response->size; i++)
+                sequence.copy_equal += response->data[i] == copy_bytes[sequence.copy_done + i];
+        sequence.copy_done += sequence.copy_sent;
+        if (sequence.copy_done < COPY_TOTAL) {
+            state->step = S_COPY_READ;
+            sequence.copy_sent = COPY_TOTAL - sequence.copy_done < COPY_CHUNK ? COPY_TOTAL - sequence.copy_done : COPY_CHUNK;
+            ask(command, op.read, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent, NULL, 0);
+            return PORTAL_STEP_COMMAND;
+        }
+        /* Top byte 0xff: the kernel half, with 4- or 5-level paging (QEMU's
+         * -cpu max gives x86_64 LA57) and on arm64. */
+        say("copy_buf_guest %u bytes at a %s address, the rest by WRITE (%d failed), read back: %llu bytes equal",
+            COPY_TOTAL, sequence.copy_address >> 56 == 0xff ? "kernel" : "user",
+            sequence.copy_writes_failed, (unsigned long long)sequence.copy_equal);
         return end_run(state, command, result);
     default:
         *result = 0;
@@ -645,6 +703,7 @@ __attribute__((visibility("default"))) int portal_analysis_init(const char *args
     RESOLVE(read_file, "READ_FILE") RESOLVE(write_file, "WRITE_FILE")
     RESOLVE(kallsyms_lookup, "KALLSYMS_LOOKUP") RESOLVE(vfs_open, "VFS_OPEN")
     RESOLVE(vfs_read, "VFS_READ") RESOLVE(vfs_close, "VFS_CLOSE")
+    RESOLVE(copy_buf_guest, "COPY_BUF_GUEST")
 #undef RESOLVE
     build_payloads();
     memcpy(done_payload, DONE_FILE, sizeof(DONE_FILE));
