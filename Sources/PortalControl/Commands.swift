@@ -103,13 +103,7 @@ package enum StandardCommands {
             guard !name.isEmpty, name.utf8.count < 48 else {
                 throw QMPError("Parameter 'name' expects a syscall name of 1 to 47 bytes (the guest's syscall_event.name)")
             }
-            var enabled = true
-            if let given = args.value("enable") {
-                guard case .bool(let flag) = given else {
-                    throw QMPError("Invalid parameter type for 'enable', expected: bool")
-                }
-                enabled = flag
-            }
+            let enabled = try args.bool("enable", default: true)
             guard let syscalls else { throw QMPError("this plugin keeps no recorder: no events") }
             return .value(.object([("watching", .array(syscalls.watch(name, enabled: enabled).map { .string($0) }))]))
         }
@@ -139,13 +133,7 @@ package enum StandardCommands {
                 guard number <= UInt64(UInt32.max) else {
                     throw QMPError("Parameter 'hypercall' expects a number from 0 to 4294967295")
                 }
-                var enabled = true
-                if let given = args.value("enable") {
-                    guard case .bool(let flag) = given else {
-                        throw QMPError("Invalid parameter type for 'enable', expected: bool")
-                    }
-                    enabled = flag
-                }
+                let enabled = try args.bool("enable", default: true)
                 guard let recorder else { throw QMPError("this plugin keeps no recorder: no events") }
                 let watched = recorder.watch(UInt32(number), enabled: enabled)
                 return .value(.object([("watching", .array(watched.map { .int(Int64($0)) }))]))

@@ -191,14 +191,7 @@ package enum GuestCommands {
                 let path = try args.string("path")
                 let arguments = try stringList(args, "arg")
                 let environment = try stringList(args, "env")
-                var captureOutput = false
-                if let given = args.value("capture-output") {
-                    guard case .bool(let flag) = given else {
-                        throw QMPError("Invalid parameter type for 'capture-output', expected: bool")
-                    }
-                    captureOutput = flag
-                }
-                let capture = captureOutput
+                let capture = try args.bool("capture-output", default: false)
                 guard path.hasPrefix("/") else { throw QMPError("guest-exec: path '\(path)' is not absolute") }
                 let timeout = try args.seconds("timeout", default: StandardCommands.defaultTimeout)
                 return .guest(GuestWork(timeout: timeout) { guest in

@@ -121,6 +121,20 @@ package struct CommandArguments: Sendable {
         return text
     }
 
+    /// An optional flag.
+    /// - Parameters:
+    ///   - name: the argument's name.
+    ///   - fallback: the value when absent.
+    /// - Returns: the value given, or `fallback`.
+    /// - Throws: `QMPError` if not a bool.
+    package func bool(_ name: String, default fallback: Bool) throws(QMPError) -> Bool {
+        guard let given = value(name) else { return fallback }
+        guard case .bool(let flag) = given else {
+            throw QMPError("Invalid parameter type for '\(name)', expected: bool")
+        }
+        return flag
+    }
+
     /// An optional number of seconds (a request timeout).
     /// - Parameters:
     ///   - name: the argument's name.

@@ -41,17 +41,7 @@ struct RecordingTests {
         #expect(latency["p50"]!.uint64Value! <= latency["p99"]!.uint64Value!)
         #expect(latency["p99"]!.uint64Value! <= latency["max"]!.uint64Value!)
 
-        let file = fopen(path, "r")
-        defer { fclose(file) }
-        var lines: [String] = []
-        var buffer = [CChar](repeating: 0, count: 4096)
-        while fgets(&buffer, 4096, file) != nil {
-            var line = String(cString: buffer)
-            line.removeLast()
-            // Times and latencies vary: cut them out.
-            line = line.replacing(/"time":[0-9]+,/, with: "").replacing(/,"ns":[0-9]+/, with: "")
-            lines.append(line)
-        }
+        let lines = traceLines(path)
         let site = #""vcpu":0,"hypercall":4920,"region":32768"#
         #expect(lines == [
             #"{"event":"conversation-start",\#(site)}"#,
@@ -96,19 +86,24 @@ struct RecordingTests {
         #expect(stats["conversations"] == .object([("started", .int(2)), ("ended", .int(1)), ("failed", .int(0)),
                                                    ("reclaimed", .int(1))]))
 
-        let file = fopen(path, "r")
-        defer { fclose(file) }
-        var ends: [String] = []
-        var buffer = [CChar](repeating: 0, count: 4096)
-        while fgets(&buffer, 4096, file) != nil {
-            let line = String(cString: buffer)
-            if line.contains("conversation-end") {
-                ends.append(String(line.dropLast()).replacing(/"time":[0-9]+,/, with: ""))
-            }
-        }
-        #expect(ends == [
+        #expect(traceLines(path).filter { $0.contains("conversation-end") } == [
             #"{"event":"conversation-end","vcpu":0,"hypercall":4920,"region":32768,"outcome":"reclaimed","reason":"1 conversations were waiting (max_conversations) and the guest had not come back to this one for the longest (1 conversations started waiting since its last trap); reclaimed to make room"}"#,
             #"{"event":"conversation-end","vcpu":0,"hypercall":4920,"region":36864,"outcome":"finished"}"#,
         ])
+    }
+
+    /// The trace file's lines, without their times and latencies (they vary).
+    func traceLines(_ path: String) -> [String] {
+        let file = fopen(path, "r")
+        defer { fclose(file) }
+        var lines: [String] = []
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, 4096, file) != nil {
+            var line = String(cString: buffer)
+            line.removeLast()
+            line = line.replacing(/"time":[0-9]+,/, with: "").replacing(/,"ns":[0-9]+/, with: "")
+            lines.append(line)
+        }
+        return lines
     }
 }
