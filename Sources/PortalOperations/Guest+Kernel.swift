@@ -89,9 +89,9 @@ extension Guest {
         } catch let error as GuestError where error.code == .writeFailed {
             let copied = first + (error.bytesDone ?? 0)
             throw GuestOperationError(
-                .memoryAccessFailed, op: "WRITE", subject: "the kernel buffer at \(hexString(address))",
+                .memoryAccessFailed, op: "WRITE", subject: "the kernel buffer at \(hex(address))",
                 response: .writeFail, detail:
-                    "the guest answered WRITE_FAIL at \(hexString(address &+ UInt64(copied))) after \(copied) of \(bytes.count) bytes were copied (COPY_BUF_GUEST allocated the buffer; the guest never frees it)")
+                    "the guest answered WRITE_FAIL at \(hex(address &+ UInt64(copied))) after \(copied) of \(bytes.count) bytes were copied (COPY_BUF_GUEST allocated the buffer; the guest never frees it)")
         }
         return address
     }

@@ -1,5 +1,6 @@
 @testable import PortalEngine
 import Synchronization
+import PortalTestSupport
 import Testing
 
 /// The interrupt flag's bytes and the windows that serve it (PROTOCOL.md §5):

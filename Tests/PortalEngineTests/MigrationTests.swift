@@ -1,5 +1,6 @@
 @testable import PortalEngine
 import Synchronization
+import PortalTestSupport
 import Testing
 
 @Suite("Migration")

@@ -234,7 +234,7 @@ struct OperationTests {
         let region = 4072
         let firstBuffer: UInt64 = layout.wordBits == 64 ? 0xffff_8880_0000_0000 : 0xc800_0000
         for count in [1, region, region + 1, 3 * region + 5, Guest.maxKernelBufferBytes] {
-            let guest = OperationsGuest(layout: layout, world: World())
+            let guest = MockGuest(layout: layout, world: World())
             let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 8) }
             let buffer = try converse(guest) { try await $0.copyIntoKernel(bytes) }.get()
             #expect(buffer == firstBuffer)
@@ -251,7 +251,7 @@ struct OperationTests {
 
     @Test(arguments: allLayouts)
     func copyIntoKernelRefusalsAndAFailedWrite(layout: GuestLayout) {
-        let guest = OperationsGuest(layout: layout, world: World())
+        let guest = MockGuest(layout: layout, world: World())
         #expect(failure(converse(guest) { try await $0.copyIntoKernel([]) })
                 == "COPY_BUF_GUEST for 0 bytes: a kernel buffer takes 1 to 1048576 bytes (1 MiB), not 0")
         #expect(failure(converse(guest) { try await $0.copyIntoKernel([UInt8](repeating: 1, count: (1 << 20) + 1)) })
