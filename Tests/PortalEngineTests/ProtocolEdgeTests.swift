@@ -53,20 +53,9 @@ struct ProtocolEdgeTests {
             answered.add()
             return UInt64(value)
         }
-        var loop = guest.startPortal(engine, vcpu: vcpu, number: event, 0x4bad)
-        while loop.trap(engine, guest: guest) {}
-        #expect(loop.traps == 2)
-        #expect(loop.result == UInt64(event))
-        #expect(guest.header(at: loop.region).op == 0)
-        #expect(answered.value == 0)
-        #expect(engine.liveConversations == 0)
-        #expect(log.matching("error") == [
-            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the guest answered \(hex(code)), expected a response code from 0xf0000000 to 0xf0000006",
-        ])
-        var next = guest.startPortal(engine, vcpu: vcpu, number: event, 0x4000)
-        #expect(next.region == loop.region)
-        while next.trap(engine, guest: guest) {}
-        #expect(next.result == 77)
+        Self.expectEndedWithNone(engine, guest, vcpu, log, arg1: 0x4bad, traps: 2,
+                                 error: "the guest answered \(hex(code)), expected a response code from 0xf0000000 to 0xf0000006",
+                                 thenArg1: 0x4000, returns: 77)
         #expect(answered.value == 1)
     }
 
@@ -84,18 +73,28 @@ struct ProtocolEdgeTests {
             if g.call.arg1 == 1 { _ = try await g.send(PortalCommand(op: op, address: 0x4000, size: 8)) }
             return UInt64(try await g.read(UInt8.self, at: 0x4000))
         }
-        var loop = guest.startPortal(engine, vcpu: vcpu, number: event, 1)
+        Self.expectEndedWithNone(engine, guest, vcpu, log, arg1: 1, traps: 1,
+                                 error: "the work sent op \(op), expected an op from 1 to 55 of the op table",
+                                 thenArg1: 2, returns: 5)
+    }
+
+    /// The guest's conversation with `arg1` ends at trap `traps` with NONE in
+    /// the header, the number still in the return register and `error` as
+    /// the only error line; the next one, on the same page with `thenArg1`,
+    /// runs normally and returns `returns`.
+    static func expectEndedWithNone(_ engine: PortalEngine, _ guest: MockGuest, _ vcpu: VCPU, _ log: LogRecorder,
+                                    arg1: UInt64, traps: Int, error: String, thenArg1: UInt64, returns: UInt64) {
+        var loop = guest.startPortal(engine, vcpu: vcpu, number: event, arg1)
         while loop.trap(engine, guest: guest) {}
-        #expect(loop.traps == 1)
+        #expect(loop.traps == traps)
         #expect(loop.result == UInt64(event))
         #expect(guest.header(at: loop.region).op == 0)
-        #expect(log.matching("error") == [
-            "error: hypercall 0x1338 on vCPU 0, region 0x100000: the work sent op \(op), expected an op from 1 to 55 of the op table",
-        ])
-        var next = guest.startPortal(engine, vcpu: vcpu, number: event, 2)
+        #expect(engine.liveConversations == 0)
+        #expect(log.matching("error") == ["error: hypercall 0x1338 on vCPU 0, region 0x100000: " + error])
+        var next = guest.startPortal(engine, vcpu: vcpu, number: event, thenArg1)
         #expect(next.region == loop.region)
         while next.trap(engine, guest: guest) {}
-        #expect(next.result == 5)
+        #expect(next.result == returns)
     }
 
     /// 16 KiB guest pages: the registered region carries 16360 payload bytes,
