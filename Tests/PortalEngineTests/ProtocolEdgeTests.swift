@@ -1,5 +1,6 @@
 @testable import PortalEngine
 import Synchronization
+import PortalTestSupport
 import Testing
 
 /// Answers and commands at the edges of PROTOCOL.md §4: short and empty
