@@ -1,8 +1,8 @@
 import Synchronization
 
 /// A Swift handler of a hypercall: its value becomes the hypercall's result.
-/// `nonisolated(nonsending)`: it runs on the executor of the task that calls
-/// it, the conversation's own, so none of its awaits switches executors.
+/// `nonisolated(nonsending)`: it runs on the executor of its caller, the
+/// conversation's own, so none of its awaits switches executors.
 public typealias GuestHandler = nonisolated(nonsending) @Sendable (Guest) async throws -> UInt64
 
 /// A Swift interrupt handler.
@@ -17,20 +17,37 @@ public typealias InterruptHandler = nonisolated(nonsending) @Sendable (Guest) as
 /// it an answer runs it up to its next guest operation (or its end) before
 /// the hypercall returns. No other thread, no global executor, and the same
 /// guest behaviour always gives the same interleaving.
+///
+/// A task executor preference, not an actor on a custom serial executor
+/// (which would spare the runtime's preference look-ups, a per-task lock
+/// each): a continuation always resumes its task on the generic executor,
+/// which without a preference is the global pool, so the handler would
+/// continue on another thread after the trap returned (README, Performance).
 final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     typealias Body = GuestHandler
 
     private let body: Body
-    /// The task's next job, waiting to run on the trapping thread.
-    private var job: UnownedJob?
-    /// Jobs that arrived while `job` was still waiting: the handler runs
-    /// more than one task on this conversation (`async let` or a task group
-    /// over guest operations, which `Guest` not being `Sendable` normally
-    /// refuses at compile time). They all run, none is dropped, and the
-    /// conversation fails with `GuestError.concurrentOperation`.
+    /// The task's next job, as `UnownedJob` bits (0: none), or
+    /// `Self.detachedMark` once the handler awaited something other than the
+    /// guest. Atomic because a job may arrive from any thread that resumes
+    /// the handler: the trapping thread and a foreign one hand it over here,
+    /// and whoever swaps `detachedMark` in (`takeStep`) takes a job that
+    /// arrived first.
+    private let pending = Atomic<UInt>(0)
+    /// Jobs that arrived while `pending` held one: the handler runs more
+    /// than one task on this conversation (`async let` or a task group over
+    /// guest operations, which `Guest` not being `Sendable` normally refuses
+    /// at compile time). They all run, none is dropped, and the conversation
+    /// fails with `GuestError.concurrentOperation`. Such a job may come
+    /// from any thread: only touched inside `withExtraJobs`.
     private var extraJobs: [UnownedJob] = []
-    /// Set when a second job arrived while one was pending.
-    private var concurrent = false
+    /// Held while `extraJobs` is touched. A spin flag, not a `Lock`: a
+    /// `Lock` is two allocations more per conversation, for a path only a
+    /// misbehaving handler takes (and, unlike `Mutex`, ThreadSanitizer sees
+    /// its atomics).
+    private let extraJobsHeld = Atomic<Bool>(false)
+    /// Set when a job went to `extraJobs`.
+    private let concurrent = Atomic<Bool>(false)
     /// The handler's pending guest operation.
     private var continuation: UnsafeContinuation<PortalResponse, any Error>?
     /// What the handler did since it was last resumed.
@@ -39,31 +56,44 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     /// never touch the direct view of memory: a job that runs after this is
     /// set may run on another thread).
     private(set) var ended = false
-    /// Set when the handler suspended on something other than the guest: its
-    /// jobs will arrive from other threads, and run where they arrive.
-    private let detached = Atomic<Bool>(false)
+    /// Set by the trapping thread when the handler awaited something other
+    /// than the guest (only that thread reads it): from then on the
+    /// handler's jobs run on the threads that resume it, and the work is
+    /// theirs.
+    private var detached = false
+
+    /// `pending` once the handler's jobs run where they arrive.
+    private static let detachedMark: UInt = 1
 
     init(_ body: @escaping Body) { self.body = body }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        if detached.load(ordering: .acquiring) {
+        let bits = unsafeBitCast(job, to: UInt.self)
+        let (stored, found) = pending.compareExchange(expected: 0, desired: bits, ordering: .acquiringAndReleasing)
+        if stored { return }
+        if found == Self.detachedMark {
             job.runSynchronously(on: asUnownedTaskExecutor())
-        } else if self.job == nil {
-            self.job = job
         } else {
-            concurrent = true
-            extraJobs.append(job)
+            withExtraJobs { $0.append(job) }
+            concurrent.store(true, ordering: .releasing)
         }
+    }
+
+    private func withExtraJobs<Result>(_ body: (inout [UnownedJob]) -> Result) -> Result {
+        while !extraJobsHeld.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {}
+        defer { extraJobsHeld.store(false, ordering: .releasing) }
+        return body(&extraJobs)
     }
 
     private func runUntilSuspended() {
         while true {
-            if let next = job {
-                job = nil
-                next.runSynchronously(on: asUnownedTaskExecutor())
-            } else if !extraJobs.isEmpty {
-                extraJobs.removeFirst().runSynchronously(on: asUnownedTaskExecutor())
+            let bits = pending.exchange(0, ordering: .acquiringAndReleasing)
+            if bits != 0 {
+                unsafeBitCast(bits, to: UnownedJob.self).runSynchronously(on: asUnownedTaskExecutor())
+            } else if concurrent.load(ordering: .acquiring),
+                      let extra = withExtraJobs({ $0.isEmpty ? nil : $0.removeFirst() }) {
+                extra.runSynchronously(on: asUnownedTaskExecutor())
             } else {
                 return
             }
@@ -94,6 +124,9 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     }
 
     func cancel(_ conversation: Conversation, because reason: PortalError) {
+        // A detached handler is its resuming threads' business: `takeStep`
+        // set `ended` before it let go, so its next guest operation throws.
+        guard !detached else { return }
         ended = true
         guard let pending = continuation else { return }
         continuation = nil
@@ -103,10 +136,16 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     }
 
     private func takeStep() -> WorkStep {
-        if concurrent { return refuseConcurrency() }
+        if concurrent.load(ordering: .acquiring) { return refuseConcurrency() }
         if let step = step.take() { return step }
+        // Suspended on something else: from here its jobs run where they
+        // arrive. One that arrived before the mark runs here, now.
         ended = true
-        detached.store(true, ordering: .releasing)
+        detached = true
+        let arrived = pending.exchange(Self.detachedMark, ordering: .acquiringAndReleasing)
+        if arrived != 0 {
+            unsafeBitCast(arrived, to: UnownedJob.self).runSynchronously(on: asUnownedTaskExecutor())
+        }
         return .failed(PortalError.suspendedOutsideGuest)
     }
 
@@ -125,12 +164,19 @@ final class AsyncWork: ConversationWork, TaskExecutor, @unchecked Sendable {
     }
 
     /// Sends `command` and suspends the handler until the guest answers.
-    nonisolated(nonsending) func exchange(_ command: PortalCommand) async throws -> PortalResponse {
+    /// `command` is moved into the step, not copied (nothing reads the
+    /// step before the handler has suspended).
+    nonisolated(nonsending) func exchange(_ command: consuming PortalCommand) async throws -> PortalResponse {
         if ended { throw PortalError.conversationEnded }
         if continuation != nil { throw GuestError.concurrentOperation }
-        return try await withUnsafeThrowingContinuation { continuation in
+        step = .command(command)
+        // Not `withUnsafeThrowingContinuation`: its `isolation` parameter
+        // makes it hop to the caller's isolation first, one more executor
+        // check and preference look-up per round trip (287 instructions,
+        // callgrind). This variant runs where `exchange` runs, which is
+        // already that isolation.
+        return try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { continuation in
             self.continuation = continuation
-            self.step = .command(command)
         }
     }
 }
