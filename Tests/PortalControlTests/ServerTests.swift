@@ -3,12 +3,48 @@ import Glibc
 #endif
 import PortalControl
 import PortalEngine
+import PortalTestSupport
 import Testing
 
-/// The server over a real Unix socket, with a `TinyGuest` running the
+/// The server over a real Unix socket, with a `MockGuest` running the
 /// interrupt conversations in the test's own thread.
 @Suite(.serialized) struct ServerTests {
-    static func makeServer(_ name: String, lines: Lock<[String]>? = nil) throws -> (ControlServer, TinyGuest) {
+    /// The guest side of a server: the engine, its one vCPU and the guest
+    /// module, its region registered, its interrupt flag enabled, and its
+    /// first page (0 to 0xfff) mapped for the requests to read and write.
+    struct GuestSide {
+        let engine: PortalEngine
+        let vcpu: VCPU
+        let module: MockGuest
+
+        init(engine: PortalEngine) {
+            self.engine = engine
+            vcpu = engine.makeVCPU(index: 0)
+            module = MockGuest()
+            module.registerRegion(engine, vcpu: vcpu)
+            module.enableInterrupts(engine, vcpu: vcpu, flag: 0x7000)
+            module.map(0, count: MockGuest.pageSize)
+        }
+
+        /// One PORTAL_INTERRUPT conversation, run to its end.
+        /// - Returns: the commands the guest served in it.
+        func interruptConversation() -> [String] {
+            module.served(during: {
+                _ = module.portal(engine, vcpu: vcpu, number: HypercallNumber.portalInterrupt.rawValue,
+                                  module.flagAddress)
+            })
+        }
+
+        /// One trap of a conversation with no work attached, which ends at
+        /// once: the engine writes the interrupt flag at any trap, and the
+        /// guest looks at the flag only before its own conversations.
+        func trap() {
+            var loop = PortalLoop(vcpu: vcpu, number: 0x7777, arg1: 0, arg2: 0, region: module.freshRegion())
+            while loop.trap(engine, guest: module) {}
+        }
+    }
+
+    static func makeServer(_ name: String, lines: Lock<[String]>? = nil) throws -> (ControlServer, GuestSide) {
         let logger = PortalLogger(level: .debug) { line in lines?.withLock { $0.append(line) } }
         let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64, logger: logger)
         let path = "/tmp/portal-control-test-\(getpid())-\(name).sock"
@@ -18,15 +54,14 @@ import Testing
                                   recorder: nil, requests: $0)
         }
         try server.start()
-        return (server, TinyGuest(engine: engine))
+        return (server, GuestSide(engine: engine))
     }
 
     /// Waits (up to 5 s) for the flag: the server queued an interrupt.
-    static func waitForFlag(_ guest: TinyGuest, requests: Int = 1) {
+    static func waitForFlag(_ guest: GuestSide) {
         for _ in 0..<5000 {
-            // The flag is written at a trap: an empty conversation on another region is one.
-            _ = guest.trap(Hypercall(number: 0x7777, arg3: 0x9000))
-            if guest.engine.pendingInterrupts == [GuestRequestQueue.interruptName] { return }
+            guest.trap()
+            if guest.module.flagValue == 1, guest.engine.pendingInterrupts == [GuestRequestQueue.interruptName] { return }
             usleep(1000)
         }
     }
@@ -55,7 +90,7 @@ import Testing
     @Test func guestRequestsTwoClientsAndADisconnect() throws {
         let (server, guest) = try Self.makeServer("clients")
         defer { server.stop() }
-        Array("hello, guest\0".utf8).enumerated().forEach { guest.bytes[0x100 + $0.offset] = $0.element }
+        guest.module.store(Array("hello, guest\0".utf8), at: 0x100)
         let first = try TestClient(path: server.path)
         let second = try TestClient(path: server.path)
         let leaving = try TestClient(path: server.path)
@@ -69,17 +104,17 @@ import Testing
         while server.waitingRequests < 3 { usleep(1000) }
         close(leaving.fd)   // leaves before the guest runs its request
         usleep(100_000)
-        #expect(guest.flagRaised)
+        #expect(guest.module.flagValue == 1)
         // The write was never run: a READ and a READ_STR (in the order the
         // two clients' requests arrived), no WRITE.
-        #expect(guest.interruptConversation().sorted() == [1, 3])
+        #expect(guest.interruptConversation().sorted() == ["READ pid=-1 addr=256 size=5", "READ_STR pid=-1 addr=256 size=3840"])
         #expect(try first.line() == #"{"return":{"address":256,"size":5,"hex":"68656c6c6f"},"id":"a"}"#)
         #expect(try second.line() == #"{"return":{"address":256,"length":12,"string":"hello, guest","hex":"68656c6c6f2c206775657374"},"id":"b"}"#)
-        #expect(guest.bytes[0x100] == UInt8(ascii: "h"))
+        #expect(guest.module.bytes(at: 0x100, count: 1) == [UInt8(ascii: "h")])
         first.send(#"{"execute":"guest-get-time","id":4}"#)
         Self.waitForFlag(guest)
-        #expect(guest.interruptConversation() == [17])
-        #expect(try first.line() == #"{"return":123456789,"id":4}"#)
+        #expect(guest.interruptConversation() == ["READ_TIME pid=-1 addr=0 size=0"])
+        #expect(try first.line() == #"{"return":1001000,"id":4}"#)
     }
 
     @Test func timeoutAndLateResultDropped() throws {
@@ -93,7 +128,7 @@ import Testing
         #expect(guest.interruptConversation() == [])
         client.send(#"{"execute":"guest-memory-read","arguments":{"address":0,"size":1},"id":2}"#)
         Self.waitForFlag(guest)
-        #expect(guest.interruptConversation() == [1])
+        #expect(guest.interruptConversation() == ["READ pid=-1 addr=0 size=1"])
         #expect(try client.line() == #"{"return":{"address":0,"size":1,"hex":"00"},"id":2}"#)
     }
 
@@ -105,10 +140,14 @@ import Testing
         client.send((0...GuestRequestQueue.limit).map { #"{"execute":"guest-get-time","id":\#($0)}"# }.joined())
         #expect(try client.line() == "{\"error\":{\"class\":\"GenericError\",\"desc\":\"guest-get-time: 1024 requests are already waiting for the guest's interrupt conversation; try again later\"},\"id\":1024}")
         #expect(server.waitingRequests == GuestRequestQueue.limit)
-        // One window serves them all, in order.
+        // One window serves them all, in order: the guest's clock (READ_TIME)
+        // advances 1000 ns at each.
         Self.waitForFlag(guest)
-        #expect(guest.interruptConversation() == Array(repeating: 17, count: GuestRequestQueue.limit))
-        #expect(try client.line() == #"{"return":123456789,"id":0}"#)
+        #expect(guest.interruptConversation()
+            == Array(repeating: "READ_TIME pid=-1 addr=0 size=0", count: GuestRequestQueue.limit))
+        for id in 0..<GuestRequestQueue.limit {
+            #expect(try client.line() == #"{"return":\#(1_001_000 + 1000 * id),"id":\#(id)}"#)
+        }
         #expect(server.waitingRequests == 0)
     }
 

@@ -229,6 +229,14 @@ package final class MockGuest: @unchecked Sendable {
     /// Every command served, as `OP pid=P addr=A size=S`, for round-trip counts.
     package var served: [String] { servedCommands.withLock { $0 } }
 
+    /// The commands served while `body` ran, as `served` lists them: what
+    /// the host asked of the guest in the conversations `body` ran.
+    package func served(during body: () -> Void) -> [String] {
+        let before = servedCommands.withLock { $0.count }
+        body()
+        return Array(served.dropFirst(before))
+    }
+
     /// Runs the command in `region` as the module does; returns the answer code.
     package func serve(region: UInt64, vcpu: VCPU) -> UInt32 {
         let request = header(at: region)
