@@ -85,18 +85,6 @@ package enum JSONValue: Sendable, Equatable {
         if case .array(let elements) = self { return elements }
         return nil
     }
-
-    /// The JSON type's name, for error messages ("a string", "an object").
-    package var typeDescription: String {
-        switch self {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .int, .uint, .double: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
-        }
-    }
 }
 
 // MARK: Serialising
