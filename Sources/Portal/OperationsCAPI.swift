@@ -199,7 +199,8 @@ private func advanceResumingFDs<Record>(_ op: String, _ conversation: UnsafeMuta
             copyName(mapping.permissions, into: $0.baseAddress!, capacity: $0.count)
         }
         // The decoder checked name_off and its NUL: point at the pool in place.
-        let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.mappingRecordSize + 24
+        let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.mappingRecordSize
+            + ReplyDecoder.mappingNameOffsetField
         record.pointee.name = cString(in: payload, recordField: base, layout: layout)
     }
 }

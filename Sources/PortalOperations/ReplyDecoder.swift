@@ -27,6 +27,9 @@ package enum ReplyDecoder {
     package static let processRecordSize = 56
     /// Bytes of one OSI_MAPPINGS record.
     package static let mappingRecordSize = 72
+    /// Where an OSI_MAPPINGS record keeps its `name_off` (the C decoder
+    /// points into the pool through it).
+    package static let mappingNameOffsetField = 24
     /// Bytes of one READ_FDS record.
     package static let fileDescriptorRecordSize = 16
     /// Bytes of OSI_PROC's 26 fields, where its name starts.
@@ -113,8 +116,8 @@ package enum ReplyDecoder {
                                    layout: GuestLayout) throws(ReplyFormatError) -> Page<MemoryMapping> {
         try listPage(payload, layout: layout, recordSize: mappingRecordSize, what: "mapping") {
             base, index, poolStart throws(ReplyFormatError) in
-            let name = try poolString(payload, offset: u64(payload, base + 24, layout), poolStart: poolStart,
-                                      record: "mapping \(index)")
+            let name = try poolString(payload, offset: u64(payload, base + mappingNameOffsetField, layout),
+                                      poolStart: poolStart, record: "mapping \(index)")
             return MemoryMapping(
                 start: u64(payload, base, layout), size: u64(payload, base + 8, layout),
                 fileOffset: u64(payload, base + 32, layout), flags: u64(payload, base + 40, layout),
