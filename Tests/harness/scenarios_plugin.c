@@ -18,6 +18,22 @@
 
 static script s;
 
+/* The plugin serves: a conversation of one READ at USER_BASE takes two
+ * traps and returns what its step function finished with. Used after the
+ * plugin's life changed (reload, refused second load). */
+static void expect_read_served(T *t, uint64_t result)
+{
+    memset(&s, 0, sizeof s);
+    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    s.result = result;
+    uint64_t ret;
+    size_t n;
+    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
+    (void)tr;
+    CHECK_EQ(n, 2);
+    CHECK_EQ(ret, result);
+}
+
 /* An unknown key is refused: init_plugin returns false and says why in the
  * log_file the arguments name. */
 static void args_unknown_refused(T *t)
@@ -79,14 +95,7 @@ static void uninit_then_init(T *t)
     REQUIRE_API();
     SETUP(64, false, 1);
     for (int round = 0; round < 3; round++) {
-        memset(&s, 0, sizeof s);
-        script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
-        s.result = 40 + (uint64_t)round;
-        uint64_t ret;
-        size_t n;
-        RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
-        CHECK_EQ(n, 2);
-        CHECK_EQ(ret, 40 + (uint64_t)round);
+        expect_read_served(t, 40 + (uint64_t)round);
         int stale = emu_stale_callbacks();
         t_uninit(t);
         CHECK(emu_stale_callbacks() == stale, "uninit_plugin left its callback registered");
@@ -96,6 +105,7 @@ static void uninit_then_init(T *t)
         guest_boot(g, 0);
         /* the attachment of the previous life is gone */
         uint64_t id;
+        size_t n;
         converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
         t_traps_of_conv(t, id, &n);
         CHECK(n == 1, "round %d: an attachment survived uninit_plugin (%zu traps)", round, n);
@@ -212,14 +222,7 @@ static void reload_dlclose(T *t)
     CHECK(emu_reopen(error, sizeof error), "%s", error);
     REQUIRE_API();
     SETUP(64, false, 1);
-    memset(&s, 0, sizeof s);
-    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
-    s.result = 3;
-    uint64_t ret;
-    size_t n;
-    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
-    CHECK_EQ(n, 2);
-    CHECK_EQ(ret, 3);
+    expect_read_served(t, 3);
 }
 
 /* build/module.so, beside the harness executable (Makefile). */
@@ -414,13 +417,7 @@ static void second_init_refused_without_leak(T *t)
     CHECK(refusals == 51, "%d refusals on standard error, expected 51", refusals);
     CHECK(after == before, "50 refused loads left %d descriptors open", after - before);
     /* The first load still serves. */
-    memset(&s, 0, sizeof s);
-    script_cmd(&s, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
-    s.result = 9;
-    uint64_t ret;
-    size_t n;
-    RUN_SCRIPT(&s, HC_SYSCALL_ENTER, 0, 0, &ret, &n);
-    CHECK_EQ(ret, 9);
+    expect_read_served(t, 9);
 }
 
 /* uninit_plugin with a handle that never loaded the plugin changes nothing:

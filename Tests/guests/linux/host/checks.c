@@ -151,6 +151,14 @@ static struct {
 #define COPY_CHUNK (PAGE - 24u)
 static uint8_t copy_bytes[COPY_TOTAL];
 
+/* The length of the next WRITE or READ of copy_bytes: a region's worth, or
+ * what is left after sequence.copy_done. */
+static uint64_t copy_next_chunk(void)
+{
+    uint64_t left = COPY_TOTAL - sequence.copy_done;
+    return left < COPY_CHUNK ? left : COPY_CHUNK;
+}
+
 enum {
     S_READ_STR_ACROSS = 10, S_READ_UNMAPPED, S_READ_INTO_UNMAPPED, S_WRITE_USER,
     S_READ_BACK, S_TIME, S_KALLSYMS_TEXT, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
@@ -503,7 +511,7 @@ static portal_step check_sequence(portal_conversation *conversation, struct even
         }
         sequence.copy_address = response->size;
         sequence.copy_done = sequence.copy_sent;
-        sequence.copy_sent = COPY_TOTAL - sequence.copy_done < COPY_CHUNK ? COPY_TOTAL - sequence.copy_done : COPY_CHUNK;
+        sequence.copy_sent = copy_next_chunk();
         ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
             copy_bytes + sequence.copy_done, sequence.copy_sent);
         return PORTAL_STEP_COMMAND;
@@ -512,7 +520,7 @@ static portal_step check_sequence(portal_conversation *conversation, struct even
         sequence.copy_done += sequence.copy_sent;
         if (sequence.copy_done < COPY_TOTAL) {
             state->step = S_COPY_WRITE;
-            sequence.copy_sent = COPY_TOTAL - sequence.copy_done < COPY_CHUNK ? COPY_TOTAL - sequence.copy_done : COPY_CHUNK;
+            sequence.copy_sent = copy_next_chunk();
             ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
                 copy_bytes + sequence.copy_done, sequence.copy_sent);
             return PORTAL_STEP_COMMAND;
@@ -528,7 +536,7 @@ static portal_step check_sequence(portal_conversation *conversation, struct even
         sequence.copy_done += sequence.copy_sent;
         if (sequence.copy_done < COPY_TOTAL) {
             state->step = S_COPY_READ;
-            sequence.copy_sent = COPY_TOTAL - sequence.copy_done < COPY_CHUNK ? COPY_TOTAL - sequence.copy_done : COPY_CHUNK;
+            sequence.copy_sent = copy_next_chunk();
             ask(command, op.read, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent, NULL, 0);
             return PORTAL_STEP_COMMAND;
         }
