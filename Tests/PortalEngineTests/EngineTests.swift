@@ -400,8 +400,11 @@ struct FailureTests {
             guest.map(0x4000, count: 4096)
             guest.store([0x5a], at: 0x4000)
             let (reports, report) = AsyncStream<String>.makeStream()
+            let resumed = Counter()
             try engine.attach(.syscallEnter) { g in
+                defer { report.finish() }
                 await Task.detached {}.value
+                resumed.add()
                 do {
                     let value = try await g.read(UInt8.self, at: 0x4000)
                     report.yield("read \(value)")
@@ -412,8 +415,13 @@ struct FailureTests {
                 }
             }
             let result = guest.portal(engine, vcpu: vcpu, number: event)
-            var iterator = reports.makeAsyncIterator()
-            let reported = await iterator.next()
+            // The stream ends when the handler returns: a job run twice
+            // would show as a second resume.
+            var reportedAll: [String] = []
+            for await line in reports { reportedAll.append(line) }
+            #expect(resumed.value == 1, "round \(round)")
+            #expect(reportedAll.count == 1, "round \(round): \(reportedAll)")
+            let reported = reportedAll.first
             if result == 7 {
                 #expect(reported == "read 90", "round \(round)")
                 #expect(log.matching("error") == [], "round \(round)")

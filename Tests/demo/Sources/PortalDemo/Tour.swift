@@ -34,40 +34,25 @@ enum Demonstration {
 public func portalAnalysisInit(_ arguments: UnsafePointer<CChar>) -> Int32 {
     guard let engine = PortalPlugin.engine else { return 1 }
     let name = String(cString: arguments)
-    switch name {
-    case "tour":
-        let tour = Tour(benchAddress: Tour.benchAddress(target: PortalPlugin.qemuTarget))
-        do {
+    do {
+        switch name {
+        case "tour":
+            let tour = Tour(benchAddress: Tour.benchAddress(target: PortalPlugin.qemuTarget))
             try tour.attach(to: engine)
-        } catch {
-            engine.logger.error("demo: \(error)")
-            return 1
-        }
-        Demonstration.active.withLock { $0 = (tour, engine.logger) }
-    case "bench":
-        do {
+            Demonstration.active.withLock { $0 = (tour, engine.logger) }
+        case "bench":
             try Bench.attach(to: engine)
-        } catch {
-            engine.logger.error("demo: \(error)")
-            return 1
-        }
-    case "linux":
-        do {
+        case "linux":
             try LinuxTour.attachDemo(to: engine)
-        } catch {
-            engine.logger.error("demo: \(error)")
-            return 1
-        }
-        Demonstration.reportsExecs.store(true, ordering: .relaxed)
-    case "operations":
-        do {
+            Demonstration.reportsExecs.store(true, ordering: .relaxed)
+        case "operations":
             try LinuxTour.attachOperations(to: engine)
-        } catch {
-            engine.logger.error("demo: \(error)")
+        default:
+            engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
             return 1
         }
-    default:
-        engine.logger.error("demo: module_arg=\(name): no such demonstration; known: \(Demonstration.names.joined(separator: ", "))")
+    } catch {
+        engine.logger.error("demo: \(error)")
         return 1
     }
     return 0
