@@ -170,7 +170,8 @@ test-control: debug qemu guests linux
 	python=$$(scripts/python-env.sh) && $$python Tests/control/test_control.py \
 	    --lib $(DEBUG_LIB) --portalctl .build/debug/portalctl --linux
 
-# The benchmark programs still build against the headers, and the engine
+# The benchmark programs still build against the headers, the Swift runtime
+# floor (bench/swift-runtime-floor) builds and runs briefly, and the engine
 # bench runs its own checks for a few seconds on the debug library (timings
 # are `make bench`'s business).
 test-bench-build: debug demo-module
@@ -180,9 +181,12 @@ test-bench-build: debug demo-module
 	    -o bench/build/engine-bench-check -ldl -lpthread
 	bench/build/engine-bench-check --lib $(DEBUG_LIB) --module $(DEBUG_DEMO) --reps 1 --trips 2000 > bench/build/check.log
 	@grep -q '"failures": 0' bench/build/check.log || { tail -5 bench/build/check.log; exit 1; }
+	swift build -c release --package-path bench/swift-runtime-floor -Xswiftc -enforce-exclusivity=unchecked
+	bench/swift-runtime-floor/.build/release/swift-runtime-floor --trips 1000 --reps 2 > bench/build/runtime-floor.log
+	@test "$$(grep -c '^{"ns_per_round_trip": [0-9.]*}$$' bench/build/runtime-floor.log)" = 2 || { cat bench/build/runtime-floor.log; exit 1; }
 
 clean: fuzz-clean
-	rm -rf .build .build-tsan Tests/demo/.build Examples/swift-count/.build Tests/guests/build Tests/guests/linux/build Tests/harness/build bench/build
+	rm -rf .build .build-tsan bench/swift-runtime-floor/.build Tests/demo/.build Examples/swift-count/.build Tests/guests/build Tests/guests/linux/build Tests/harness/build bench/build
 
 # Benchmarks (not part of `make test`): the engine through the real release
 # library in a mock emulator, callgrind instruction counts, and QEMU guest

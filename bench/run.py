@@ -66,11 +66,17 @@ LIB = os.path.join(ROOT, ".build", "release", "libportal.so")
 DEMO = os.path.join(ROOT, "Tests", "demo", ".build", "release", "libPortalDemo.so")
 DRIVER = os.path.join(BUILD, "engine-bench")
 FLOOR = os.path.join(BUILD, "libfloor.so")
+# The Swift concurrency runtime's own share of a Swift round trip, without the
+# engine (bench/swift-runtime-floor): a package of its own, built like the
+# library's release (dynamic exclusivity checks off).
+RUNTIME_FLOOR_PACKAGE = os.path.join(BENCH, "swift-runtime-floor")
+RUNTIME_FLOOR = os.path.join(RUNTIME_FLOOR_PACKAGE, ".build", "release", "swift-runtime-floor")
 TOOLBIN = os.environ.get("SWIFT_TOOLCHAIN_BIN", "/opt/swift/usr/bin")
 
 # Targets (the issue): (comparison, value).
 TARGET_RT_SWIFT_NS = 100.0
 TARGET_RT_C_NS = 60.0
+TARGET_IR_SWIFT = 1800.0       # instructions per Swift round trip (issue 13)
 TARGET_FLAT_RATIO = 1.25      # "flat": 4096 live conversations cost at most 1.25x one
 TARGET_ALLOC_C = 0.0
 TARGET_ALLOC_SWIFT = 1.0
@@ -115,6 +121,9 @@ def build(args):
     for path in (LIB, DEMO):
         if not os.path.exists(path):
             raise RuntimeError(f"{path} is missing (make release demo-module-release)")
+    log("swift build bench/swift-runtime-floor")
+    run(["swift", "build", "-c", "release", "--package-path", RUNTIME_FLOOR_PACKAGE,
+         "-Xswiftc", "-enforce-exclusivity=unchecked"])
     src = os.path.join(BENCH, "engine-bench.c")
     headers = [os.path.join(ROOT, "include", "portal", h) for h in ("panda.h", "portal.h")]
     headers.append(os.path.join(ROOT, "Tests", "harness", "guest_module.h"))
@@ -161,6 +170,13 @@ def engine(args):
     if problems:
         errors.extend(f"engine-bench: {p}" for p in problems)
     log(f"engine: {time.monotonic() - started:.0f} s")
+    result = subprocess.run([RUNTIME_FLOOR, "--reps", str(args.reps), "--trips", str(args.trips)], cwd=ROOT,
+                            capture_output=True, text=True)
+    samples = [json.loads(line)["ns_per_round_trip"] for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or len(samples) != args.reps:
+        errors.append(f"swift-runtime-floor exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+    else:
+        metrics["rt.swift_runtime"] = {"metric": "rt.swift_runtime", "samples": samples}
     return metrics
 
 
@@ -325,6 +341,13 @@ def callgrind(args, outdir):
         out[kind] = differential(runs[0], runs[1], short, long_)
         out[kind]["totals"] = {str(short): runs[0][0], str(long_): runs[1][0]}
         write_top(os.path.join(outdir, f"callgrind-top-{kind}.txt"), f"engine, {kind}", out[kind])
+    runs = [profile(["--toggle-collect=*roundTrips*", RUNTIME_FLOOR, "--trips", str(n)],
+                    os.path.join(outdir, f"callgrind.swift-runtime.{n}.out")) for n in (short, long_)]
+    if None not in runs:
+        out["swift_runtime"] = differential(runs[0], runs[1], short, long_)
+        out["swift_runtime"]["totals"] = {str(short): runs[0][0], str(long_): runs[1][0]}
+        write_top(os.path.join(outdir, "callgrind-top-swift-runtime.txt"), "Swift runtime alone",
+                  out["swift_runtime"])
     return out
 
 
@@ -657,6 +680,9 @@ def build_rows(m, cg, q, cgq, lx=None, qr=None):
     add(sec, "C step function", metric("rt.c"), "ns", f"<= {TARGET_RT_C_NS:g} ns", "<=", TARGET_RT_C_NS, "rt.c")
     add(sec, "Swift async handler", metric("rt.swift"), "ns", f"<= {TARGET_RT_SWIFT_NS:g} ns", "<=",
         TARGET_RT_SWIFT_NS, "rt.swift")
+    add(sec, "  Swift runtime alone (no engine, no guest)", metric("rt.swift_runtime"), "ns",
+        key="rt.swift_runtime",
+        note="bench/swift-runtime-floor: one continuation resumed and the task's job run inline")
     for kind in ("c", "swift"):
         a, f = metric(f"rt.{kind}"), metric("rt.floor")
         if a and f:
@@ -713,10 +739,15 @@ def build_rows(m, cg, q, cgq, lx=None, qr=None):
     if cg:
         sec = "Instructions per round trip (callgrind Ir, exact)"
         for kind, name in (("null", "mock guest alone"), ("floor", "hand-written C host (floor)"),
-                           ("c", "C step function"), ("swift", "Swift async handler")):
+                           ("c", "C step function"), ("swift", "Swift async handler"),
+                           ("swift_runtime", "  Swift runtime alone (no engine, no guest)")):
             if kind in cg:
                 v = cg[kind]["ir_per_round_trip"]
-                add(sec, name, {"median": v, "min": v, "max": v}, "Ir", key=f"callgrind.{kind}")
+                if kind == "swift":
+                    add(sec, name, {"median": v, "min": v, "max": v}, "Ir", f"<= {TARGET_IR_SWIFT:,.0f} Ir", "<=",
+                        TARGET_IR_SWIFT, key=f"callgrind.{kind}")
+                else:
+                    add(sec, name, {"median": v, "min": v, "max": v}, "Ir", key=f"callgrind.{kind}")
 
     if cgq:
         sec = "Instructions per guest round trip in QEMU (callgrind Ir, vCPU thread; i386 with -icount)"
@@ -914,7 +945,7 @@ def main():
                    "callgrind_qemu_round_trips": list(args.cg_qemu_trips),
                    "callgrind_qemu_arches": list(args.cg_qemu_arches),
                    "callgrind_qemu_tries": args.cg_qemu_tries, "linux_reps": args.linux_reps},
-        "targets": {"rt_swift_ns": TARGET_RT_SWIFT_NS, "rt_c_ns": TARGET_RT_C_NS,
+        "targets": {"rt_swift_ns": TARGET_RT_SWIFT_NS, "rt_c_ns": TARGET_RT_C_NS, "ir_swift": TARGET_IR_SWIFT,
                     "flat_ratio_4096_to_1": TARGET_FLAT_RATIO, "alloc_c": TARGET_ALLOC_C,
                     "alloc_swift": TARGET_ALLOC_SWIFT, "qemu_ratio_to_floor": TARGET_QEMU_RATIO,
                     "direct_read_speedup": TARGET_DIRECT_SPEEDUP,
