@@ -249,10 +249,10 @@ public final class PortalEngine: @unchecked Sendable {
     package func shutdown() {
         // A vCPU still running (QEMU exits from one vCPU while others run)
         // may hold one: that vCPU finishes it, not this thread.
+        // Logged and cancelled as any conversation ended from outside is
+        // (rated per hypercall; what the limiter held back is counted below).
         for (conversation, action) in waiting.endAll(because: .unloaded) {
-            logger.warn("\(conversation.site): conversation still waiting for the guest at unload; ended")
-            guard case .end = action, let reason = conversation.machine.failure else { continue }
-            conversation.work.cancel(conversation, because: reason)
+            endReclaimed(conversation, action)
         }
         for (key, count) in logLimiter.unreported() {
             logger.warn("hypercall \(HypercallNumber(rawValue: key.number)): \(count) more '\(key.kind)' lines were suppressed before unload (at most \(logLimiter.burst) a second for each kind and hypercall)")

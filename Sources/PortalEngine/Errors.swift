@@ -132,7 +132,7 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
 
     package static let conversationEnded = PortalError(.conversationEnded, "the conversation has ended")
 
-    package static let unloaded = PortalError(.unloaded, "the plugin was unloaded")
+    package static let unloaded = PortalError(.unloaded, "the plugin was unloaded while the conversation waited for the guest; ended")
 }
 
 /// A guest operation of the Swift API (``Guest``) did not get what it asked for.

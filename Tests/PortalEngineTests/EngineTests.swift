@@ -523,9 +523,9 @@ struct FailureTests {
         var loop = guest.startPortal(engine, vcpu: vcpu, number: event)
         _ = loop.trap(engine, guest: guest)
         engine.shutdown()
-        #expect(cancelled.withLock { $0 } == "the plugin was unloaded")
+        #expect(cancelled.withLock { $0 } == "the plugin was unloaded while the conversation waited for the guest; ended")
         #expect(log.matching("warn") == [
-            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: conversation still waiting for the guest at unload; ended",
+            "warn: hypercall 0x1338 on vCPU 0, region 0x100000: the plugin was unloaded while the conversation waited for the guest; ended",
         ])
     }
 }
