@@ -7,17 +7,19 @@ import PortalEngine
 /// client, with the execve's file name read from `args[0]` in the calling
 /// task's context.
 ///
-/// The handler is attached to 0x1338 at the first `watch-syscall` and kept
-/// (attaching and detaching repeatedly costs a handler-table snapshot
-/// each); with nothing watched it ends the conversation at once. It
-/// replaces any other work on 0x1338 (an analysis module's).
+/// It observes 0x1338 (`PortalEngine.observe`) from the first
+/// `watch-syscall` on and stays (each change rebuilds the handler table);
+/// with nothing watched it ends its part at once. An observer runs first in
+/// the conversation and takes nothing from the work attached to 0x1338 (an
+/// analysis module's): that work still runs in the same conversation and
+/// still decides the hypercall's result.
 package final class SyscallWatch: Sendable {
     /// The syscall-enter event's hypercall number.
     package static let enterHypercall = HypercallNumber(rawValue: 0x1338)
 
     private let engine: PortalEngine
     private let recorder: ControlRecorder
-    private let state = Lock<(attached: Bool, names: Set<String>)>((false, []))
+    private let state = Lock<(observing: Bool, names: Set<String>)>((false, []))
 
     /// Creates the watch; nothing is attached until something is watched.
     /// - Parameters:
@@ -34,15 +36,15 @@ package final class SyscallWatch: Sendable {
     ///   - enabled: whether to announce it.
     /// - Returns: every name watched now, sorted.
     package func watch(_ name: String, enabled: Bool) -> [String] {
-        let (attach, names) = state.withLock { state -> (Bool, [String]) in
+        let (observe, names) = state.withLock { state -> (Bool, [String]) in
             if enabled { state.names.insert(name) } else { state.names.remove(name) }
-            let attach = enabled && !state.attached
-            if attach { state.attached = true }
-            return (attach, state.names.sorted())
+            let observe = enabled && !state.observing
+            if observe { state.observing = true }
+            return (observe, state.names.sorted())
         }
-        if attach {
+        if observe {
             do {
-                try engine.attach(Self.enterHypercall) { guest in
+                try engine.observe(Self.enterHypercall, as: "watch-syscall") { guest in
                     try await self.announce(guest)
                     return 0
                 }

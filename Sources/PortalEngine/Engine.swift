@@ -121,6 +121,54 @@ public final class PortalEngine: @unchecked Sendable {
     @discardableResult
     public func detach(_ number: HypercallNumber) -> Bool { handlers.remove(number.rawValue) }
 
+    /// Runs `observer` first in every conversation hypercall `number` starts,
+    /// before the work attached to the number, in the same conversation:
+    /// watching a hypercall without taking it from whoever serves it.
+    ///
+    /// Attaching and detaching work leaves observers in place. Several
+    /// observers of one number run in the order they were added; an
+    /// observer's result is dropped, and one that fails is logged (warn) and
+    /// the conversation goes on with the next. With observers but no work
+    /// attached, the hypercall is the plugin's and returns 0.
+    /// - Parameters:
+    ///   - number: The hypercall to watch: any number but the protocol's own.
+    ///   - name: Names the observer: observing again under the same name
+    ///     replaces it, and ``stopObserving(_:as:)`` removes it.
+    ///   - observer: Makes the observer's work for each conversation.
+    /// - Throws: ``PortalError`` with code ``PortalError/Code/reservedHypercall``
+    ///   when the portal protocol uses `number` itself.
+    public func observe(_ number: HypercallNumber, as name: String, _ observer: WorkFactory) throws(PortalError) {
+        guard !number.isReservedByProtocol else {
+            throw PortalError(.reservedHypercall,
+                              "cannot observe hypercall \(number): the portal protocol uses it")
+        }
+        handlers.observe(number.rawValue, as: name, observer)
+    }
+
+    /// Runs a Swift handler first in every conversation hypercall `number`
+    /// starts, before the work attached to the number (as the
+    /// `WorkFactory` overload does); its return value is dropped.
+    /// - Parameters:
+    ///   - number: The hypercall to watch: any number but the protocol's own.
+    ///   - name: Names the observer (observing again under it replaces it).
+    ///   - body: The observer: it runs as a handler does, on the trapping vCPU's thread.
+    /// - Throws: ``PortalError`` with code ``PortalError/Code/reservedHypercall``
+    ///   when the portal protocol uses `number` itself.
+    public func observe(_ number: HypercallNumber, as name: String,
+                        _ body: @escaping GuestHandler) throws(PortalError) {
+        try observe(number, as: name, .async(body))
+    }
+
+    /// Stops observer `name` of hypercall `number`; conversations it is in already run on.
+    /// - Parameters:
+    ///   - number: The hypercall watched.
+    ///   - name: The observer's name.
+    /// - Returns: Whether there was such an observer.
+    @discardableResult
+    public func stopObserving(_ number: HypercallNumber, as name: String) -> Bool {
+        handlers.stopObserving(number.rawValue, as: name)
+    }
+
     /// Handler tables in memory: the current one, plus any replaced while a
     /// vCPU was looking a number up (freed at the next attach or detach).
     var handlerTablesAlive: Int { handlers.tablesAlive }

@@ -70,8 +70,11 @@ final class HandlerRegistry: @unchecked Sendable {
     }
 
     private struct WriterState {
-        /// The attached work, as the next table will hold it.
+        /// The attached work.
         var entries: [UInt32: WorkFactory] = [:]
+        /// The observers of each number, in the order they were added
+        /// (`ObservedWork`); the table holds them composed with the work.
+        var observers: [UInt32: [(name: String, factory: WorkFactory)]] = [:]
         var readers: [HandlerReader] = []
         /// Replaced tables, with each reader's epoch right after the swap.
         var retired: [(table: Unmanaged<Table>, epochs: [UInt64])] = []
@@ -118,21 +121,58 @@ final class HandlerRegistry: @unchecked Sendable {
     }
 
     func set(_ number: UInt32, _ factory: WorkFactory) {
-        _ = publish { $0.updateValue(factory, forKey: number); return true }
+        _ = publish { $0.entries.updateValue(factory, forKey: number); return true }
     }
 
     func remove(_ number: UInt32) -> Bool {
-        publish { $0.removeValue(forKey: number) != nil }
+        publish { $0.entries.removeValue(forKey: number) != nil }
+    }
+
+    /// Adds observer `name` of `number`, or replaces the one of that name.
+    func observe(_ number: UInt32, as name: String, _ factory: WorkFactory) {
+        _ = publish { state in
+            var observers = state.observers[number, default: []]
+            if let index = observers.firstIndex(where: { $0.name == name }) {
+                observers[index].factory = factory
+            } else {
+                observers.append((name, factory))
+            }
+            state.observers[number] = observers
+            return true
+        }
+    }
+
+    /// Removes observer `name` of `number`; whether there was one.
+    func stopObserving(_ number: UInt32, as name: String) -> Bool {
+        publish { state in
+            guard var observers = state.observers[number],
+                  let index = observers.firstIndex(where: { $0.name == name }) else { return false }
+            observers.remove(at: index)
+            state.observers[number] = observers.isEmpty ? nil : observers
+            return true
+        }
+    }
+
+    /// What the table serves: each number's observers, then its work.
+    private static func served(_ state: WriterState) -> [UInt32: WorkFactory] {
+        var served = state.entries
+        for (number, observers) in state.observers {
+            let attached = state.entries[number]
+            served[number] = WorkFactory { call in
+                ObservedWork(call: call, observers: observers, attached: attached)
+            }
+        }
+        return served
     }
 
     /// Tables alive now: the current one and those replaced but maybe still
     /// being read (for tests of the memory bound).
     var tablesAlive: Int { writer.withLock { 1 + $0.retired.count } }
 
-    private func publish(_ change: (inout [UInt32: WorkFactory]) -> Bool) -> Bool {
+    private func publish(_ change: (inout WriterState) -> Bool) -> Bool {
         writer.withLock { state in
-            guard change(&state.entries) else { return false }
-            let replaced = current.exchange(Unmanaged.passRetained(Table(state.entries)),
+            guard change(&state) else { return false }
+            let replaced = current.exchange(Unmanaged.passRetained(Table(Self.served(state))),
                                             ordering: .sequentiallyConsistent)
             let epochs = state.readers.map { $0.epoch.load(ordering: .sequentiallyConsistent) }
             state.retired.append((replaced, epochs))

@@ -1,0 +1,64 @@
+import PortalControl
+import PortalEngine
+import PortalTestSupport
+import Testing
+
+/// `watch-syscall` next to an analysis module's own work on 0x1338.
+struct SyscallWatchTests {
+    /// A 64-bit little-endian `struct syscall_event` (PROTOCOL.md §6) of
+    /// `openat` by pid 4242, args 0x1000 to 0x1005.
+    static func openatEvent() -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 160)
+        func put(_ value: UInt64, at offset: Int, width: Int = 8) {
+            for index in 0..<width { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+        }
+        for index in 0..<6 { put(0x1000 + UInt64(index), at: index * 8) }
+        put(0xffff_ffff_8100_0000, at: 48)
+        put(4242, at: 88)
+        put(4, at: 104, width: 4)
+        for (index, byte) in "openat".utf8.enumerated() { bytes[109 + index] = byte }
+        return bytes
+    }
+
+    /// The watch announces the event and takes nothing from the module's
+    /// work: that work still runs in the same conversation (after the
+    /// watch's read), still writes the event, and still decides the result.
+    @Test func announcesTheEventAndTheModulesWorkStillServesTheHypercall() throws {
+        let recorder = ControlRecorder(trace: nil)
+        let events = Lock<[(String, JSONValue)]>([])
+        recorder.sendEvents { name, data in events.withLock { $0.append((name, data)) } }
+        let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64,
+                                  logger: PortalLogger(level: .off) { _ in }, recorder: recorder)
+        let (guest, vcpu) = RecordingTests.bootedGuest(engine)
+        guest.store(Self.openatEvent(), at: 0x400)
+        // The module: rewrites args[1] and answers 5.
+        try engine.attach(HypercallNumber(rawValue: 0x1338)) { g in
+            try await g.write(UInt64(0x99), at: g.call.arg1 + 8)
+            return 5
+        }
+        let watch = SyscallWatch(engine: engine, recorder: recorder)
+        #expect(watch.watch("openat", enabled: true) == ["openat"])
+
+        let served = guest.served {
+            #expect(guest.portal(engine, vcpu: vcpu, number: 0x1338, 0x400) == 5)
+        }
+        #expect(served == ["READ pid=-1 addr=1024 size=160", "WRITE pid=-1 addr=1032 size=8"])
+        #expect(guest.mappedBytes(at: 0x408, count: 8) == [0x99, 0, 0, 0, 0, 0, 0, 0])
+        let announced = events.withLock { $0 }
+        #expect(announced.count == 1)
+        #expect(announced.first?.0 == "PORTAL_SYSCALL")
+        #expect(announced.first?.1 == .object([
+            ("name", .string("openat")), ("pid", .int(4242)), ("vcpu", .int(0)),
+            ("pc", .uint(0xffff_ffff_8100_0000)), ("argc", .int(4)),
+            ("args", .array((0..<6).map { .int(0x1000 + Int64($0)) })),
+        ]))
+
+        // Not watched any more: the module's work alone, one round trip.
+        #expect(watch.watch("openat", enabled: false) == [])
+        let alone = guest.served {
+            #expect(guest.portal(engine, vcpu: vcpu, number: 0x1338, 0x400) == 5)
+        }
+        #expect(alone == ["WRITE pid=-1 addr=1032 size=8"])
+        #expect(events.withLock { $0.count } == 1)
+    }
+}
