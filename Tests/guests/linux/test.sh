@@ -104,7 +104,25 @@ same "read running into an unmapped page" "READ_PARTIAL, $before_fault bytes, $b
     "$(host1 'read running into the unmapped page:')"
 same "write to user memory" "WRITE_OK" "$(host1 'write user memory:')"
 same "read back what was written" "READ_OK, HOST" "$(host1 'read back:')"
-same "read_time" "READ_NUM, nonzero" "$(host1 'read_time:')"
+# READ_TIME: the guest's monotonic ns, between the guest's own uptime before
+# the host asked and its uptime once the host was done (/proc/uptime has two
+# decimals: 10 ms are added to the upper bound).
+time_line=$(host1 'read_time:')
+centiseconds() { local whole=${1%.*} fraction=${1#*.}; echo $((10#$whole * 100 + 10#$fraction)); }
+uptime_before=$(view1 uptime)
+uptime_after=$(sed -n 's/^guest: uptime //p' "$CONSOLE" | head -n 1)
+guest_ns=${time_line#READ_NUM, }
+if [[ $time_line =~ ^READ_NUM,\ [0-9]+$ && $uptime_before =~ ^[0-9]+\.[0-9]{2}$ && $uptime_after =~ ^[0-9]+\.[0-9]{2}$ ]]; then
+    low=$(( $(centiseconds "$uptime_before") * 10000000 ))
+    high=$(( ($(centiseconds "$uptime_after") + 1) * 10000000 ))
+    if (( low <= guest_ns && guest_ns <= high )); then
+        pass "read_time = the guest's monotonic clock ($guest_ns ns, between $uptime_before s and $uptime_after s)"
+    else
+        fail "read_time" "$guest_ns ns is not between the guest's uptimes $uptime_before s and $uptime_after s"
+    fi
+else
+    fail "read_time" "host line '$time_line', guest uptimes '$uptime_before' and '$uptime_after'"
+fi
 
 # Processes: OSI_PROC_ALL in two pages against the guest's ps.
 same "osi_proc_all = the guest's ps (pid ppid uid name)" "$(view ps | sort -n)" "$(host ps | sort -n)"

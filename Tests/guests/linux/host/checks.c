@@ -159,6 +159,14 @@ static uint64_t copy_next_chunk(void)
     return left < COPY_CHUNK ? left : COPY_CHUNK;
 }
 
+/* Asks for the next chunk of copy_bytes to be written into the guest's buffer. */
+static void ask_next_copy_write(portal_command *command)
+{
+    sequence.copy_sent = copy_next_chunk();
+    ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
+        copy_bytes + sequence.copy_done, sequence.copy_sent);
+}
+
 enum {
     S_READ_STR_ACROSS = 10, S_READ_UNMAPPED, S_READ_INTO_UNMAPPED, S_WRITE_USER,
     S_READ_BACK, S_TIME, S_KALLSYMS_TEXT, S_KALLSYMS, S_BANNER, S_PROC_ALL, S_PROC, S_MAPPINGS,
@@ -263,7 +271,7 @@ static portal_step check_sequence(portal_conversation *conversation, struct even
         ask(command, op.read_time, 0, 0, 0, NULL, 0);
         return PORTAL_STEP_COMMAND;
     case S_TIME:
-        say("read_time: %s, %s", code_name(response->code), response->size > 0 ? "nonzero" : "zero");
+        say("read_time: %s, %llu", code_name(response->code), (unsigned long long)response->size);
         ask(command, op.kallsyms_lookup, 0, 0, 0, "do_exit", sizeof("do_exit"));
         return PORTAL_STEP_COMMAND;
     case S_KALLSYMS_TEXT:
@@ -511,18 +519,14 @@ static portal_step check_sequence(portal_conversation *conversation, struct even
         }
         sequence.copy_address = response->size;
         sequence.copy_done = sequence.copy_sent;
-        sequence.copy_sent = copy_next_chunk();
-        ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
-            copy_bytes + sequence.copy_done, sequence.copy_sent);
+        ask_next_copy_write(command);
         return PORTAL_STEP_COMMAND;
     case S_COPY_WRITE:
         sequence.copy_writes_failed += response->code != PORTAL_RESP_WRITE_OK;
         sequence.copy_done += sequence.copy_sent;
         if (sequence.copy_done < COPY_TOTAL) {
             state->step = S_COPY_WRITE;
-            sequence.copy_sent = copy_next_chunk();
-            ask(command, op.write, 0, sequence.copy_address + sequence.copy_done, (int64_t)sequence.copy_sent,
-                copy_bytes + sequence.copy_done, sequence.copy_sent);
+            ask_next_copy_write(command);
             return PORTAL_STEP_COMMAND;
         }
         sequence.copy_done = 0;
