@@ -80,11 +80,12 @@ private func cString(in payload: UnsafeRawBufferPointer, recordField: Int, layou
     return UnsafePointer((payload.baseAddress! + offset).assumingMemoryBound(to: CChar.self))
 }
 
-/// Copies at most 15 bytes of `text` and a NUL into a `char[16]` tuple.
+/// Copies at most `capacity` - 1 bytes of `text` and a NUL into a fixed C
+/// `char` array (a process name's `char[16]`), the rest zero.
 private func copyName(_ text: String, into field: UnsafeMutableRawPointer, capacity: Int) {
-    let bytes = Array(text.utf8.prefix(capacity - 1))
-    field.initializeMemory(as: UInt8.self, repeating: 0, count: capacity)
-    bytes.withUnsafeBytes { field.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    let buffer = UnsafeMutableRawBufferPointer(start: field, count: capacity)
+    buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    buffer.copyBytes(from: text.utf8.prefix(capacity - 1))
 }
 
 /// The body every paged decoder shares: the cursor's NULL check, the page

@@ -25,6 +25,7 @@ typedef struct listing {
     int32_t fds[300];
     char fd_paths[300][32];
     portal_process_details details;
+    uint64_t conversation;   /* the conversation's id, for its trap records */
 } listing;
 
 static listing L;
@@ -87,8 +88,7 @@ static uint64_t run_listing(guest *g, enum list_kind kind, const char *op, uint3
     L.op = api.op(op);
     L.pid = pid;
     api.attach(HC_SYSCALL_ENTER, list_step, &L);
-    uint64_t id;
-    return converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    return converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &L.conversation);
 }
 
 #define REQUIRE_DECODERS()                                                    \
@@ -159,12 +159,7 @@ static void all_operations(T *t, unsigned bits, bool big_endian)
     while (nfds < 130)
         gap_fds[nfds] = 5 + 3 * (nfds - 3), nfds++;
     guest_set_osi(g, 1, 0, gap_fds, nfds);
-    uint64_t id;
-    memset(&L, 0, sizeof L);
-    L.kind = LIST_FDS;
-    L.op = api.op("READ_FDS");
-    api.attach(HC_SYSCALL_ENTER, list_step, &L);
-    CHECK_EQ(converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id), 130);
+    CHECK_EQ(run_listing(g, LIST_FDS, "READ_FDS", 0), 130);
     CHECK_EQ(L.pages, 2);
     for (int i = 0; i < 130; i++) {
         char path[32];
@@ -173,7 +168,7 @@ static void all_operations(T *t, unsigned bits, bool big_endian)
               i, L.fds[i], L.fd_paths[i]);
     }
     size_t n;
-    trap_record *tr = t_traps_of_conv(t, id, &n);
+    trap_record *tr = t_traps_of_conv(t, L.conversation, &n);
     CHECK_EQ(n, 3);
     CHECK_HEADER(&tr[0], api.op("READ_FDS"), PORTAL_CURRENT_PID, 0, 0);
     CHECK_HEADER(&tr[1], api.op("READ_FDS"), PORTAL_CURRENT_PID, 5 + 3 * 124, 0);

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <libgen.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -303,36 +304,60 @@ typedef struct captured_stderr {
     char path[1100];
 } captured_stderr;
 
-static void capture_stderr(T *t, captured_stderr *c)
+static bool capture_stderr(T *t, captured_stderr *c)
 {
     snprintf(c->path, sizeof c->path, "%s.stderr", t->log_path);
     fflush(stderr);
     c->saved = dup(2);
+    if (c->saved < 0) {
+        t_fail(t, __LINE__, "dup(2) failed: %s", strerror(errno));
+        return false;
+    }
     int fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 2);
+    if (fd < 0) {
+        t_fail(t, __LINE__, "open %s failed: %s", c->path, strerror(errno));
+        close(c->saved);
+        return false;
+    }
+    bool redirected = dup2(fd, 2) >= 0;
+    if (!redirected) {
+        t_fail(t, __LINE__, "dup2 onto standard error failed: %s", strerror(errno));
+        close(c->saved);
+    }
     close(fd);
+    return redirected;
 }
 
-/* Restores standard error; returns what was written (caller frees). */
-static char *release_stderr(captured_stderr *c)
+/* Restores standard error; returns what was written, or NULL (with the
+ * failure recorded) when it cannot be read back. The caller frees it. */
+static char *release_stderr(T *t, captured_stderr *c)
 {
     fflush(stderr);
-    dup2(c->saved, 2);
+    if (dup2(c->saved, 2) < 0)
+        t_fail(t, __LINE__, "restoring standard error failed: %s", strerror(errno));
     close(c->saved);
+    char *text = NULL;
     FILE *f = fopen(c->path, "r");
-    char *text = calloc(1, 65536);
-    if (f) {
-        size_t n = fread(text, 1, 65535, f);
-        text[n] = 0;
+    if (f == NULL) {
+        t_fail(t, __LINE__, "open %s failed: %s", c->path, strerror(errno));
+    } else {
+        text = calloc(1, 65536);
+        if (text == NULL)
+            t_fail(t, __LINE__, "calloc of 64 KiB failed");
+        else
+            text[fread(text, 1, 65535, f)] = 0;
         fclose(f);
     }
     unlink(c->path);
     return text;
 }
 
+/* Occurrences of needle in text (0 for a NULL text: nothing was captured). */
 static int count_lines_with(const char *text, const char *needle)
 {
     int count = 0;
+    if (text == NULL)
+        return 0;
     for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
         count++;
     return count;
@@ -356,14 +381,15 @@ static void fifo_arguments_refused(T *t)
     snprintf(ops_arg, sizeof ops_arg, "ops=%s", fifo);
 
     captured_stderr c;
-    capture_stderr(t, &c);
+    if (!capture_stderr(t, &c))
+        return;
     const char *log_only[] = {log_arg};
     bool loaded = WITHIN_SECONDS(10, t_init_argv(t, log_only, 1));
     /* A refusal of another argument opens the log it names first. */
     const char *log_and_bad[] = {log_arg, "bogus_key=1"};
     bool loaded_bad = WITHIN_SECONDS(10, t_init_argv(t, log_and_bad, 2));
     NO_ALARM();
-    char *err = release_stderr(&c);
+    char *err = release_stderr(t, &c);
     snprintf(expected, sizeof expected,
              LOG_PREFIX "error: init_plugin: argument '%s': it is a FIFO, expected a regular file or a character device\n",
              log_arg);
@@ -404,13 +430,14 @@ static void second_init_refused_without_leak(T *t)
     REQUIRE_API();
     SETUP(64, false, 4);
     captured_stderr c;
-    capture_stderr(t, &c);
+    if (!capture_stderr(t, &c))
+        return;
     bool again = emu_init_again();
     int before = open_descriptors();
     for (int i = 0; i < 50; i++)
         again = again || emu_init_again();
     int after = open_descriptors();
-    char *err = release_stderr(&c);
+    char *err = release_stderr(t, &c);
     int refusals = count_lines_with(err, LOG_PREFIX "error: init_plugin: the plugin is already loaded: libportal.so (or an analysis module linked with it) was given to the emulator twice; give analysis modules to libportal.so with load=PATH\n");
     free(err);
     CHECK(!again, "a second init_plugin was accepted");
@@ -447,7 +474,8 @@ static void log_file_that_cannot_be_written(T *t)
     REQUIRE_API();
     guest *g = t_guest(t, 64, false, 1);
     captured_stderr c;
-    capture_stderr(t, &c);
+    if (!capture_stderr(t, &c))
+        return;
     const char *args[] = {"log_file=/dev/full", "log=debug"};
     bool loaded = t_init_argv(t, args, 2);
     if (loaded) {
@@ -456,7 +484,7 @@ static void log_file_that_cannot_be_written(T *t)
             run_failing_step(t, g);
         t_uninit(t);
     }
-    char *err = release_stderr(&c);
+    char *err = release_stderr(t, &c);
     int said = count_lines_with(err, LOG_PREFIX "error: log_file=/dev/full: cannot write log lines (No space left on device); this and later lines are lost\n");
     int lines = count_lines_with(err, LOG_PREFIX);
     free(err);
