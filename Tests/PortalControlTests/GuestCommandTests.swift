@@ -31,8 +31,10 @@ struct Base64Tests {
 }
 
 struct SyscallEventTests {
-    /// A 64-bit little-endian struct syscall_event as the Linux guest module writes it.
-    @Test func decodes64BitLittleEndian() {
+    /// A 64-bit little-endian struct syscall_event as the Linux guest module
+    /// writes it: syscall `name` by pid 4242 at pc 0xffffffff81000000, args
+    /// 0x1000 to 0x1005, of which `argc` are used.
+    static func littleEndian64(_ name: String, argc: UInt32) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 160)
         func put(_ value: UInt64, at offset: Int, width: Int = 8) {
             for index in 0..<width { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
@@ -40,8 +42,13 @@ struct SyscallEventTests {
         for index in 0..<6 { put(0x1000 + UInt64(index), at: index * 8) }
         put(0xffff_ffff_8100_0000, at: 48)
         put(4242, at: 88)
-        put(3, at: 104, width: 4)
-        for (index, byte) in "execve".utf8.enumerated() { bytes[109 + index] = byte }
+        put(UInt64(argc), at: 104, width: 4)
+        for (index, byte) in name.utf8.enumerated() { bytes[109 + index] = byte }
+        return bytes
+    }
+
+    @Test func decodes64BitLittleEndian() {
+        let bytes = Self.littleEndian64("execve", argc: 3)
         let event = SyscallEvent(bytes, layout: .little64)
         #expect(event == SyscallEvent(arguments: (0..<6).map { 0x1000 + UInt64($0) }, pc: 0xffff_ffff_8100_0000,
                                       pid: 4242, argc: 3, name: "execve"))

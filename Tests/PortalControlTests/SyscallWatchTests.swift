@@ -5,21 +5,6 @@ import Testing
 
 /// `watch-syscall` next to an analysis module's own work on 0x1338.
 struct SyscallWatchTests {
-    /// A 64-bit little-endian `struct syscall_event` (PROTOCOL.md §6) of
-    /// `openat` by pid 4242, args 0x1000 to 0x1005.
-    static func openatEvent() -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 160)
-        func put(_ value: UInt64, at offset: Int, width: Int = 8) {
-            for index in 0..<width { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
-        }
-        for index in 0..<6 { put(0x1000 + UInt64(index), at: index * 8) }
-        put(0xffff_ffff_8100_0000, at: 48)
-        put(4242, at: 88)
-        put(4, at: 104, width: 4)
-        for (index, byte) in "openat".utf8.enumerated() { bytes[109 + index] = byte }
-        return bytes
-    }
-
     /// The watch announces the event and takes nothing from the module's
     /// work: that work still runs in the same conversation (after the
     /// watch's read), still writes the event, and still decides the result.
@@ -30,7 +15,7 @@ struct SyscallWatchTests {
         let engine = PortalEngine(configuration: PortalConfiguration(), layout: .little64,
                                   logger: PortalLogger(level: .off) { _ in }, recorder: recorder)
         let (guest, vcpu) = RecordingTests.bootedGuest(engine)
-        guest.store(Self.openatEvent(), at: 0x400)
+        guest.store(SyscallEventTests.littleEndian64("openat", argc: 4), at: 0x400)
         // The module: rewrites args[1] and answers 5.
         try engine.attach(HypercallNumber(rawValue: 0x1338)) { g in
             try await g.write(UInt64(0x99), at: g.call.arg1 + 8)
