@@ -30,6 +30,13 @@ package final class SyscallWatch: Sendable {
         self.recorder = recorder
     }
 
+    deinit {
+        engine.stopObserving(Self.enterHypercall, as: Self.observerName)
+    }
+
+    /// The name the watch observes 0x1338 under.
+    private static let observerName = "watch-syscall"
+
     /// Starts or stops announcing syscall `name`.
     /// - Parameters:
     ///   - name: the syscall's name as the guest module writes it (`execve`).
@@ -44,8 +51,12 @@ package final class SyscallWatch: Sendable {
         }
         if observe {
             do {
-                try engine.observe(Self.enterHypercall, as: "watch-syscall") { guest in
-                    try await self.announce(guest)
+                // The observer holds the names and the recorder, not this
+                // watch: the engine keeps its observers and the watch keeps
+                // the engine, so capturing the watch would keep both forever.
+                let (state, recorder) = (self.state, self.recorder)
+                try engine.observe(Self.enterHypercall, as: Self.observerName) { guest in
+                    try await Self.announce(guest, watching: state, to: recorder)
                     return 0
                 }
             } catch {
@@ -56,10 +67,12 @@ package final class SyscallWatch: Sendable {
         return names
     }
 
-    /// Reads the event, and announces it if its syscall is watched.
-    nonisolated(nonsending) private func announce(_ guest: Guest) async throws {
+    /// Reads the event, and announces it to `recorder` if `state` watches its syscall.
+    nonisolated(nonsending) private static func announce(
+        _ guest: Guest, watching state: Lock<(observing: Bool, names: Set<String>)>, to recorder: ControlRecorder
+    ) async throws {
         guard !state.withLock({ $0.names.isEmpty }) else { return }
-        let layout = engine.layout
+        let layout = guest.layout
         let address = guest.call.arg1 & layout.addressMask
         let bytes = try await guest.readBytes(at: address, count: SyscallEvent.size(wordBits: layout.wordBits))
         guard let event = SyscallEvent(bytes, layout: layout),
