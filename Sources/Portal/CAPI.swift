@@ -133,6 +133,45 @@ private func withEngine<R>(_ function: String, failure: R, _ body: (PortalEngine
     }
 }
 
+/// The Swift side of the C API's `portal_observe`; include/portal/portal.h documents it.
+@_cdecl("portal_observe")
+@_spi(CAPI) public func portalObserve(_ number: UInt32, _ name: UnsafePointer<CChar>?, _ step: portal_step_fn?,
+                                      _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    withEngine("portal_observe", failure: -1) { engine in
+        guard let name, let step else {
+            engine.logger.error("portal_observe(\(HypercallNumber(rawValue: number))): the name or the step function is NULL")
+            return -1
+        }
+        let data = OpaqueUserData(pointer: userData)
+        do {
+            try engine.observe(HypercallNumber(rawValue: number), as: String(cString: name), WorkFactory { call in
+                CStepWork(step: step, userData: data, call: call)
+            })
+            return 0
+        } catch {
+            engine.logger.error("\(error)")
+            return -1
+        }
+    }
+}
+
+/// The Swift side of the C API's `portal_stop_observing`; include/portal/portal.h documents it.
+@_cdecl("portal_stop_observing")
+@_spi(CAPI) public func portalStopObserving(_ number: UInt32, _ name: UnsafePointer<CChar>?) -> Int32 {
+    withEngine("portal_stop_observing", failure: -1) { engine in
+        guard let name else {
+            engine.logger.error("portal_stop_observing(\(HypercallNumber(rawValue: number))): the name is NULL")
+            return -1
+        }
+        let observer = String(cString: name)
+        guard engine.stopObserving(HypercallNumber(rawValue: number), as: observer) else {
+            engine.logger.error("portal_stop_observing(\(HypercallNumber(rawValue: number))): no observer '\(observer)'")
+            return -1
+        }
+        return 0
+    }
+}
+
 /// The Swift side of the C API's `portal_register_interrupt`; include/portal/portal.h documents it.
 @_cdecl("portal_register_interrupt")
 @_spi(CAPI) public func portalRegisterInterrupt(_ name: UnsafePointer<CChar>?, _ step: portal_step_fn?,

@@ -117,6 +117,8 @@ bool emu_open(const char *path, char *error, size_t error_len)
      * it fail saying so. */
     api.attach = (int (*)(uint32_t, portal_step_fn, void *))dlsym(lib, "portal_attach");
     api.detach = (int (*)(uint32_t))dlsym(lib, "portal_detach");
+    api.observe = (int (*)(uint32_t, const char *, portal_step_fn, void *))dlsym(lib, "portal_observe");
+    api.stop_observing = (int (*)(uint32_t, const char *))dlsym(lib, "portal_stop_observing");
     api.register_interrupt =
         (int (*)(const char *, portal_step_fn, void *))dlsym(lib, "portal_register_interrupt");
     api.queue_interrupt = (bool (*)(const char *))dlsym(lib, "portal_queue_interrupt");

@@ -23,6 +23,8 @@
 typedef struct portal_api {
     int (*attach)(uint32_t number, portal_step_fn step, void *userdata);
     int (*detach)(uint32_t number);
+    int (*observe)(uint32_t number, const char *name, portal_step_fn step, void *userdata);
+    int (*stop_observing)(uint32_t number, const char *name);
     int (*register_interrupt)(const char *name, portal_step_fn step, void *userdata);
     bool (*queue_interrupt)(const char *name);
     uint32_t (*take_install_budget)(portal_conversation *conversation, uint32_t wanted);

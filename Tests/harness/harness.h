@@ -71,8 +71,9 @@ bool t_bytes_equal(T *t, int line, const char *what, const uint8_t *actual,
 
 /* Needs the C API of portal.h in the loaded library. */
 #define REQUIRE_API()                                                        \
-    CHECK(api.attach && api.detach && api.register_interrupt &&              \
-              api.queue_interrupt && api.take_install_budget && api.op,      \
+    CHECK(api.attach && api.detach && api.observe && api.stop_observing &&   \
+              api.register_interrupt && api.queue_interrupt &&               \
+              api.take_install_budget && api.op,                             \
           "the library does not export the whole C API of portal.h")
 
 /* A guest for this scenario (the runner frees it). */

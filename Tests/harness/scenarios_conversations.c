@@ -128,6 +128,74 @@ static void attach_detach_replace(T *t)
     CHECK(api.detach(0x4242) != 0, "detach of a number never attached returned 0");
 }
 
+/* portal_observe: the observer's READ, then the attached work's READ, in
+ * one conversation; the attached work's result is the hypercall's. A failing
+ * observer is logged and the attached work runs all the same; attach and
+ * detach leave observers in place; portal_stop_observing removes them. */
+static script observer;
+
+static void observe_then_attached(T *t)
+{
+    REQUIRE_API();
+    SETUP(64, false, 1);
+    memset(&observer, 0, sizeof observer);
+    memset(&s, 0, sizeof s);
+    script_cmd(&observer, api.op("READ"), 0, USER_BASE, 8, NULL, 0);
+    observer.result = 1000;
+    script_cmd(&s, api.op("READ"), 0, USER_BASE + 8, 4, NULL, 0);
+    s.result = 77;
+    CHECK_EQ(api.observe(HC_SYSCALL_ENTER, "watch", script_step, &observer), 0);
+    CHECK_EQ(api.attach(HC_SYSCALL_ENTER, script_step, &s), 0);
+    uint64_t id;
+    uint64_t ret = converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    size_t n;
+    trap_record *tr = t_traps_of_conv(t, id, &n);
+    CHECK_EQ(ret, 77);
+    CHECK_EQ(n, 3);
+    CHECK_HEADER(&tr[0], api.op("READ"), PORTAL_CURRENT_PID, USER_BASE, 8);
+    CHECK_HEADER(&tr[1], api.op("READ"), PORTAL_CURRENT_PID, USER_BASE + 8, 4);
+    CHECK_EQ(tr[2].op, 0);
+    CHECK_EQ(observer.starts, 1);
+    CHECK_EQ(observer.nanswers, 1);
+    CHECK_EQ(observer.answers[0].size, 8);
+    CHECK_EQ(s.starts, 1);
+    CHECK_EQ(s.nanswers, 1);
+
+    /* A failing observer: logged at warn, the attached work still answers. */
+    script_reset(&observer);
+    observer.fail_after = 1;
+    observer.fail_message = "harness observer gives up";
+    ret = converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    CHECK_EQ(ret, 77);
+    CHECK_EQ(s.starts, 2);
+    CHECK(t_log_count(t, LOG_LEVEL_WARN, "observer 'watch' failed: the work failed: harness observer gives up; the conversation goes on") == 1,
+          "no warn line for the failing observer in the log");
+
+    /* Detached work leaves the observer: the hypercall returns 0 after it. */
+    script_reset(&observer);
+    observer.fail_after = 0;
+    CHECK_EQ(api.detach(HC_SYSCALL_ENTER), 0);
+    ret = converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    t_traps_of_conv(t, id, &n);
+    CHECK_EQ(ret, 0);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(observer.starts, 1);
+    CHECK_EQ(s.starts, 2);
+
+    /* Gone: nothing serves the number any more. */
+    CHECK_EQ(api.stop_observing(HC_SYSCALL_ENTER, "watch"), 0);
+    CHECK(api.stop_observing(HC_SYSCALL_ENTER, "watch") != 0, "a second portal_stop_observing returned 0");
+    CHECK(t_log_count(t, LOG_LEVEL_ERROR, "portal_stop_observing(0x1338): no observer 'watch'") == 1,
+          "no error line for the second portal_stop_observing");
+    converse(g, 0, HC_SYSCALL_ENTER, 0, 0, &id);
+    t_traps_of_conv(t, id, &n);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(observer.starts, 1);
+    CHECK(api.observe(HC_SYSCALL_ENTER, "watch", NULL, NULL) != 0, "portal_observe took a NULL step");
+    CHECK(api.observe(0xbebebebe, "watch", script_step, &observer) != 0,
+          "portal_observe took REGISTER_MEM_REGION");
+}
+
 static void attach_protocol_numbers_refused(T *t)
 {
     REQUIRE_API();
@@ -460,6 +528,7 @@ const scenario scenarios_conversations[] = {
     {"step_fail_first_step", step_fail_first_step, false},
     {"finish_immediately", finish_immediately, false},
     {"attach_detach_replace", attach_detach_replace, false},
+    {"observe_then_attached", observe_then_attached, false},
     {"attach_protocol_numbers_refused", attach_protocol_numbers_refused, false},
     {"first_answers_at_once", first_answers_at_once, false},
     {"concurrent_threads", concurrent_threads, false},

@@ -281,6 +281,44 @@ int portal_attach(uint32_t number, portal_step_fn step, void *userdata);
 int portal_detach(uint32_t number);
 
 /**
+ * portal_observe() - run a step function first in every conversation of a hypercall
+ * @number: the hypercall number (compared on its low 32 bits); not one of the
+ *          protocol's own
+ * @name: names the observer (copied): observing @number again under the same
+ *        name replaces it
+ * @step: the step function that runs first in each conversation @number starts
+ * @userdata: passed to @step untouched
+ *
+ * Watches a hypercall without taking it from the work attached to it: in each
+ * conversation @number starts, its observers run first, in the order they
+ * were added, then the work portal_attach() gave the number, in the same
+ * conversation. An observer's result is dropped; one that fails is logged
+ * (warn) and the conversation goes on with what comes next. portal_attach()
+ * and portal_detach() leave observers in place; with observers but no work
+ * attached, the hypercall returns 0.
+ *
+ * Thread-safe: callable from any thread, including from a step function.
+ *
+ * Return: 0 on success, -1 (logged) if @name or @step is NULL, @number is one
+ * of the protocol's or the plugin is not initialised.
+ */
+int portal_observe(uint32_t number, const char *name, portal_step_fn step, void *userdata);
+
+/**
+ * portal_stop_observing() - remove an observer of a hypercall
+ * @number: the hypercall observed
+ * @name: the observer's name, as given to portal_observe()
+ *
+ * Conversations the observer is in already run on.
+ *
+ * Thread-safe: callable from any thread.
+ *
+ * Return: 0 on success, -1 (logged) if @name is NULL, @number has no observer
+ * of that name or the plugin is not initialised.
+ */
+int portal_stop_observing(uint32_t number, const char *name);
+
+/**
  * portal_register_interrupt() - name work that runs in interrupt windows
  * @name: the interrupt's name (copied)
  * @step: the step function that runs in the next PORTAL_INTERRUPT
