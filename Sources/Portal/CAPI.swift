@@ -108,16 +108,26 @@ private func withEngine<R>(_ function: String, failure: R, _ body: (PortalEngine
             engine.logger.error("portal_attach(\(HypercallNumber(rawValue: number))): the step function is NULL")
             return -1
         }
-        let data = OpaqueUserData(pointer: userData)
-        do {
-            try engine.attach(HypercallNumber(rawValue: number), WorkFactory { call in
-                CStepWork(step: step, userData: data, call: call)
-            })
-            return 0
-        } catch {
-            engine.logger.error("\(error)")
-            return -1
+        return registering(engine) { () throws(PortalError) in
+            try engine.attach(HypercallNumber(rawValue: number), stepWork(step, userData))
         }
+    }
+}
+
+/// The work of a C step function, a `CStepWork` for each conversation.
+private func stepWork(_ step: portal_step_fn, _ userData: UnsafeMutableRawPointer?) -> WorkFactory {
+    let data = OpaqueUserData(pointer: userData)
+    return WorkFactory { call in CStepWork(step: step, userData: data, call: call) }
+}
+
+/// 0 when `register` succeeds; -1, with the engine's refusal logged, when it throws.
+private func registering(_ engine: PortalEngine, _ register: () throws(PortalError) -> Void) -> Int32 {
+    do {
+        try register()
+        return 0
+    } catch {
+        engine.logger.error("\(error)")
+        return -1
     }
 }
 
@@ -142,15 +152,8 @@ private func withEngine<R>(_ function: String, failure: R, _ body: (PortalEngine
             engine.logger.error("portal_observe(\(HypercallNumber(rawValue: number))): the name or the step function is NULL")
             return -1
         }
-        let data = OpaqueUserData(pointer: userData)
-        do {
-            try engine.observe(HypercallNumber(rawValue: number), as: String(cString: name), WorkFactory { call in
-                CStepWork(step: step, userData: data, call: call)
-            })
-            return 0
-        } catch {
-            engine.logger.error("\(error)")
-            return -1
+        return registering(engine) { () throws(PortalError) in
+            try engine.observe(HypercallNumber(rawValue: number), as: String(cString: name), stepWork(step, userData))
         }
     }
 }
@@ -181,10 +184,7 @@ private func withEngine<R>(_ function: String, failure: R, _ body: (PortalEngine
             engine.logger.error("portal_register_interrupt: the name or the step function is NULL")
             return -1
         }
-        let data = OpaqueUserData(pointer: userData)
-        engine.registerInterrupt(String(cString: name), WorkFactory { call in
-            CStepWork(step: step, userData: data, call: call)
-        })
+        engine.registerInterrupt(String(cString: name), stepWork(step, userData))
         return 0
     }
 }
