@@ -67,7 +67,7 @@ final class CStepWork: ConversationWork {
             // guest given the wrong size.
             guard command.flags & ~PORTAL_COMMAND_TOTAL_SIZE == 0 else {
                 return .failed(PortalError.workFailed(
-                    "the step function set portal_command flags 0x\(String(command.flags, radix: 16)); only PORTAL_COMMAND_TOTAL_SIZE (0x1) exists"))
+                    "the step function set portal_command flags \(hex(command.flags)); only PORTAL_COMMAND_TOTAL_SIZE (0x1) exists"))
             }
             // The engine cuts a payload to the region; a length beyond what a
             // buffer can have (SIZE_MAX from a broken step) is cut first.

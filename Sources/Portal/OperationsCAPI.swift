@@ -218,7 +218,8 @@ private func advanceResumingFDs<Record>(_ op: String, _ conversation: UnsafeMuta
                       ReplyDecoder.fileDescriptorPage,
                       advance: { advanceResumingFDs(op, conversation, response, $0, $1) }) {
         record, index, descriptor, layout, payload in
-        let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.fileDescriptorRecordSize + 8
+        let base = ReplyDecoder.listHeaderSize + index * ReplyDecoder.fileDescriptorRecordSize
+            + ReplyDecoder.fileDescriptorPathOffsetField
         record.pointee = portal_fd_record(fd: descriptor.number,
                                           path: cString(in: payload, recordField: base, layout: layout))
     }

@@ -7,21 +7,22 @@ import PortalEngine
 /// client, with the execve's file name read from `args[0]` in the calling
 /// task's context.
 ///
-/// It observes 0x1338 (`PortalEngine.observe`) from the first
-/// `watch-syscall` on and stays (each change rebuilds the handler table);
-/// with nothing watched it ends its part at once. An observer runs first in
-/// the conversation and takes nothing from the work attached to 0x1338 (an
-/// analysis module's): that work still runs in the same conversation and
-/// still decides the hypercall's result.
+/// It observes 0x1338 (`PortalEngine.observe`) while at least one syscall
+/// is watched, and only then: with nothing watched, a syscall-enter event
+/// costs no conversation of its own (no task, no work). An observer runs
+/// first in the conversation and takes nothing from the work attached to
+/// 0x1338 (an analysis module's): that work still runs in the same
+/// conversation and still decides the hypercall's result.
 package final class SyscallWatch: Sendable {
     /// The syscall-enter event's hypercall number.
     package static let enterHypercall = HypercallNumber(rawValue: 0x1338)
 
     private let engine: PortalEngine
     private let recorder: ControlRecorder
-    private let state = Lock<(observing: Bool, names: Set<String>)>((false, []))
+    /// The syscalls watched; the observer is registered exactly while it is not empty.
+    private let names = Lock<Set<String>>([])
 
-    /// Creates the watch; nothing is attached until something is watched.
+    /// Creates the watch; nothing is observed until something is watched.
     /// - Parameters:
     ///   - engine: the engine whose 0x1338 conversations are decoded.
     ///   - recorder: where events go (its ``ControlRecorder/announce(_:_:)``).
@@ -37,46 +38,50 @@ package final class SyscallWatch: Sendable {
     /// The name the watch observes 0x1338 under.
     private static let observerName = "watch-syscall"
 
-    /// Starts or stops announcing syscall `name`.
+    /// Starts or stops announcing syscall `name`: the first name watched
+    /// registers the observer, the last one unwatched removes it.
     /// - Parameters:
     ///   - name: the syscall's name as the guest module writes it (`execve`).
     ///   - enabled: whether to announce it.
     /// - Returns: every name watched now, sorted.
     package func watch(_ name: String, enabled: Bool) -> [String] {
-        let (observe, names) = state.withLock { state -> (Bool, [String]) in
-            if enabled { state.names.insert(name) } else { state.names.remove(name) }
-            let observe = enabled && !state.observing
-            if observe { state.observing = true }
-            return (observe, state.names.sorted())
-        }
-        if observe {
-            do {
+        names.withLock { names in
+            let wasEmpty = names.isEmpty
+            if enabled { names.insert(name) } else { names.remove(name) }
+            // Under the lock, so that two clients' changes reach the engine
+            // in the order they changed the set.
+            if wasEmpty && !names.isEmpty {
                 // The observer holds the names and the recorder, not this
                 // watch: the engine keeps its observers and the watch keeps
                 // the engine, so capturing the watch would keep both forever.
-                let (state, recorder) = (self.state, self.recorder)
-                try engine.observe(Self.enterHypercall, as: Self.observerName) { guest in
-                    try await Self.announce(guest, watching: state, to: recorder)
-                    return 0
+                let (watched, recorder) = (self.names, self.recorder)
+                do {
+                    try engine.observe(Self.enterHypercall, as: Self.observerName) { guest in
+                        try await Self.announce(guest, watching: watched, to: recorder)
+                        return 0
+                    }
+                } catch {
+                    // 0x1338 is not one of the protocol's own numbers: not reached.
+                    engine.logger.error("watch-syscall: \(error)")
                 }
-            } catch {
-                // 0x1338 is not one of the protocol's own numbers: not reached.
-                engine.logger.error("watch-syscall: \(error)")
+            } else if !wasEmpty && names.isEmpty {
+                engine.stopObserving(Self.enterHypercall, as: Self.observerName)
             }
+            return names.sorted()
         }
-        return names
     }
 
-    /// Reads the event, and announces it to `recorder` if `state` watches its syscall.
+    /// Reads the event, and announces it to `recorder` if its syscall is in `names`.
     nonisolated(nonsending) private static func announce(
-        _ guest: Guest, watching state: Lock<(observing: Bool, names: Set<String>)>, to recorder: ControlRecorder
+        _ guest: Guest, watching names: Lock<Set<String>>, to recorder: ControlRecorder
     ) async throws {
-        guard !state.withLock({ $0.names.isEmpty }) else { return }
+        // A conversation that started before the last name was unwatched.
+        guard !names.withLock({ $0.isEmpty }) else { return }
         let layout = guest.layout
         let address = guest.call.arg1 & layout.addressMask
         let bytes = try await guest.readBytes(at: address, count: SyscallEvent.size(wordBits: layout.wordBits))
         guard let event = SyscallEvent(bytes, layout: layout),
-              state.withLock({ $0.names.contains(event.name) }) else { return }
+              names.withLock({ $0.contains(event.name) }) else { return }
         var members: [(String, JSONValue)] = [
             ("name", .string(event.name)), ("pid", .uint64(event.pid)), ("vcpu", .int(Int64(guest.call.vcpu))),
             ("pc", .uint64(event.pc)), ("argc", .int(Int64(event.argc))),

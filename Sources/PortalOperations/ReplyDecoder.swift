@@ -32,6 +32,9 @@ package enum ReplyDecoder {
     package static let mappingNameOffsetField = 24
     /// Bytes of one READ_FDS record.
     package static let fileDescriptorRecordSize = 16
+    /// Where a READ_FDS record keeps its path's `name_off` (the C decoder
+    /// points into the pool through it).
+    package static let fileDescriptorPathOffsetField = 8
     /// Bytes of OSI_PROC's 26 fields, where its name starts.
     package static let processDetailsSize = 208
 
@@ -142,8 +145,8 @@ package enum ReplyDecoder {
             base, index, poolStart throws(ReplyFormatError) in
             // An int in a u64: a 32-bit kernel may or may not sign-extend -100.
             let number = Int32(truncatingIfNeeded: u64(payload, base, layout))
-            let path = try poolString(payload, offset: u64(payload, base + 8, layout), poolStart: poolStart,
-                                      record: "fd record \(index)")
+            let path = try poolString(payload, offset: u64(payload, base + fileDescriptorPathOffsetField, layout),
+                                      poolStart: poolStart, record: "fd record \(index)")
             return FileDescriptor(number: number, path: path)
         }
     }

@@ -45,5 +45,14 @@ struct SyscallWatchTests {
         }
         #expect(alone == ["WRITE pid=-1 addr=1032 size=8"])
         #expect(events.withLock { $0.count } == 1)
+        // With nothing watched the watch observes nothing: without the
+        // module, 0x1338 is not the plugin's any more.
+        #expect(engine.detach(HypercallNumber(rawValue: 0x1338)))
+        #expect(engine.hypercall(Hypercall(number: 0x1338, arg1: 0x400, arg3: 0x10_0000), vcpu: vcpu,
+                                 memory: guest.memory) == .notMine)
+        // Watched again: the watch alone serves it, announces, and answers 0.
+        #expect(watch.watch("openat", enabled: true) == ["openat"])
+        #expect(guest.portal(engine, vcpu: vcpu, number: 0x1338, 0x400) == 0)
+        #expect(events.withLock { $0.count } == 2)
     }
 }
