@@ -23,9 +23,9 @@
 # absolute path; those paths are pointed at the private tree after unpacking.
 #
 # The module is built with gcc-12 (the compiler bookworm's kernel was built
-# with) whenever its sources are newer than portal.ko or differ from the
-# ones it was built from (module/sources.sha256); the initramfs is
-# rebuilt whenever Tests/guests/linux/initramfs/ or the module changed. The
+# with), the mapper and the initramfs rebuilt, whenever their sources are
+# newer or differ from the ones they were built from (TARGET.sources.sha256;
+# for the initramfs: Tests/guests/linux/initramfs/, the module, the mapper). The
 # cpio archive is written by Tests/guests/linux/mkcpio.py (no root needed:
 # owners and device nodes are set in the archive, not on disk).
 #
@@ -200,12 +200,21 @@ HEADERS=$ROOT/usr/src/linux-headers-$RELEASE
 
 # --- the module ------------------------------------------------------------------
 
-newer_than() { # TARGET FILES... -> true if TARGET is missing or older than any FILE
+# TARGET FILES... -> true if TARGET is missing, older than any FILE, or was
+# built from other contents of FILES (the digest built_from recorded):
+# .cache may be shared by checkouts whose sources differ, and one with older
+# files must not take what another's newer ones built.
+stale() {
     local target=$1; shift
-    [[ -e $target ]] || return 0
+    [[ -e $target && $(cat "$target.sources.sha256" 2>/dev/null) == "$(sources_digest "$@")" ]] || return 0
     local f
     for f in "$@"; do [[ $f -nt $target ]] && return 0; done
     return 1
+}
+sources_digest() { cat "$@" | sha256sum | cut -d' ' -f1; }
+built_from() { # TARGET FILES... -> records the digest stale compares
+    local target=$1; shift
+    sources_digest "$@" >"$target.sources.sha256"
 }
 
 # The arm64 cross compilers, as scripts/setup.sh installs packages.
@@ -220,12 +229,7 @@ if [[ $ARCH == arm64 ]] && ! { command -v "$MODULE_CC" && command -v "$MAPPER_CC
 fi
 
 MODULE_SOURCES=("$GUEST_SRC/portal.c" "$GUEST_SRC/Kbuild" "$STAMP")
-# Their digest too, not only their times: .cache may be shared by checkouts
-# whose portal.c differ, and one with an older portal.c must not take a
-# portal.ko built from another's.
-MODULE_DIGEST=$(cat "${MODULE_SOURCES[@]}" | sha256sum | cut -d' ' -f1)
-if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}" \
-        || [[ $(cat "$MODULE_DIR/sources.sha256" 2>/dev/null) != "$MODULE_DIGEST" ]]; then
+if stale "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}"; then
     command -v "$MODULE_CC" >/dev/null 2>&1 || die "$MODULE_CC not found: bookworm's kernel was built with gcc-12"
     say "building portal.ko against $RELEASE"
     rm -rf "$MODULE_DIR"; mkdir -p "$MODULE_DIR"
@@ -240,17 +244,18 @@ if newer_than "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}" \
         rm -f "$MODULE_DIR/portal.ko"
         die "the module built with warnings"
     fi
-    echo "$MODULE_DIGEST" >"$MODULE_DIR/sources.sha256"
+    built_from "$MODULE_DIR/portal.ko" "${MODULE_SOURCES[@]}"
 fi
 
 # --- the mapper (a static user program of the guest) -------------------------------
 
 MAPPER=$CACHE/portal-mapper
-if newer_than "$MAPPER" "$GUEST_SRC/mapper.c"; then
+if stale "$MAPPER" "$GUEST_SRC/mapper.c"; then
     say "building portal-mapper"
     "$MAPPER_CC" -static -O2 -Wall -Wextra -Werror -o "$MAPPER.new" "$GUEST_SRC/mapper.c" \
         || die "portal-mapper did not build (is libc6-dev installed?)"
     mv "$MAPPER.new" "$MAPPER"
+    built_from "$MAPPER" "$GUEST_SRC/mapper.c"
 fi
 
 # --- the initramfs ----------------------------------------------------------------
@@ -258,11 +263,12 @@ fi
 INITRAMFS_INPUTS=("$MODULE_DIR/portal.ko" "$ROOT/bin/busybox" "$GUEST_SRC/mkcpio.py" "$MAPPER")
 while IFS= read -r -d '' f; do INITRAMFS_INPUTS+=("$f"); done \
     < <(find "$GUEST_SRC/initramfs" -type f -print0)
-if newer_than "$INITRAMFS" "${INITRAMFS_INPUTS[@]}"; then
+if stale "$INITRAMFS" "${INITRAMFS_INPUTS[@]}"; then
     say "writing the initramfs"
     python3 "$GUEST_SRC/mkcpio.py" --busybox "$ROOT/bin/busybox" --module "$MODULE_DIR/portal.ko" \
         --mapper "$MAPPER" --tree "$GUEST_SRC/initramfs" --output "$INITRAMFS.new" || die "mkcpio.py failed"
     mv "$INITRAMFS.new" "$INITRAMFS"
+    built_from "$INITRAMFS" "${INITRAMFS_INPUTS[@]}"
 fi
 
 say "kernel $RELEASE, .cache/$CACHE_NAME/vmlinuz, .cache/$CACHE_NAME/initramfs.cpio ready ($((SECONDS - START)) s)"
